@@ -1,0 +1,230 @@
+"""Benchmark: what the driver layer costs on the wire, and what a vector write saves.
+
+1. Queries per second through a real driver (validation, dialect checks, the link's lock, logging and
+   retry wrapper, the transport) against the same emulator queried raw, so the driver's overhead is
+   visible next to the wire's own round trip:
+   - Qontrol over the ``labsatemu://`` pyserial handler: ``driver.get("voltage")`` vs a bare
+     pyserial port writing ``v0?`` and reading the line;
+   - SCPI DAQ over TCP on 127.0.0.1: ``daq.read()`` (``MEAS:VOLT? (@1:8)`` through pyvisa-py) vs a bare
+     socket sending the same line and reading the reply.
+2. One vector write against per-channel writes: 64 Qontrol channels (one ``vvec`` line vs 64
+   acknowledged ``v{ch}=`` lines) and 8 DAC channels (one compound SCPI message with its error check
+   vs 8 messages each followed by ``SYST:ERR?``, the only way for an instrument without compound
+   messages).
+
+Backends are in memory: this measures the wire and driver layers, not the physics. Each figure is
+the median over ``--repeats`` batches. Results are printed and written to ``benchmarks/RESULTS.md``
+as this script's own section (replaced when re-run; other sections are kept).
+
+Usage: ``python benchmarks/bench_drivers.py [--seconds 0.5] [--repeats 5] [--no-write]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import shlex
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import serial
+
+from labsat.benchfile import ChannelLimits
+from labsat.drivers.instrument import Scpi
+from labsat.drivers.qontrol import QontrolDriver
+from labsat.drivers.scpi_dac import ScpiDac
+from labsat.drivers.scpi_daq import ScpiDaq
+from labsat.drivers.transport import Link, RetryPolicy, transport_opener
+from labsat.simulators.emulators import protocol_labsatemu
+from labsat.simulators.emulators.qontrol import QontrolEmulator
+from labsat.simulators.emulators.scpi import DacEmulator, DaqEmulator
+from labsat.simulators.emulators.tcp import TcpServer
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+SECTION = "bench_drivers"
+POLICY = RetryPolicy(timeout_s=2.0, retries=0)
+HEATER_LIMITS = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=1000.0, current_max_ma=4.5)
+DAC_LIMITS = ChannelLimits(voltage=(0.0, 2.2))
+
+
+class Memory:
+    """In-memory backend: a VoltageSource that is also a Detector."""
+
+    def __init__(self, n: int) -> None:
+        self.volts = np.zeros(n)
+        self.n_channels = n
+        self.integration_time = 1e-6
+
+    def identity(self) -> str:
+        return "memory"
+
+    def write_voltages(self, positions: np.ndarray, volts: np.ndarray) -> None:
+        self.volts[positions] = volts
+
+    def read_voltages(self) -> np.ndarray:
+        return self.volts.copy()
+
+    def outputs_off(self) -> None:
+        self.volts[:] = 0.0
+
+    def read(self) -> np.ndarray:
+        return self.volts.copy()
+
+
+def rate(operation: Callable[[], object], seconds: float, repeats: int) -> float:
+    """Median operations per second over ``repeats`` batches of about ``seconds`` each."""
+    operation()  # warm-up: connections, caches
+    started, count = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds / 10:
+        operation()
+        count += 1
+    batch = max(1, round(count * 10 * seconds / max(time.perf_counter() - started, 1e-9) / 10))
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(batch):
+            operation()
+        rates.append(batch / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def _link(name: str, address: str) -> Link:
+    return Link(name, address, transport_opener(address, {}, POLICY.timeout_s), POLICY)
+
+
+def qontrol_cases(seconds: float, repeats: int) -> dict[str, float]:
+    url = protocol_labsatemu.publish("bench-qontrol", QontrolEmulator(Memory(64), [1000.0] * 64))
+    try:
+        vector = QontrolDriver("heaters", _link("heaters", url), range(64), [HEATER_LIMITS] * 64).connect()
+        single = QontrolDriver("heaters", _link("heaters", url), range(64), [HEATER_LIMITS] * 64, False).connect()
+        port = serial.serial_for_url(url, timeout=POLICY.timeout_s)
+
+        def raw_query() -> None:
+            port.write(b"v0?\n")
+            port.read_until(b"\n")
+
+        values = iter(np.tile(np.linspace(0.0, 3.0, 7), 10**7))
+        positions = np.arange(64)
+        return {
+            "qontrol raw query": rate(raw_query, seconds, repeats),
+            "qontrol driver query": rate(lambda: vector.get("voltage", ch=0), seconds, repeats),
+            "qontrol vector write (64 ch)": rate(
+                lambda: vector.write_voltages(positions, np.full(64, next(values))), seconds, repeats
+            ),
+            "qontrol per-channel write (64 ch)": rate(
+                lambda: single.write_voltages(positions, np.full(64, next(values))), seconds, repeats
+            ),
+        }
+    finally:
+        protocol_labsatemu.withdraw("bench-qontrol")
+
+
+def scpi_cases(seconds: float, repeats: int) -> dict[str, float]:
+    with (
+        TcpServer(DaqEmulator(Memory(8)), "bench-daq") as daq_server,
+        TcpServer(DacEmulator(Memory(8)), "bench-dac") as dac_server,
+    ):
+        daq = ScpiDaq("pd", _link("pd", daq_server.address), range(1, 9)).connect()
+        raw = socket.create_connection(("127.0.0.1", daq_server.port))
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def raw_query() -> None:
+            raw.sendall(b"MEAS:VOLT? (@1:8)\n")
+            reply = b""
+            while not reply.endswith(b"\n"):
+                reply += raw.recv(4096)
+
+        channels = list(range(1, 9))
+        compound = ScpiDac("mods", _link("mods", dac_server.address), channels, [DAC_LIMITS] * 8, dialect=Scpi())
+        plain = ScpiDac(
+            "mods", _link("mods", dac_server.address), channels, [DAC_LIMITS] * 8, dialect=Scpi(compound=False)
+        )
+        compound.connect()
+        plain.connect()
+        values = iter(np.tile(np.linspace(0.0, 2.0, 7), 10**7))
+        positions = np.arange(8)
+        results = {
+            "daq raw query (TCP socket)": rate(raw_query, seconds, repeats),
+            "daq driver read (pyvisa-py)": rate(daq.read, seconds, repeats),
+            "dac vector write (8 ch, one message)": rate(
+                lambda: compound.write_voltages(positions, np.full(8, next(values))), seconds, repeats
+            ),
+            "dac per-channel write (8 ch, 8 messages)": rate(
+                lambda: plain.write_voltages(positions, np.full(8, next(values))), seconds, repeats
+            ),
+        }
+        raw.close()
+        for driver in (daq, compound, plain):
+            driver.close()
+        return results
+
+
+def table(results: dict[str, float]) -> str:
+    lines = ["| case | per second | time per op |", "|---|---:|---:|"]
+    for case, per_second in results.items():
+        lines.append(f"| {case} | {per_second:,.0f} | {1e3 / per_second:.3f} ms |")
+    return "\n".join(lines)
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace section ``name`` of RESULTS.md (or append it), leaving every other section untouched."""
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), flags=re.DOTALL)
+    if not pattern.search(text):
+        text = text.rstrip("\n") + "\n\n" + begin + end + "\n"
+    RESULTS.write_text(pattern.sub(lambda _: f"{begin}\n{body}\n{end}", text))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=0.5, help="length of one timed batch")
+    parser.add_argument("--repeats", type=int, default=5, help="batches per case (the median is reported)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    args = parser.parse_args(argv)
+    results = {**qontrol_cases(args.seconds, args.repeats), **scpi_cases(args.seconds, args.repeats)}
+    ratios = [
+        ("driver query / raw query, Qontrol serial", results["qontrol driver query"] / results["qontrol raw query"]),
+        (
+            "driver read / raw query, DAQ TCP",
+            results["daq driver read (pyvisa-py)"] / results["daq raw query (TCP socket)"],
+        ),
+        (
+            "vector / per-channel writes, Qontrol 64 ch",
+            results["qontrol vector write (64 ch)"] / results["qontrol per-channel write (64 ch)"],
+        ),
+        (
+            "vector / per-channel writes, DAC 8 ch",
+            results["dac vector write (8 ch, one message)"] / results["dac per-channel write (8 ch, 8 messages)"],
+        ),
+    ]
+    command = " ".join(shlex.quote(part) for part in ["python", "benchmarks/bench_drivers.py", *(argv or sys.argv[1:])])
+    nproc = len(os.sched_getaffinity(0))
+    body = "\n".join(
+        [
+            "## Drivers and wire-level emulators (`bench_drivers.py`)",
+            "",
+            f"`{command}` — {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, nproc {nproc}, "
+            f"load average {os.getloadavg()[0]:.1f} at the end, Python {sys.version.split()[0]}, in-memory "
+            f"emulator backends, medians of {args.repeats} batches.",
+            "",
+            table(results),
+            "",
+            *[f"- {label}: {ratio:.2f}×" for label, ratio in ratios],
+        ]
+    )
+    print(body)
+    if not args.no_write:
+        write_section(SECTION, body)
+        print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

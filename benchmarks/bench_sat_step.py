@@ -1,0 +1,217 @@
+"""Benchmark: time of one SAT step over one plain base-optimizer step.
+
+A SAT step runs two forward/backward passes where the base optimizer runs one, so 2.0 is the floor; the
+target is <= 2.2, i.e. the ascent bookkeeping (norm, ε, saving and restoring θ, masks, GSAM) must stay
+small next to a pass even for small layers. Two models, batch 256:
+
+* ``mlp``: a 64-128-10 ReLU MLP, every parameter perturbed;
+* ``lorentz``: a control-space layer, ``w = 1 − 2/(1 + (V/0.15)²)`` applied inside a 64→32 linear map
+  (V perturbed), then a digital 32→10 linear readout (ρ = 0).
+
+Plain and SAT steps are interleaved in one loop after a warm-up, so drift in machine load hits both
+alike; the table reports medians. One intra-op thread by default: with more threads than idle cores,
+OpenMP waits dominate small steps and the ratio would measure the machine's load instead of SAT. With
+one CPU thread the clock is the thread's CPU time, so other processes on a shared machine inflate
+neither side; otherwise (threads > 1, CUDA) it is wall time. Results are printed and written to
+``benchmarks/RESULTS.md`` as this script's own section (replaced when re-run; other sections are kept).
+
+Usage: ``python benchmarks/bench_sat_step.py [--repeats 300] [--warmup 30] [--device cpu|cuda] [--threads 1]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from labsat.sat import SAT
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+BEGIN, END = "<!-- bench_sat_step:begin -->", "<!-- bench_sat_step:end -->"
+BATCH = 256
+
+
+class LorentzLinear(nn.Module):
+    """Linear map whose weights are set by control voltages through a microring's Lorentzian response."""
+
+    def __init__(self, n_in: int, n_out: int, gamma: float = 0.15) -> None:
+        super().__init__()
+        self.gamma = gamma
+        self.voltage = nn.Parameter(0.3 * torch.rand(n_out, n_in))
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight = 1.0 - 2.0 / (1.0 + (self.voltage / self.gamma) ** 2)
+        return x @ weight.T
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    variant: str
+    build: Callable[[nn.Module], list[dict[str, Any]]]  # param groups with SAT options
+    sat_options: dict[str, Any]
+
+
+def _mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def _lorentz() -> nn.Module:
+    return nn.Sequential(LorentzLinear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def _all_perturbed(model: nn.Module) -> list[dict[str, Any]]:
+    return [{"params": list(model.parameters())}]
+
+
+def _controls_only(model: nn.Module) -> list[dict[str, Any]]:
+    controls = [p for name, p in model.named_parameters() if name.endswith("voltage")]
+    digital = [p for name, p in model.named_parameters() if not name.endswith("voltage")]
+    return [{"params": controls, "theta_ref": 0.0}, {"params": digital, "rho": 0.0}]
+
+
+MODELS: dict[str, Callable[[], nn.Module]] = {"mlp": _mlp, "lorentz": _lorentz}
+CASES = [
+    Case("mlp", "SAM", _all_perturbed, {"rho": 0.05}),
+    Case("mlp", "ASAM (θ_ref, η)", _all_perturbed, {"rho": 0.5, "adaptive": True}),
+    Case("mlp", "SAM + SSAM-F 50% + GSAM", _all_perturbed, {"rho": 0.05, "sparsity": 0.5, "gsam_alpha": 0.1}),
+    Case("lorentz", "SAM", _controls_only, {"rho": 0.05}),
+    Case("lorentz", "ASAM (θ_ref, η)", _controls_only, {"rho": 0.5, "adaptive": True}),
+    Case(
+        "lorentz",
+        "ASAM + SSAM-D 50% + GSAM",
+        _controls_only,
+        {"rho": 0.5, "adaptive": True, "sparsity": 0.5, "mask": "dynamic", "gsam_alpha": 0.1},
+    ),
+]
+
+
+def _median_ms(samples: list[float]) -> float:
+    return 1e3 * statistics.median(samples)
+
+
+def run_case(case: Case, device: torch.device, repeats: int, warmup: int, clock: Callable[[], float]) -> dict[str, Any]:
+    """Median plain-Adam and SAT(Adam) step times for one case, measured interleaved."""
+    torch.manual_seed(0)
+    x = torch.randn(BATCH, 64, device=device)
+    y = torch.randint(0, 10, (BATCH,), device=device)
+    plain_model = MODELS[case.model]().to(device)
+    sat_model = MODELS[case.model]().to(device)
+    sat_model.load_state_dict(plain_model.state_dict())
+    loss_fn = nn.CrossEntropyLoss()
+    adam = torch.optim.Adam(plain_model.parameters(), lr=1e-3)
+    sat = SAT(case.build(sat_model), lr=1e-3, **case.sat_options)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def plain_step() -> None:
+        adam.zero_grad()
+        loss_fn(plain_model(x), y).backward()
+        adam.step()
+
+    def sat_step() -> None:
+        sat.step(lambda: loss_fn(sat_model(x), y).backward())
+
+    def timed(step: Callable[[], None]) -> float:
+        sync()
+        start = clock()
+        step()
+        sync()
+        return clock() - start
+
+    plain_times, sat_times = [], []
+    for i in range(warmup + repeats):
+        t_plain, t_sat = timed(plain_step), timed(sat_step)
+        if i >= warmup:
+            plain_times.append(t_plain)
+            sat_times.append(t_sat)
+    plain_ms, sat_ms = _median_ms(plain_times), _median_ms(sat_times)
+    groups = case.build(sat_model)
+    return {
+        "model": case.model,
+        "variant": case.variant,
+        "params": sum(p.numel() for g in groups for p in g["params"]),
+        "perturbed": sum(p.numel() for g in groups if g.get("rho", 1.0) > 0 for p in g["params"]),
+        "plain_ms": plain_ms,
+        "sat_ms": sat_ms,
+        "ratio": sat_ms / plain_ms,
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| model | variant | params (perturbed) | Adam step ms | SAT(Adam) step ms | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['model']} | {r['variant']} | {r['params']} ({r['perturbed']}) | {r['plain_ms']:.3f} "
+            f"| {r['sat_ms']:.3f} | {r['ratio']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def write_results(section_body: str) -> None:
+    """Replace this script's section of RESULTS.md (or append it), leaving other sections untouched."""
+    section = f"{BEGIN}\n{section_body}\n{END}"
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), flags=re.DOTALL)
+    if not pattern.search(text):
+        text = text.rstrip("\n") + "\n\n" + BEGIN + END + "\n"
+    RESULTS.write_text(pattern.sub(lambda _: section, text))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--threads", type=int, default=1, help="intra-op CPU threads (1 keeps timings stable on a shared machine)"
+    )
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    args = parser.parse_args(argv)
+    device = torch.device(args.device)
+    torch.set_num_threads(args.threads)
+
+    # One CPU thread: its CPU time is the step's cost without the time other processes hold the core.
+    thread_clock = device.type == "cpu" and args.threads == 1
+    clock = time.thread_time if thread_clock else time.perf_counter
+    rows = [run_case(case, device, args.repeats, args.warmup, clock) for case in CASES]
+    body = table(rows)
+    print(body)
+
+    command = shlex.join(["python", "benchmarks/bench_sat_step.py", *sys.argv[1:]])
+    nproc = len(os.sched_getaffinity(0))
+    threads = torch.get_num_threads()
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {threads} intra-op thread{'' if threads == 1 else 's'}"
+    )
+    header = (
+        "## SAT step time over base-optimizer step time\n\n"
+        f"`{command}` — {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, nproc {nproc}, {where}, "
+        f"torch {torch.__version__}, batch {BATCH}, median of {args.repeats} interleaved steps after "
+        f"{args.warmup} warm-up, {'thread CPU' if thread_clock else 'wall'} time. "
+        "Two passes make 2.0 the floor for the passes; the base step and the gradient reset are paid once on "
+        "both sides, so a ratio slightly below 2.0 is possible. Target <= 2.2.\n"
+    )
+    if not args.no_write:
+        write_results(header + "\n" + body)
+        print(f"written to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Bench files shipped with labsat; ``labsat.bench.builtin_bench_path`` finds them."""

@@ -1,0 +1,1 @@
+"""Drivers for real instruments, registered in the ``labsat.devices`` entry-point group."""

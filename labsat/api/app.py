@@ -1,0 +1,127 @@
+"""The app factory: routes, token table, error mapping, and the engine's life inside the app's.
+
+Starting the app starts the engine (lock the data directory, mark stranded jobs interrupted, drive
+every bench safe, start the workers); stopping it interrupts running jobs at their next checkpoint
+and leaves every bench safe. Both run in a worker thread, off the event loop, which also keeps the
+process-wide SIGINT/SIGTERM hooks of :mod:`labsat.safety` from being installed over uvicorn's own
+(uvicorn turns those signals into this orderly shutdown).
+
+Errors map to status codes in one place: unknown ids 404, requests the state forbids (finished job,
+busy or halted bench) 409, refused writes and malformed input 422 with ``detail`` in FastAPI's shape,
+naming the field or channel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
+
+from labsat import __version__
+from labsat.api import artifacts, benches, jobs, records
+from labsat.api.auth import ReadAccess, TokenTable, route_scope
+from labsat.api.schemas import Health, Whoami
+from labsat.errors import Halted, LabsatError, LimitViolation, RefusedRequest, UnknownChannel
+from labsat.jobs.engine import JobEngine
+from labsat.jobs.kinds import UnknownKind
+from labsat.jobs.model import InvalidTransition
+from labsat.jobs.worker import BenchBusy
+from labsat.store import NotFound
+
+OPEN_ROUTES = frozenset({"health"})
+"""Routes anyone may call: liveness only, nothing about the lab."""
+
+_STATUS: tuple[tuple[type[LabsatError], int], ...] = (
+    (NotFound, status.HTTP_404_NOT_FOUND),
+    (InvalidTransition, status.HTTP_409_CONFLICT),
+    (BenchBusy, status.HTTP_409_CONFLICT),
+    (Halted, status.HTTP_409_CONFLICT),
+    (RefusedRequest, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (UnknownKind, status.HTTP_422_UNPROCESSABLE_CONTENT),
+    (LabsatError, status.HTTP_400_BAD_REQUEST),
+)
+
+DESCRIPTION = """
+Drive a photonic bench over REST: jobs (calibrate, train, evaluate, deploy) queue per bench and run on
+the one worker that owns its hardware; follow them live over Server-Sent Events.
+
+**Auth**: `Authorization: Bearer <token>`. Scopes `read` < `operate` < `admin`; each operation states the
+scope it needs (`x-labsat-scope`). No token: 401; too low a scope: 403.
+"""
+
+
+def create_app(engine: JobEngine, tokens: TokenTable) -> FastAPI:
+    """The labsat REST app over ``engine`` (started and stopped with the app)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(engine.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(engine.close)
+
+    app = FastAPI(title="labsat", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.engine = engine
+    app.state.tokens = tokens
+    api = APIRouter(prefix="/api")
+    for router in (
+        _service_router(),
+        benches.router,
+        jobs.build_router(jobs.job_request_type()),
+        records.router,
+        artifacts.router,
+    ):
+        _document_scopes(router)
+        api.include_router(router)
+    app.include_router(api)
+    app.add_exception_handler(LabsatError, _labsat_error)  # type: ignore[arg-type]
+    app.add_exception_handler(ValidationError, _validation_error)  # type: ignore[arg-type]
+    return app
+
+
+def _service_router() -> APIRouter:
+    router = APIRouter(tags=["service"])
+
+    @router.get("/health", summary="Liveness (no token needed)")
+    async def health() -> Health:
+        return Health(version=__version__)
+
+    @router.get("/whoami", summary="The token's name and scope")
+    async def whoami(who: ReadAccess) -> Whoami:
+        return Whoami(name=who.name, scope=who.scope.label)  # type: ignore[arg-type]
+
+    return router
+
+
+def _document_scopes(router: APIRouter) -> None:
+    """Write each route's scope into its OpenAPI entry; refuse to build an app with an unguarded route."""
+    for route in router.routes:
+        if not isinstance(route, APIRoute) or route.name in OPEN_ROUTES:
+            continue
+        scope = route_scope(route.dependant)
+        if scope is None:
+            raise RuntimeError(f"route {route.path} declares no token scope")
+        route.openapi_extra = {**(route.openapi_extra or {}), "x-labsat-scope": scope.label}
+        route.description = f"{route.description}\n\nScope: `{scope.label}`.".strip()
+
+
+async def _labsat_error(request: Request, exc: LabsatError) -> JSONResponse:
+    code = next(code for kind, code in _STATUS if isinstance(exc, kind))
+    detail: object = str(exc)
+    if isinstance(exc, LimitViolation):
+        detail = [{"loc": ["body", "values", f"{exc.device}.{exc.channel}"], "msg": str(exc), "type": "limit"}]
+    elif isinstance(exc, UnknownChannel):
+        detail = [{"loc": ["body", "values"], "msg": str(exc), "type": "unknown_channel"}]
+    return JSONResponse({"detail": detail}, status_code=code)
+
+
+async def _validation_error(request: Request, exc: ValidationError) -> JSONResponse:
+    """Parameters validated below the API (a plugin kind's own checks) are still the client's mistake."""
+    errors = [{"loc": ["body", *error["loc"]], "msg": error["msg"], "type": error["type"]} for error in exc.errors()]
+    return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)

@@ -1,0 +1,57 @@
+"""Benches: what they are made of, what they output, manual channel sets and the emergency stop."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Path
+
+from labsat.api.auth import OperateAccess, ReadAccess
+from labsat.api.deps import EngineDep
+from labsat.api.schemas import BenchDetail, BenchSummary, ChannelSet, ChannelSetResult, EmergencyStopResult
+from labsat.jobs.engine import JobEngine
+
+router = APIRouter(prefix="/benches", tags=["benches"])
+
+BenchName = Annotated[str, Path(description="Bench name (from its bench file).")]
+
+_STOP_THREADS = anyio.CapacityLimiter(4)
+"""Emergency stops get threads of their own: they must never queue behind slow requests."""
+
+
+def _summary(engine: JobEngine, bench: str) -> BenchSummary:
+    status = engine.bench_status(bench)
+    state = "halted" if status.halted else "busy" if status.job else "idle"
+    return BenchSummary(
+        name=status.name, file=status.file, state=state, job=status.job, queued=status.queued, halted=status.halted
+    )
+
+
+@router.get("", summary="List benches")
+def list_benches(who: ReadAccess, engine: EngineDep) -> list[BenchSummary]:
+    return [_summary(engine, name) for name in engine.bench_names]
+
+
+@router.get("/{bench}", summary="Devices, channels, limits and present values")
+def get_bench(who: ReadAccess, bench: BenchName, engine: EngineDep) -> BenchDetail:
+    """Read live from the instruments when the bench is idle; while a job holds it, the guard's record of
+    the outputs is returned instead (``live: false``), because reading would interleave with the job."""
+    described, live = engine.describe(bench)
+    return BenchDetail(**_summary(engine, bench).model_dump(), live=live, devices=described["devices"])
+
+
+@router.put("/{bench}/channels", summary="Set channels manually")
+def set_channels(who: OperateAccess, bench: BenchName, body: ChannelSet, engine: EngineDep) -> ChannelSetResult:
+    """Through the safety guard: all values are checked before any is written, moves are ramped.
+    A value outside the limits gets 422 naming the channel, and nothing is written; while a job holds the
+    bench the answer is 409."""
+    return ChannelSetResult(bench=bench, values=engine.set_channels(bench, body.values))
+
+
+@router.post("/{bench}/stop", summary="Emergency stop")
+async def emergency_stop(who: OperateAccess, bench: BenchName, engine: EngineDep) -> EmergencyStopResult:
+    """Refuse every further write, drive all outputs to their safe values (within one guard step of a job's
+    write in progress), cancel the running job and every queued one. New jobs may be submitted afterwards."""
+    cancelled = await anyio.to_thread.run_sync(engine.emergency_stop, bench, limiter=_STOP_THREADS)
+    return EmergencyStopResult(bench=bench, cancelled=cancelled, outputs=engine.outputs(bench))

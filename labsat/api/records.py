@@ -1,0 +1,64 @@
+"""Stored calibrations and trained models; deploying a model to a bench (a ``deploy`` job)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, status
+
+from labsat.api.auth import OperateAccess, ReadAccess
+from labsat.api.deps import EngineDep
+from labsat.api.schemas import CalibrationSummary, DeployRequest, ModelInfo
+from labsat.calibration.record import CalibrationRecord
+from labsat.jobs.model import Job
+
+router = APIRouter(tags=["records"])
+
+
+@router.get("/calibrations", summary="List calibrations")
+def list_calibrations(who: ReadAccess, engine: EngineDep, bench: str | None = None) -> list[CalibrationSummary]:
+    """Newest first, finished or not."""
+    return [
+        CalibrationSummary(
+            id=record.id,
+            bench=record.bench,
+            created=record.created,
+            complete=record.complete,
+            procedures=record.procedures,
+            flags=len(record.flags),
+            twin_weight_rms=record.validation.weight_rms if record.validation else None,
+        )
+        for record in engine.store.list_calibrations(bench)
+    ]
+
+
+@router.get("/calibrations/{calibration_id}", summary="Get a calibration record")
+def get_calibration(who: ReadAccess, calibration_id: str, engine: EngineDep) -> CalibrationRecord:
+    """The whole record: options, every procedure's fits and flags, chip parameters, twin validation.
+    Its plots and raw sweeps are under ``/api/artifacts/calibrations/{id}``."""
+    return engine.store.get_calibration(calibration_id)
+
+
+@router.get("/models", summary="List trained models")
+def list_models(
+    who: ReadAccess, engine: EngineDep, bench: str | None = None, method: str | None = None
+) -> list[ModelInfo]:
+    return [ModelInfo(**vars(summary)) for summary in engine.store.list_models(bench, method)]
+
+
+@router.get("/models/{model_id}", summary="Get a trained model")
+def get_model(who: ReadAccess, model_id: str, engine: EngineDep) -> ModelInfo:
+    """Its metadata; the control tensors are ``/api/artifacts/models/{id}/controls.pt``."""
+    stored = engine.store.get_model(model_id)
+    return ModelInfo(
+        id=stored.id, bench=stored.bench, method=stored.method, created=stored.created, metadata=stored.metadata
+    )
+
+
+@router.post("/models/{model_id}/deploy", status_code=status.HTTP_201_CREATED, summary="Deploy a model to a bench")
+def deploy(
+    who: OperateAccess, model_id: str, engine: EngineDep, body: Annotated[DeployRequest | None, Body()] = None
+) -> Job:
+    """Submits a ``deploy`` job: the model runs on the bench over its test split and reports its accuracy there."""
+    engine.store.get_model(model_id)  # 404 now rather than a failed job later
+    return engine.submit("deploy", body.bench if body else None, {"model": model_id}, who.name)

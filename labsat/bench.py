@@ -1,0 +1,191 @@
+"""Opening a bench: instruments built from a bench file, each wrapped by the safety guard.
+
+A :class:`Bench` is the only handle callers get on hardware. Its writable devices are
+:class:`~labsat.guard.GuardedVoltageSource` objects; the raw instruments stay private. Use it as a
+context manager: leaving the block, normally or by an exception, drives every output to its safe
+state; so do SIGINT, SIGTERM and process exit while it is open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.resources import as_file, files
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import torch
+
+from labsat import safety
+from labsat.benchfile import BenchFile, load_bench_file
+from labsat.clock import Clock, RealClock, VirtualClock
+from labsat.devices import BatchStreamer, Detector
+from labsat.errors import BenchFileError, RefusedRequest, UnknownChannel
+from labsat.guard import GuardedVoltageSource, SafetyGuard
+from labsat.physics import default_device
+from labsat.registry import BenchContext, driver_factory
+from labsat.systems import System, build_system
+
+DEFAULT_BENCH = "sim-mrr.yaml"
+
+
+def builtin_bench_path(name: str = DEFAULT_BENCH) -> Path:
+    """Path of a bench file shipped with labsat (``config/`` in the source tree)."""
+    resource = files("labsat.benches") / name
+    with as_file(resource) as path:
+        if not path.exists():
+            raise BenchFileError(name, "", "no such built-in bench file")
+        return path
+
+
+@dataclass
+class Bench:
+    """Open instruments of one bench, behind one guard."""
+
+    spec: BenchFile
+    path: str
+    clock: Clock
+    guard: SafetyGuard
+    sources: dict[str, GuardedVoltageSource]
+    detectors: dict[str, Detector]
+    streamer: BatchStreamer | None
+    torch_device: torch.device
+    shared: dict[str, Any] = field(default_factory=dict)
+    instruments: list[Any] = field(default_factory=list)
+    system: System = field(init=False)
+    _closed: bool = False
+    _hold: bool = False
+
+    def __post_init__(self) -> None:
+        self.system = build_system(self)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def source(self, name: str) -> GuardedVoltageSource:
+        try:
+            return self.sources[name]
+        except KeyError:
+            raise UnknownChannel(
+                f"bench {self.name!r} has no voltage source {name!r} (it has: {', '.join(self.sources)})"
+            ) from None
+
+    def resolve(self, target: str) -> tuple[GuardedVoltageSource, int]:
+        """``"device.channel"`` -> (guarded source, channel position); unknown names raise."""
+        device, _, channel = target.partition(".")
+        if not channel:
+            raise UnknownChannel(f"{target!r} is not DEVICE.CHANNEL")
+        source = self.source(device)
+        return source, source.position(channel)
+
+    def channel_value(self, target: str) -> float:
+        """Last value written to ``"device.channel"``."""
+        source, position = self.resolve(target)
+        return float(source.values()[position])
+
+    def set_channels(self, assignments: dict[str, float]) -> None:
+        """Set ``{"device.channel": volts}``; every value is checked before any device is written."""
+        by_device: dict[str, dict[str, float]] = {}
+        for target, value in assignments.items():
+            source, _ = self.resolve(target)
+            by_device.setdefault(source.name, {})[target.partition(".")[2]] = value
+        with self.guard.lock:
+            planned = {device: self.source(device).with_changes(values) for device, values in by_device.items()}
+            for device, vector in planned.items():
+                self.guard.validate(self.source(device), vector, pending=planned)
+            for device, vector in planned.items():
+                self.source(device).set_vector(vector)
+
+    def safe_state(self) -> None:
+        """Ramp every output to its safe value and switch it off."""
+        self.guard.safe_state()
+
+    def hold_outputs(self) -> None:
+        """Leave the outputs as they are when this bench closes normally.
+
+        For manual operation (``labsat set``, ``labsat devices``), where leaving the values set is the
+        point. An exception or a signal still drives the bench to its safe state.
+        """
+        self._hold = True
+
+    def close(self, *, failed: bool = False) -> None:
+        """Safe state (unless held and not ``failed``), then forget the bench; idempotent."""
+        if self._closed:
+            return
+        try:
+            if failed or not self._hold:
+                self.safe_state()
+        finally:
+            self._closed = True
+            safety.unregister(self)
+            self._release()
+
+    def _release(self) -> None:
+        """Close the instruments, then what they shared (e.g. emulator servers), after the safe state."""
+        for resource in [*self.instruments, *self.shared.values()]:
+            close = getattr(resource, "close", None)
+            if callable(close):
+                close()
+
+    def __enter__(self) -> Bench:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # A refused request wrote nothing, so there is nothing to make safe; anything else might have.
+        self.close(failed=exc_type is not None and not issubclass(exc_type, RefusedRequest))
+
+
+def open_bench(
+    bench: str | Path | BenchFile,
+    *,
+    data_dir: Path | None = None,
+    torch_device: torch.device | None = None,
+) -> Bench:
+    """Build every device of a bench file behind one guard and register it for safe-state hooks."""
+    if isinstance(bench, BenchFile):
+        spec, path = bench, f"<bench {bench.name}>"
+    else:
+        spec, path = load_bench_file(bench), str(bench)
+    clock: Clock = VirtualClock() if spec.clock == "virtual" else RealClock()
+    context = BenchContext(
+        bench=spec,
+        path=path,
+        clock=clock,
+        torch_device=torch_device or default_device(),
+        data_dir=Path(data_dir) if data_dir is not None else None,
+    )
+    guard = SafetyGuard(clock, spec.limits.heater_power_budget_mw)
+    sources: dict[str, GuardedVoltageSource] = {}
+    detectors: dict[str, Detector] = {}
+    instruments: list[Any] = []
+    for name, device_spec in spec.devices.items():
+        device = driver_factory(device_spec.driver)(name, device_spec, context)
+        instruments.append(device)
+        if device_spec.kind == "voltage_source":
+            assert device_spec.channels is not None
+            sources[name] = guard.add_voltage_source(
+                name,
+                device,
+                device_spec.channels.names,
+                device_spec.channel_limits_list(),
+                device_spec.neighbour_max_diff,
+            )
+        elif device_spec.kind == "detector":
+            detectors[name] = device
+    opened = Bench(
+        spec=spec,
+        path=path,
+        clock=clock,
+        guard=guard,
+        sources=sources,
+        detectors=detectors,
+        streamer=context.shared.get("streamer"),
+        instruments=instruments,
+        torch_device=context.torch_device,
+        shared=context.shared,
+    )
+    safety.register(opened)
+    return opened

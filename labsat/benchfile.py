@@ -1,0 +1,250 @@
+"""Bench files: the YAML that names a bench's instruments, their limits and the system they form.
+
+Validation happens here, before any instrument is opened: a bench file that loads is one whose
+limits make sense, whose drivers exist and whose channel names resolve. Every problem becomes one
+:class:`~labsat.errors.BenchFileError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from labsat.errors import BenchFileError
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a misspelt limit must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChannelLimits(_Strict):
+    """Static limits of one output channel. Units: V, mA, mW, Ω, s."""
+
+    voltage: tuple[float, float] = Field(description="Allowed output range [min, max] in volts.")
+    current_max_ma: float | None = Field(None, gt=0, description="Largest |V|/R in mA (needs resistance).")
+    power_max_mw: float | None = Field(None, gt=0, description="Largest V²/R in mW (needs resistance).")
+    resistance_ohm: float | None = Field(None, gt=0, description="Load (heater) resistance.")
+    max_step: float | None = Field(None, gt=0, description="Largest single voltage step; larger moves ramp.")
+    step_delay: float = Field(0.0, ge=0, description="Seconds to wait between ramp steps.")
+    safe: float = Field(0.0, description="Value the channel returns to in the safe state.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChannelLimits:
+        low, high = self.voltage
+        if low > high:
+            raise ValueError(f"voltage range is inverted: min {low:g} > max {high:g}")
+        if not low <= self.safe <= high:
+            raise ValueError(f"safe value {self.safe:g} lies outside the voltage range [{low:g}, {high:g}]")
+        if (self.current_max_ma or self.power_max_mw) and self.resistance_ohm is None:
+            raise ValueError("current_max_ma and power_max_mw need resistance_ohm")
+        return self
+
+    def merged(self, override: dict[str, Any]) -> ChannelLimits:
+        """These limits with a per-channel override applied (validated again)."""
+        return ChannelLimits.model_validate({**self.model_dump(), **override})
+
+
+class ChannelRange(_Strict):
+    """Channels ``prefix0 .. prefix{count-1}``, on instrument channels ``first .. first+count-1``."""
+
+    prefix: str = "ch"
+    count: int = Field(gt=0)
+    first: int = Field(0, ge=0)
+
+    @property
+    def names(self) -> list[str]:
+        return [f"{self.prefix}{i}" for i in range(self.count)]
+
+    @property
+    def instrument_channels(self) -> range:
+        return range(self.first, self.first + self.count)
+
+
+DeviceKind = Literal["voltage_source", "detector", "slm", "light_source"]
+
+
+class DeviceSpec(_Strict):
+    """One instrument (or one group of channels on an instrument)."""
+
+    driver: str = Field(description="A driver registered in the 'labsat.devices' entry-point group, or 'sim'.")
+    kind: DeviceKind
+    address: str | None = Field(None, description="Transport address (VISA resource, serial URL, sim://...).")
+    channels: ChannelRange | None = None
+    limits: ChannelLimits | None = Field(None, description="Limits shared by every channel of this device.")
+    channel_limits: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-channel overrides of `limits`, keyed by channel name."
+    )
+    neighbour_max_diff: float | None = Field(
+        None, gt=0, description="Largest |V[i] - V[i+1]| between neighbouring channels."
+    )
+    options: dict[str, Any] = Field(default_factory=dict, description="Driver-specific settings.")
+
+    @model_validator(mode="after")
+    def _kind_needs(self) -> DeviceSpec:
+        if self.kind == "voltage_source":
+            if self.channels is None:
+                raise ValueError("a voltage_source needs 'channels'")
+            if self.limits is None:
+                raise ValueError("a voltage_source needs 'limits'")
+        if self.kind == "detector" and self.channels is None:
+            raise ValueError("a detector needs 'channels'")
+        return self
+
+    def channel_limits_list(self) -> list[ChannelLimits]:
+        """Effective limits of every channel, in channel order."""
+        assert self.channels is not None and self.limits is not None
+        return [self.limits.merged(self.channel_limits.get(name, {})) for name in self.channels.names]
+
+
+class BenchLimits(_Strict):
+    """Limits that span devices."""
+
+    heater_power_budget_mw: float | None = Field(
+        None, gt=0, description="Largest total V²/R over every channel with a resistance, in mW."
+    )
+
+
+class MRRSystemSpec(_Strict):
+    """A microring weight bank: rows = output neurons (balanced detectors), cols = WDM input channels."""
+
+    type: Literal["mrr_bank"]
+    rows: int = Field(gt=0)
+    cols: int = Field(gt=0)
+    heaters: str = Field(description="Voltage source driving the ring heaters, ring (r, c) on channel r*cols+c.")
+    modulators: str = Field(description="Voltage source driving the input modulators, one per WDM channel.")
+    detectors: str = Field(description="Detector with one balanced photodetector per row.")
+    settle_time_s: float = Field(5e-3, ge=0, description="Wait after programming the heaters.")
+    modulator_v_pi: float = Field(2.0, gt=0, description="Nominal modulator half-wave voltage.")
+    readout_volts_per_unit: float = Field(
+        0.5, gt=0, description="Nominal detector volts for a weighted input sum of 1."
+    )
+    readout_dark_volts: float = Field(0.0, description="Nominal detector reading with no light.")
+
+
+SystemSpec = Annotated[MRRSystemSpec, Field(discriminator="type")]
+
+
+class BenchFile(_Strict):
+    """The whole bench file."""
+
+    name: str
+    description: str = ""
+    clock: Literal["real", "virtual"] = Field("real", description="'virtual' for simulated benches.")
+    seed: int = Field(0, description="Seed for everything random on this bench (simulated chips, noise).")
+    devices: dict[str, DeviceSpec]
+    limits: BenchLimits = BenchLimits()
+    system: SystemSpec
+    simulator: dict[str, Any] = Field(
+        default_factory=dict, description="Physics of the simulated chip, read by simulated devices."
+    )
+
+
+def _key(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc if not str(part).startswith(("function-after", "tagged-union")))
+
+
+def parse_bench(data: Any, path: str) -> BenchFile:
+    """Validate already-parsed YAML; errors name ``path`` and the key."""
+    if not isinstance(data, dict):
+        raise BenchFileError(path, "", "a bench file must be a YAML mapping")
+    try:
+        bench = BenchFile.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "missing":
+            message = "required key is missing"
+        elif first["type"] == "extra_forbidden":
+            message = "unknown key"
+        raise BenchFileError(path, _key(first["loc"]), message) from None
+    _check_references(bench, path)
+    return bench
+
+
+def load_bench_file(path: str | Path) -> BenchFile:
+    """Read and validate a bench file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise BenchFileError(str(path), "", f"cannot read the file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        raise BenchFileError(str(path), where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return parse_bench(data, str(path))
+
+
+def _check_references(bench: BenchFile, path: str) -> None:
+    """Cross-field rules pydantic cannot see: driver names, channel names, shared channels, roles."""
+    from labsat.registry import known_drivers
+
+    drivers = known_drivers()
+    claimed: dict[tuple[str, int], str] = {}
+    for name, device in bench.devices.items():
+        if device.driver not in drivers:
+            raise BenchFileError(
+                path,
+                f"devices.{name}.driver",
+                f"unknown driver {device.driver!r} (known: {', '.join(sorted(drivers))})",
+            )
+        if device.channels is not None:
+            names = set(device.channels.names)
+            for channel, override in device.channel_limits.items():
+                if channel not in names:
+                    raise BenchFileError(
+                        path,
+                        f"devices.{name}.channel_limits.{channel}",
+                        f"unknown channel name (this device has {device.channels.names[0]}"
+                        f"..{device.channels.names[-1]})",
+                    )
+                try:
+                    assert device.limits is not None
+                    device.limits.merged(override)
+                except ValidationError as exc:
+                    raise BenchFileError(
+                        path,
+                        f"devices.{name}.channel_limits.{channel}",
+                        exc.errors()[0]["msg"].removeprefix("Value error, "),
+                    ) from None
+            if device.address is not None:
+                for channel in device.channels.instrument_channels:
+                    other = claimed.setdefault((device.address, channel), name)
+                    if other != name:
+                        raise BenchFileError(
+                            path,
+                            f"devices.{name}.channels",
+                            f"instrument channel {channel} at {device.address} is already used by device {other!r}",
+                        )
+    _check_system(bench, path)
+
+
+def _check_system(bench: BenchFile, path: str) -> None:
+    system = bench.system
+    wanted = {
+        "heaters": ("voltage_source", system.rows * system.cols),
+        "modulators": ("voltage_source", system.cols),
+        "detectors": ("detector", system.rows),
+    }
+    for role, (kind, count) in wanted.items():
+        device_name = getattr(system, role)
+        device = bench.devices.get(device_name)
+        if device is None:
+            raise BenchFileError(path, f"system.{role}", f"no device named {device_name!r}")
+        if device.kind != kind:
+            raise BenchFileError(path, f"system.{role}", f"device {device_name!r} is a {device.kind}, not a {kind}")
+        assert device.channels is not None
+        if device.channels.count != count:
+            raise BenchFileError(
+                path,
+                f"system.{role}",
+                f"device {device_name!r} has {device.channels.count} channels; a {system.rows}x{system.cols} "
+                f"bank needs {count}",
+            )

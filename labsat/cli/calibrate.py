@@ -1,0 +1,198 @@
+"""``labsat calibrate`` and ``labsat calibrations``: run, list, show and compare calibrations."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from labsat.benchfile import load_bench_file
+from labsat.calibration import PROCEDURE_ORDER, CalibrationOptions, CalibrationRecord, calibrate, compare
+from labsat.calibration.figures import write_figures
+from labsat.cli.app import BenchOption, DataDirOption, JsonOption, app, bench_session, emit, error_console, user_errors
+from labsat.errors import LabsatError
+from labsat.paths import data_dir as resolve_data_dir
+from labsat.store import Store
+
+OnlyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--only",
+        help=f"Run only this procedure (repeat for several; the rest come from the bench's latest calibration): "
+        f"{', '.join(PROCEDURE_ORDER)}.",
+    ),
+]
+
+
+def _summary(record: CalibrationRecord, store: Store, plots: list[str]) -> dict[str, Any]:
+    procedures = []
+    for name in record.procedures:
+        result = record.result(name)
+        assert result is not None
+        procedures.append(
+            {
+                "procedure": name,
+                "inherited_from": None if result.record_id == record.id else result.record_id,
+                **result.cost.model_dump(),
+                "quality": result.quality(),
+                "flags": len(result.flags),
+            }
+        )
+    return {
+        "id": record.id,
+        "bench": record.bench,
+        "bench_identity": record.bench_identity,
+        "created": record.created.isoformat(),
+        "complete": record.complete,
+        "delta_t_k": record.delta_t_k,
+        "procedures": procedures,
+        "flags": [flag.model_dump() for flag in record.flags],
+        "twin_weight_rms": record.validation.weight_rms if record.validation else None,
+        "artifacts": str(store.artifact_dir("calibrations", record.id)),
+        "plots": plots,
+    }
+
+
+def _summary_tables(summary: dict[str, Any]) -> list[Table]:
+    table = Table(title=f"calibration {summary['id']} of bench {summary['bench']}")
+    for column, justify in (
+        ("procedure", "left"),
+        ("programs", "right"),
+        ("samples", "right"),
+        ("bench time", "right"),
+        ("fit quality", "left"),
+        ("flags", "right"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in summary["procedures"]:
+        inherited = f" (from {row['inherited_from']})" if row["inherited_from"] else ""
+        table.add_row(
+            row["procedure"] + inherited,
+            str(row["programs"]),
+            str(row["samples"]),
+            f"{row['bench_time_s']:.2f} s",
+            row["quality"],
+            str(row["flags"]) if row["flags"] else "",
+        )
+    if summary["twin_weight_rms"] is not None:
+        table.caption = (
+            f"twin vs device: {summary['twin_weight_rms']:.3g} RMS per weight; files in {summary['artifacts']}"
+        )
+    tables = [table]
+    if summary["flags"]:
+        flags = Table(title="flags", show_lines=False)
+        for column in ("procedure", "what", "message"):
+            flags.add_column(column, overflow="fold")
+        for flag in summary["flags"]:
+            flags.add_row(flag["procedure"], flag["target"], flag["message"])
+        tables.append(flags)
+    return tables
+
+
+@app.command(name="calibrate")
+@user_errors
+def calibrate_command(
+    bench: BenchOption = None,
+    only: OnlyOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the bench's interrupted calibration.")] = False,
+    sweep_points: Annotated[
+        int | None,
+        typer.Option("--sweep-points", min=16, help="Heater powers per ring sweep (default 96; not with --resume)."),
+    ] = None,
+    data_dir: DataDirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Calibrate the bench's MRR bank and fit its twin; saves the record, its raw data and PNG plots."""
+    store = Store(resolve_data_dir(data_dir))
+    options = CalibrationOptions() if sweep_points is None else CalibrationOptions(sweep_points=sweep_points)
+    columns = (TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with bench_session(bench, data_dir) as opened, Progress(*columns, console=error_console) as progress:
+            tasks: dict[str, Any] = {}
+
+            def report(name: str, done: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = progress.add_task(name, total=total)
+                progress.update(tasks[name], completed=done, total=total)
+
+            record = calibrate(opened, store, only=only, resume=resume, options=options, progress=report)
+    except (KeyboardInterrupt, SystemExit):
+        error_console.print(
+            "[bold yellow]interrupted:[/] the bench is in its safe state; `labsat calibrate --resume` "
+            "continues where the run stopped"
+        )
+        raise
+    plots = [str(path) for path in write_figures(record, store)]
+    summary = _summary(record, store, plots)
+    emit(summary, _summary_tables(summary), json)
+
+
+def _listing(records: list[CalibrationRecord]) -> tuple[list[dict[str, Any]], Table]:
+    rows = [
+        {
+            "id": record.id,
+            "bench": record.bench,
+            "created": record.created.isoformat(),
+            "procedures": record.procedures,
+            "complete": record.complete,
+            "flags": len(record.flags),
+            "twin_weight_rms": record.validation.weight_rms if record.validation else None,
+        }
+        for record in records
+    ]
+    table = Table(title="calibrations")
+    for column in ("id", "bench", "created", "procedures", "state", "flags", "twin rms"):
+        table.add_column(column, no_wrap=column in ("id", "created"))
+    for row in rows:
+        rms = row["twin_weight_rms"]
+        table.add_row(
+            row["id"],
+            row["bench"],
+            row["created"][:19],
+            ", ".join(row["procedures"]),
+            "finished" if row["complete"] else "unfinished",
+            str(row["flags"]) if row["flags"] else "",
+            "" if rms is None else f"{rms:.3g}",
+        )
+    return rows, table
+
+
+@app.command(name="calibrations")
+@user_errors
+def calibrations_command(
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="One id: show that calibration. Two ids: compare them (second − first).")
+    ] = None,
+    bench: BenchOption = None,
+    data_dir: DataDirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """List stored calibrations (all benches, or the one of --bench), show one, or compare two."""
+    store = Store(resolve_data_dir(data_dir))
+    ids = ids or []
+    if len(ids) > 2:
+        raise LabsatError("give at most two calibration ids (one to show it, two to compare them)")
+    if not ids:
+        name = None if bench is None else load_bench_file(bench).name
+        rows, table = _listing(store.list_calibrations(name))
+        emit({"calibrations": rows}, [table], json)
+    elif len(ids) == 1:
+        record = store.get_calibration(ids[0])
+        summary = _summary(record, store, [])
+        parameters = record.parameters.model_dump() if record.parameters else None
+        emit({**summary, "parameters": parameters}, _summary_tables(summary), json)
+    else:
+        comparison = compare(store.get_calibration(ids[0]), store.get_calibration(ids[1]))
+        table = Table(title=f"calibration {comparison.b} − {comparison.a}")
+        for column in ("parameter", "count", "mean", "rms", "max |Δ|", "at"):
+            table.add_column(column, justify="left" if column == "parameter" else "right")
+        for item in comparison.parameters:
+            table.add_row(
+                item.name,
+                str(item.count),
+                *("" if v is None else f"{v:.3g}" for v in (item.mean, item.rms, item.max_abs)),
+                "" if item.worst_index is None else str(tuple(item.worst_index)),
+            )
+        emit(comparison.model_dump(), [table], json)

@@ -1,0 +1,97 @@
+"""Manual bench commands: list devices, set channels, go to the safe state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from labsat.cli.app import BenchOption, DataDirOption, JsonOption, app, bench_session, emit, user_errors
+from labsat.describe import describe_bench
+from labsat.errors import LabsatError
+
+
+def _tables(described: dict) -> list[Table]:
+    tables = []
+    summary = Table(title=f"bench {described['bench']} ({described['file']})")
+    for column in ("device", "driver", "kind", "address", "identity", "channels"):
+        summary.add_column(column)
+    for device in described["devices"]:
+        summary.add_row(
+            device["name"],
+            device["driver"],
+            device["kind"],
+            str(device["address"]),
+            device.get("identity", ""),
+            str(len(device.get("channels", []))),
+        )
+    tables.append(summary)
+    for device in described["devices"]:
+        channels = device.get("channels", [])
+        if not channels:
+            continue
+        table = Table(title=f"{device['name']} channels")
+        for column in channels[0]:
+            table.add_column(column, justify="left" if column == "name" else "right")
+        for channel in channels:
+            table.add_row(
+                *("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in channel.values())
+            )
+        tables.append(table)
+    return tables
+
+
+@app.command()
+@user_errors
+def devices(bench: BenchOption = None, data_dir: DataDirOption = None, json: JsonOption = False) -> None:
+    """List the bench's devices, channels, limits and present values."""
+    with bench_session(bench, data_dir, hold=True) as opened:
+        described = describe_bench(opened)
+    emit(described, _tables(described), json)
+
+
+def _parse_assignment(text: str) -> tuple[str, float]:
+    target, sep, value = text.partition("=")
+    if not sep or "." not in target:
+        raise LabsatError(f"{text!r} is not DEVICE.CHANNEL=VALUE")
+    try:
+        return target.strip(), float(value)
+    except ValueError:
+        raise LabsatError(f"{text!r}: {value!r} is not a number") from None
+
+
+@app.command(name="set")
+@user_errors
+def set_channels(
+    assignments: Annotated[list[str], typer.Argument(help="DEVICE.CHANNEL=VOLTS, e.g. heaters.h3=1.5")],
+    bench: BenchOption = None,
+    data_dir: DataDirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Set channels through the safety guard (ramped; all values checked before any is written)."""
+    values = dict(_parse_assignment(text) for text in assignments)
+    with bench_session(bench, data_dir, hold=True) as opened:
+        opened.set_channels(values)
+        result = {target: opened.channel_value(target) for target in values}
+    table = Table(title="set")
+    table.add_column("channel")
+    table.add_column("volts", justify="right")
+    for target, volts in result.items():
+        table.add_row(target, f"{volts:.4g}")
+    emit({"set": result}, [table], json)
+
+
+@app.command()
+@user_errors
+def safe(bench: BenchOption = None, data_dir: DataDirOption = None, json: JsonOption = False) -> None:
+    """Ramp every output to its safe value and switch it off."""
+    with bench_session(bench, data_dir) as opened:
+        opened.safe_state()
+        result = {name: source.values().tolist() for name, source in opened.sources.items()}
+    table = Table(title=f"bench {opened.name}: safe state")
+    table.add_column("device")
+    table.add_column("values (V)")
+    for name, values in result.items():
+        table.add_row(name, f"all at safe values ({min(values):g}..{max(values):g})")
+    emit({"bench": opened.name, "safe": result}, [table], json)

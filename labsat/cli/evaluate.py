@@ -1,0 +1,93 @@
+"""``labsat evaluate``: robustness and sharpness of stored models, side by side, as tables and a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.table import Table as RichTable
+
+from labsat.cli.app import BenchOption, DataDirOption, JsonOption, app, bench_session, console, emit, user_errors
+from labsat.errors import LabsatError
+from labsat.paths import data_dir
+from labsat.store import Store, new_id
+
+if TYPE_CHECKING:
+    from labsat.evaluation import Table
+
+SWEEP_NAMES = ("drift", "noise", "transfer", "misalignment")
+DEFAULT_SWEEPS = ("drift", "noise", "transfer")
+
+
+def _rich(table: Table) -> RichTable:
+    """A report table as a rich table."""
+    rendered = RichTable(title=table.title, title_justify="left")
+    for index, column in enumerate(table.columns):
+        rendered.add_column(column, justify="left" if index == 0 else "right")
+    for row in table.rows:
+        rendered.add_row(*row)
+    return rendered
+
+
+@app.command()
+@user_errors
+def evaluate(
+    model: Annotated[list[str], typer.Option("--model", "-m", help="Stored model id; repeat to compare models.")],
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Sweep ({', '.join(SWEEP_NAMES)}); repeatable. Default: {', '.join(DEFAULT_SWEEPS)}."),
+    ] = None,
+    seeds: Annotated[
+        int, typer.Option(min=1, help="Seeds per noise/transfer point (transfer: at least 5 chips; drift needs one).")
+    ] = 3,
+    landscape_steps: Annotated[int, typer.Option(min=3, help="Loss-landscape grid side (odd).")] = 31,
+    out: Annotated[Path | None, typer.Option(help="Report directory. Default: an artifact dir in the store.")] = None,
+    bench: BenchOption = None,
+    data: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Accuracy under drift, read noise and on fresh chips; λmax and trace; landscape; confusion; report."""
+    # Imported here, not at module level: matplotlib and the torch.func machinery would otherwise slow
+    # every `labsat` command down, `labsat --help` included.
+    from labsat.datasets import load_dataset
+    from labsat.evaluation import report_data, report_tables, write_report
+    from labsat.evaluation.chips import bench_chips
+    from labsat.evaluation.photonic import EvaluationSettings, evaluate_network
+    from labsat.training.evaluate import accuracy
+    from labsat.training.session import load_model
+
+    sweeps = tuple(dict.fromkeys(sweep or DEFAULT_SWEEPS))
+    unknown = [name for name in sweeps if name not in SWEEP_NAMES]
+    if unknown:
+        raise LabsatError(f"unknown sweep {unknown[0]!r} (known: {', '.join(SWEEP_NAMES)})")
+    if landscape_steps % 2 == 0:
+        raise LabsatError(f"--landscape-steps must be odd (θ is the grid's centre), got {landscape_steps}")
+    settings = EvaluationSettings(sweeps=sweeps, seeds=seeds, landscape_steps=landscape_steps)
+    store = Store(data_dir(data))
+    models = {model_id: load_model(store, model_id) for model_id in dict.fromkeys(model)}
+    evaluations = []
+    with bench_session(bench, data) as opened, console.status("", spinner="dots") as status:
+        for index, (model_id, (net, meta)) in enumerate(models.items(), start=1):
+            if not as_json:
+                status.update(f"evaluating {meta.get('method', '?')} model {model_id} ({index}/{len(models)})")
+            same_bench = meta.get("bench") == opened.name
+            chips = bench_chips(opened, store, meta.get("calibration") if same_bench else None)
+            test = load_dataset(meta.get("dataset", "digits"), seed=int(meta.get("seed", 0))).test
+            evaluation = evaluate_network(
+                f"{meta.get('method', 'model')} {model_id}",
+                net,
+                chips.layer,
+                test,
+                method=meta.get("method", ""),
+                chips=chips.chips,
+                settings=settings,
+                metadata={"model": model_id, "bench": opened.name, "evaluated_on": chips.source},
+            )
+            evaluation.device_accuracy = accuracy(net, test, lambda _index, x, theta: opened.system.forward(x, theta))
+            evaluations.append(evaluation)
+    report = write_report(evaluations, out or store.artifact_dir("evaluations", new_id()))
+    tables = report_tables(evaluations)
+    emit({"report": str(report), **report_data(evaluations, grids=False)}, [_rich(t) for t in tables], as_json)
+    if not as_json:
+        console.print(f"report: [bold]{report}[/]")

@@ -1,0 +1,116 @@
+"""``labsat train``: train a photonic network on a bench and store the trained controls as a model."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from labsat.cli.app import BenchOption, DataDirOption, JsonOption, app, bench_session, console, emit, user_errors
+from labsat.datasets import load_dataset
+from labsat.paths import data_dir
+from labsat.store import Store
+from labsat.training.loop import StepRecord, TrainConfig
+from labsat.training.methods import ASCENTS, METHODS, parse_method
+from labsat.training.session import train_on_bench
+
+_DEFAULTS = TrainConfig()
+
+
+def _summary_table(summary: dict) -> Table:
+    table = Table(title=f"trained {summary['method']} on {summary['dataset']} (bench {summary['bench']})")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    queries = summary["queries"]
+    rows = [
+        ("model id", summary["model"]),
+        ("calibration", summary["calibration"] + (" (run now)" if summary["calibrated_now"] else "")),
+        ("ascent", summary["ascent"] or "-"),
+        ("epochs / steps", f"{summary['epochs']} / {summary['steps']}"),
+        ("final training loss", f"{summary['final_loss']:.4f}" if summary["final_loss"] is not None else "-"),
+        ("test accuracy (device)", f"{100 * summary['test_accuracy_device']:.2f} %"),
+        ("test accuracy (twin)", f"{100 * summary['test_accuracy_twin']:.2f} %"),
+        ("device forwards", str(queries["forwards"])),
+        ("tile programs", str(queries["programs"])),
+        ("samples", str(queries["samples"])),
+        ("bench time", f"{queries['bench_time_s']:.1f} s"),
+        ("wall time", f"{summary['wall_s']:.1f} s"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+@app.command()
+@user_errors
+def train(
+    method: Annotated[str, typer.Option(help=f"Training method: {', '.join(METHODS)}.")] = _DEFAULTS.method,
+    dataset: Annotated[
+        str, typer.Option(help="digits, iris, a .npz file (x_train, y_train, x_test, y_test) or an IDX directory.")
+    ] = "digits",
+    seed: Annotated[int, typer.Option(help="Seeds the split, the initial controls, the data order, the noise.")] = 0,
+    rho: Annotated[float, typer.Option(help="SAT radius over the controls (SAT methods).")] = _DEFAULTS.rho,
+    ascent: Annotated[
+        str | None,
+        typer.Option(help=f"Where SAT's ascent gradient comes from: {', '.join(ASCENTS)} (default: per method)."),
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = _DEFAULTS.epochs,
+    batch_size: Annotated[int, typer.Option(min=1)] = _DEFAULTS.batch_size,
+    lr: Annotated[float, typer.Option(help="Adam learning rate of the controls (volts).")] = _DEFAULTS.lr,
+    calibration: Annotated[
+        str | None, typer.Option(help="Calibration id to build the twin from (default: newest; run one if none).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue this run from its last checkpoint.")] = False,
+    bench: BenchOption = None,
+    data: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train a network on the bench (device forward passes, twin backward passes, SAT) and store it."""
+    config = TrainConfig(method=method, ascent=ascent, epochs=epochs, batch_size=batch_size, lr=lr, rho=rho, seed=seed)
+    parse_method(method, ascent)
+    loaded = load_dataset(dataset, seed=seed)
+    store = Store(data_dir(data))
+    steps_per_epoch = -(-len(loaded.train) // batch_size)
+    with (
+        bench_session(bench, data) as opened,
+        Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=as_json,
+            transient=as_json,
+        ) as progress,
+    ):
+        calibrating = progress.add_task("calibrating", total=None, status="", visible=False)
+        task = progress.add_task(f"{method} on {loaded.name}", total=epochs * steps_per_epoch, status="")
+
+        def on_calibration(procedure: str, done: int, total: int) -> None:
+            progress.update(
+                calibrating, visible=True, description=f"calibrating: {procedure}", completed=done, total=total
+            )
+
+        def on_step(record: StepRecord) -> None:
+            status = f"epoch {record.epoch + 1}/{epochs}  loss {record.loss:.3f}  fwd {record.cost.forwards}"
+            progress.update(task, completed=record.epoch * steps_per_epoch + record.step + 1, status=status)
+
+        run = train_on_bench(
+            opened,
+            store,
+            config,
+            loaded,
+            dataset_label=dataset,
+            calibration=calibration,
+            resume=resume,
+            on_step=on_step,
+            on_calibration=on_calibration,
+        )
+        progress.update(task, completed=epochs * steps_per_epoch)
+    summary = run.summary()
+    emit(summary, [_summary_table(summary)], as_json)
+    if not as_json:
+        console.print(f"model saved: [bold]{run.model_id}[/]")

@@ -1,0 +1,54 @@
+"""What a bench is made of and what it outputs now: the one description the CLI and the service show.
+
+``labsat devices`` prints it as tables and ``GET /api/benches/{name}`` returns it as JSON, so both faces
+always agree on names, limits and units.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from labsat.bench import Bench
+
+
+def describe_bench(bench: Bench, *, live: bool = True) -> dict[str, Any]:
+    """Devices, channels, limits and present values of ``bench``.
+
+    ``live`` asks the instruments (voltage outputs read back, detectors read). ``live=False`` touches no
+    instrument: outputs are what the guard last wrote and detectors have no reading. The service uses
+    it while a job owns the hardware, because a read from another thread would interleave with the
+    job's own measurements.
+    """
+    devices = []
+    for name, spec in bench.spec.devices.items():
+        entry: dict[str, Any] = {"name": name, "driver": spec.driver, "kind": spec.kind, "address": spec.address}
+        if name in bench.sources:
+            source = bench.sources[name]
+            present = source.read_back() if live else source.values()
+            power = source.power_mw(present)
+            entry["identity"] = source.identity()
+            entry["channels"] = [
+                {
+                    "name": channel,
+                    "min_v": lim.voltage[0],
+                    "max_v": lim.voltage[1],
+                    "power_max_mw": lim.power_max_mw,
+                    "max_step_v": lim.max_step,
+                    "safe_v": lim.safe,
+                    "present_v": float(present[i]),
+                    "present_mw": float(power[i]),
+                }
+                for i, (channel, lim) in enumerate(zip(source.channel_names, source.limits, strict=True))
+            ]
+        elif name in bench.detectors:
+            detector = bench.detectors[name]
+            reading = detector.read() if live else None
+            assert spec.channels is not None
+            entry["identity"] = detector.identity()
+            entry["channels"] = [
+                {"name": channel, "present": None if reading is None else float(reading[i])}
+                for i, channel in enumerate(spec.channels.names)
+            ]
+        devices.append(entry)
+    return {"bench": bench.name, "file": bench.path, "devices": devices}

@@ -1,0 +1,111 @@
+"""Device protocols: what labsat needs from an instrument, real or simulated.
+
+Drivers (``labsat.drivers``) and simulators (``labsat.simulators``) implement these small protocols;
+nothing above this layer knows which one it talks to. Raw devices are never handed to callers: the
+bench wraps every writable device in the safety guard (:mod:`labsat.guard`), which is the only code
+that calls the ``write_*`` methods below.
+
+Vectors cross this boundary as 1-D float64 numpy arrays in physical units (volts, watts, volts at the
+ADC), indexed by the device's channel position ``0..n_channels-1``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+
+@runtime_checkable
+class VoltageSource(Protocol):
+    """N output channels (heater drivers, DACs, SMUs, modulator drivers)."""
+
+    @property
+    def n_channels(self) -> int: ...
+
+    def identity(self) -> str:
+        """Instrument identity (``*IDN?`` or equivalent), shown by ``labsat devices``."""
+        ...
+
+    def write_voltages(self, positions: np.ndarray, volts: np.ndarray) -> None:
+        """Write ``volts[i]`` to channel ``positions[i]``, in one bus command where the instrument allows.
+
+        Called only by the guard, after it validated the whole vector.
+        """
+        ...
+
+    def read_voltages(self) -> np.ndarray:
+        """Present output of every channel (read back, or the cached last write for write-only hardware)."""
+        ...
+
+    def outputs_off(self) -> None:
+        """Switch outputs off (or to 0 V where the instrument has no off state)."""
+        ...
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """A vector of power or photocurrent readings (PD array, power-meter channels, camera ROIs)."""
+
+    @property
+    def n_channels(self) -> int: ...
+
+    def identity(self) -> str: ...
+
+    def read(self) -> np.ndarray:
+        """One reading per channel, in the detector's output unit (volts at the ADC, or watts)."""
+        ...
+
+    @property
+    def integration_time(self) -> float:
+        """Seconds one reading integrates over."""
+        ...
+
+
+@runtime_checkable
+class SLM(Protocol):
+    """A spatial light modulator that shows 8-bit gray-level frames."""
+
+    @property
+    def shape(self) -> tuple[int, int]: ...
+
+    @property
+    def settle_time(self) -> float:
+        """Seconds after a new frame before the liquid crystal has settled."""
+        ...
+
+    def identity(self) -> str: ...
+
+    def show_frame(self, gray: np.ndarray) -> None:
+        """Show an (H, W) uint8 frame. Called only by the guard."""
+        ...
+
+
+@runtime_checkable
+class LightSource(Protocol):
+    """A laser: on/off, output power and wavelength."""
+
+    def identity(self) -> str: ...
+
+    def set_enabled(self, on: bool) -> None: ...
+
+    def set_power_mw(self, power_mw: float) -> None:
+        """Called only by the guard, after it checked the power limit."""
+        ...
+
+    def set_wavelength_nm(self, wavelength_nm: float) -> None: ...
+
+
+@runtime_checkable
+class BatchStreamer(Protocol):
+    """Streams a batch of input-modulator settings through the optics and returns detector readings.
+
+    Real benches do this with a waveform generator and a triggered DAQ; the simulator does it in one
+    vectorised call. A bench without a streamer is driven sample by sample through its
+    :class:`VoltageSource` and :class:`Detector` (the device-level path).
+    """
+
+    def stream(self, modulator_volts: torch.Tensor) -> torch.Tensor:
+        """``(B, n_inputs)`` modulator volts (already validated by the guard) -> ``(B, n_outputs)`` readings."""
+        ...

@@ -1,0 +1,73 @@
+"""Which chip an evaluation runs on: the simulator's ground truth, the calibrated twin, fresh chips.
+
+Perturbation sweeps need a chip model that can be warmed, made noisy or redrawn, which a real bench
+cannot do on request. So:
+
+* on a **simulated** bench the network is evaluated on the simulator's own ground-truth chip, read out
+  through the calibration (exactly what the bench measures, minus its noise): the honest answer;
+* on a **real** bench it is evaluated on the calibrated twin: the best model of that chip there is;
+* **transfer** draws fresh chips of the bench's design (its ``simulator:`` section, or the default
+  design) with new fabrication seeds, and runs the same controls through the same calibrated readout,
+  as a deployed model would run on a replacement chip that nobody recalibrated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from labsat.bench import Bench
+from labsat.calibration.session import bench_identity
+from labsat.evaluation.photonic import ChipDraw, LayerModel
+from labsat.simulators.mrr import MRRChipSimulator, MRRSimConfig, chip_params
+from labsat.simulators.plugin import CHIP_KEY
+from labsat.store import Store
+from labsat.systems.mrr import Readout
+from labsat.twin import Twin, apply_calibration, latest_record
+
+
+@dataclass(frozen=True)
+class BenchChips:
+    """The layer model to evaluate on, how to draw fresh chips, and a line saying what the model is."""
+
+    layer: LayerModel
+    chips: ChipDraw
+    source: str
+    calibration_id: str
+
+
+def fresh_chips(config: MRRSimConfig, rows: int, cols: int, readout: Readout, device: torch.device) -> ChipDraw:
+    """``(σ_fab, seed) ->`` the layer model of a newly fabricated chip of this design, read out by ``readout``."""
+
+    def draw(fab_sigma_nm: float, seed: int) -> LayerModel:
+        design = config.model_copy(update={"fab_sigma_nm": fab_sigma_nm})
+        return Twin(chip_params(design, rows, cols, seed, device, torch.float32), readout).layer
+
+    return draw
+
+
+def bench_chips(bench: Bench, store: Store, calibration: str | None = None) -> BenchChips:
+    """The chips of ``bench`` read out with calibration ``calibration`` (default: its newest), applied to the System.
+
+    A model should be evaluated with the calibration it was trained with: its controls and digital gains
+    were fitted to that readout's units.
+    """
+    record = (
+        store.get_calibration(calibration)
+        if calibration is not None
+        else latest_record(store, bench.name, bench_identity(bench))
+    )
+    apply_calibration(bench.system, record)
+    readout = bench.system.readout
+    simulated: MRRChipSimulator | None = bench.shared.get(CHIP_KEY)
+    if simulated is not None:
+        layer = Twin(simulated.truth.to(dtype=torch.float32), readout).layer
+        source = f"simulated chip (seed {simulated.seed}, ground truth) read out with calibration {record.id}"
+        config = simulated.config
+    else:
+        layer = Twin.from_record(record, bench.torch_device).layer
+        source = f"twin of calibration {record.id} (a real bench cannot be warmed or redrawn on request)"
+        config = MRRSimConfig.model_validate(bench.spec.simulator or {})
+    chips = fresh_chips(config, bench.system.rows, bench.system.cols, readout, bench.torch_device)
+    return BenchChips(layer=layer, chips=chips, source=source, calibration_id=record.id)

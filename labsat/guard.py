@@ -1,0 +1,334 @@
+"""The safety guard: the one place through which every instrument write passes.
+
+Whoever writes (REST, CLI, training, calibration, the safe-state handler), the value first meets the
+rules below, and a write that breaks any of them raises :class:`~labsat.errors.LimitViolation`
+*before* a single channel is touched:
+
+- static per-channel limits: voltage range, current |V|/R, electrical power V²/R;
+- a bench-wide heater power budget (Σ V²/R over every channel with a resistance);
+- an optional largest difference between neighbouring channels of one device;
+- a vector write is validated whole, so it is all or nothing.
+
+Accepted moves larger than a channel's ``max_step`` are split into ramp steps with ``step_delay``
+between them. Every rule describes a convex set (boxes, balls, slabs), so when the start and the
+target are inside, every point of the straight ramp between them is inside too; a ramp that starts
+outside (hardware found in an unknown state) only moves closer to the allowed target.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from labsat.benchfile import ChannelLimits
+from labsat.clock import Clock
+from labsat.devices import VoltageSource
+from labsat.errors import Halted, InstrumentError, LimitViolation, UnknownChannel
+
+log = logging.getLogger(__name__)
+
+
+class GuardedVoltageSource:
+    """A voltage source as callers see it: named channels, validated and ramped writes."""
+
+    def __init__(
+        self,
+        guard: SafetyGuard,
+        name: str,
+        device: VoltageSource,
+        channel_names: Sequence[str],
+        limits: Sequence[ChannelLimits],
+        neighbour_max_diff: float | None = None,
+    ) -> None:
+        if len(channel_names) != len(limits) or len(channel_names) != device.n_channels:
+            raise ValueError(f"{name}: channel names, limits and device channels differ in number")
+        self.name = name
+        self.channel_names = tuple(channel_names)
+        self.limits = tuple(limits)
+        self.neighbour_max_diff = neighbour_max_diff
+        self._guard = guard
+        self._device = device
+        self._index = {channel: i for i, channel in enumerate(self.channel_names)}
+        self._low = np.array([lim.voltage[0] for lim in limits])
+        self._high = np.array([lim.voltage[1] for lim in limits])
+        resistance = np.array([lim.resistance_ohm or math.inf for lim in limits])
+        self._conductance_ms = np.where(np.isfinite(resistance), 1e3 / resistance, 0.0)  # mW per V², mA per V
+        self._current_max = np.array([lim.current_max_ma or math.inf for lim in limits])
+        self._power_max = np.array([lim.power_max_mw or math.inf for lim in limits])
+        self._max_step = np.array([lim.max_step or math.inf for lim in limits])
+        self._step_delay = max(lim.step_delay for lim in limits)
+        self.safe_values = np.array([lim.safe for lim in limits])
+        self._values = np.asarray(device.read_voltages(), dtype=float).copy()
+
+    # -- what callers use -------------------------------------------------------------------------
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.channel_names)
+
+    def identity(self) -> str:
+        return self._device.identity()
+
+    def values(self) -> np.ndarray:
+        """Last values this guard wrote (or read back at start-up)."""
+        return self._values.copy()
+
+    def read_back(self) -> np.ndarray:
+        """Ask the instrument what it outputs now."""
+        with self._guard.lock:
+            return np.asarray(self._device.read_voltages(), dtype=float)
+
+    def position(self, channel: str) -> int:
+        """Channel position of a channel name; unknown names raise :class:`UnknownChannel`."""
+        try:
+            return self._index[channel]
+        except KeyError:
+            raise UnknownChannel(
+                f"{self.name} has no channel {channel!r} (channels {self.channel_names[0]}..{self.channel_names[-1]})"
+            ) from None
+
+    def set(self, values: Mapping[str, float]) -> None:
+        """Set channels by name, ramping where needed; all or nothing."""
+        self.set_vector(self.with_changes(values))
+
+    def with_changes(self, values: Mapping[str, float]) -> np.ndarray:
+        """The present outputs with ``values`` (by channel name) substituted: a full target vector."""
+        target = self.present()
+        unknown = np.isnan(target)
+        for channel, value in values.items():
+            position = self.position(channel)
+            target[position] = float(value)
+            unknown[position] = False
+        self._refuse_unknown(unknown)
+        return target
+
+    def set_vector(self, volts: np.ndarray | torch.Tensor | Sequence[float]) -> None:
+        """Set every channel to ``volts`` (length ``n_channels``), ramping where needed; all or nothing."""
+        target = _as_vector(volts, self.n_channels, self.name)
+        with self._guard.lock:
+            self._guard.validate(self, target)
+            self._ramp_to(target)
+
+    def check_batch(self, volts: torch.Tensor) -> None:
+        """Validate a batch of per-sample settings ``(B, n_channels)`` that a streamer will play.
+
+        Streamed inputs (modulator drives) are fast outputs that neither ramp nor hold: each row must
+        obey the static per-channel limits.
+        """
+        self._guard.refuse_if_halted()
+        rows = volts.detach().to("cpu", torch.float64).numpy()
+        if rows.ndim != 2 or rows.shape[1] != self.n_channels:
+            raise ValueError(f"{self.name}: expected a (B, {self.n_channels}) batch, got {tuple(rows.shape)}")
+        for row in (rows.min(axis=0), rows.max(axis=0)):
+            self._check_static(row)
+
+    def safe_state(self) -> None:
+        """Ramp to the safe values, then switch the outputs off."""
+        with self._guard.lock:
+            self._ramp_to(self.safe_values.copy(), from_unknown=True)
+            self._device.outputs_off()
+            self._values = self._read_or_unknown()
+
+    # -- rules --------------------------------------------------------------------------------------
+
+    def _check_static(self, target: np.ndarray) -> None:
+        if not np.all(np.isfinite(target)):
+            bad = int(np.flatnonzero(~np.isfinite(target))[0])
+            self._refuse(bad, target[bad], "not a finite number")
+        for bad in np.flatnonzero(target < self._low):
+            self._refuse(bad, target[bad], f"below the minimum {self._low[bad]:g} V")
+        for bad in np.flatnonzero(target > self._high):
+            self._refuse(bad, target[bad], f"above the maximum {self._high[bad]:g} V")
+        current = np.abs(target) * self._conductance_ms
+        for bad in np.flatnonzero(current > self._current_max):
+            self._refuse(bad, target[bad], f"current {current[bad]:.4g} mA exceeds {self._current_max[bad]:g} mA")
+        power = self.power_mw(target)
+        for bad in np.flatnonzero(power > self._power_max):
+            self._refuse(bad, target[bad], f"power {power[bad]:.4g} mW exceeds {self._power_max[bad]:g} mW")
+        if self.neighbour_max_diff is not None and self.n_channels > 1:
+            diff = np.abs(np.diff(target))
+            for bad in np.flatnonzero(diff > self.neighbour_max_diff):
+                self._refuse(
+                    bad + 1,
+                    target[bad + 1],
+                    f"differs from neighbour {self.channel_names[bad]} ({target[bad]:g} V) by {diff[bad]:.4g} V, "
+                    f"more than {self.neighbour_max_diff:g} V",
+                )
+
+    def power_mw(self, volts: np.ndarray) -> np.ndarray:
+        """Electrical power per channel (0 where no resistance is configured)."""
+        return volts**2 * self._conductance_ms
+
+    def _refuse(self, position: int, value: float, limit: str) -> None:
+        raise LimitViolation(self.name, self.channel_names[position], float(value), limit)
+
+    # -- writing ------------------------------------------------------------------------------------
+
+    def _ramp_to(self, target: np.ndarray, *, from_unknown: bool = False) -> None:
+        """Move to ``target`` in steps of at most ``max_step``.
+
+        A channel whose present output is unknown (a failed write that could not be read back) cannot
+        be ramped; only the safe state (``from_unknown``) may then write it, in one step.
+        """
+        start = self.present()
+        unknown = np.isnan(start)
+        if unknown.any():
+            if not from_unknown:
+                self._refuse_unknown(unknown)
+            start = np.where(unknown, target, start)
+            self._write_changed(target, only=np.flatnonzero(unknown))
+        if np.array_equal(target, start):
+            return
+        steps = max(1, int(np.max(np.ceil(np.abs(target - start) / self._max_step))))
+        for k in range(1, steps + 1):
+            if not from_unknown:  # the safe state itself must never be refused
+                self._guard.refuse_if_halted()
+            point = target if k == steps else start + (target - start) * (k / steps)
+            self._write_changed(point)
+            if k < steps:
+                self._guard.clock.sleep(self._step_delay)
+
+    def _write_changed(self, point: np.ndarray, only: np.ndarray | None = None) -> None:
+        changed = np.flatnonzero(point != self._values) if only is None else only
+        if changed.size == 0:
+            return
+        log.debug("%s: write %s", self.name, {self.channel_names[i]: float(point[i]) for i in changed})
+        try:
+            self._device.write_voltages(changed, point[changed])
+        except Exception:
+            # The instrument may have taken part of the write: trust only what it reports now.
+            self._values = self._read_or_unknown()
+            raise
+        self._values[changed] = point[changed]
+
+    def _refuse_unknown(self, unknown: np.ndarray) -> None:
+        if unknown.any():
+            names = ", ".join(self.channel_names[i] for i in np.flatnonzero(unknown))
+            raise InstrumentError(
+                f"{self.name}: present output of {names} is unknown after a failed write; "
+                "nothing was written (go to the safe state first)"
+            )
+
+    def present(self) -> np.ndarray:
+        """Present outputs: the cache, re-read from the instrument where a failed write left it unknown."""
+        if np.isnan(self._values).any():
+            self._values = self._read_or_unknown()
+        return self._values.copy()
+
+    def _read_or_unknown(self) -> np.ndarray:
+        try:
+            return np.asarray(self._device.read_voltages(), dtype=float).copy()
+        except Exception as exc:
+            log.error("%s: cannot read the outputs back (%s); marking them unknown", self.name, exc)
+            return np.full(self.n_channels, np.nan)
+
+    def budget_power_mw(self) -> np.ndarray:
+        """Power per channel for the bench budget; an unknown output counts at its largest allowed value."""
+        worst = np.maximum(np.abs(self._low), np.abs(self._high))
+        return self.power_mw(np.where(np.isnan(self._values), worst, self._values))
+
+
+class SafetyGuard:
+    """One guard per bench: owns the rules that span devices and the lock that orders all writes.
+
+    The lock is re-entrant so that the safe-state handler, which a signal can run in the middle of a
+    ramp on the same thread, can still take it and move the outputs from wherever they got to.
+
+    :meth:`halt` is the emergency stop. Its flag is read without the lock, before every ramp step and
+    every streamed batch, so a write in progress on another thread stops at its next step (and the
+    safe state, which waits for the lock, follows within one guard step) and nothing but the safe
+    state writes again until :meth:`release`.
+    """
+
+    def __init__(self, clock: Clock, heater_power_budget_mw: float | None = None) -> None:
+        self.clock = clock
+        self.heater_power_budget_mw = heater_power_budget_mw
+        self.lock = threading.RLock()
+        self.sources: dict[str, GuardedVoltageSource] = {}
+        self._halted: str | None = None
+
+    @property
+    def halted(self) -> str | None:
+        """Why the bench is halted, or None when writes are allowed."""
+        return self._halted
+
+    def halt(self, reason: str) -> None:
+        """Emergency stop: refuse every write but the safe state from now on, then go to the safe state."""
+        self._halted = reason
+        self.safe_state()
+
+    def release(self) -> None:
+        """Allow writes again after :meth:`halt` (once whoever was writing has stopped)."""
+        self._halted = None
+
+    def refuse_if_halted(self) -> None:
+        if self._halted is not None:
+            raise Halted(f"the bench is halted ({self._halted}); nothing was written")
+
+    def add_voltage_source(
+        self,
+        name: str,
+        device: VoltageSource,
+        channel_names: Sequence[str],
+        limits: Sequence[ChannelLimits],
+        neighbour_max_diff: float | None = None,
+    ) -> GuardedVoltageSource:
+        """Wrap ``device``; from now on it is written only through the returned object."""
+        source = GuardedVoltageSource(self, name, device, channel_names, limits, neighbour_max_diff)
+        self.sources[name] = source
+        return source
+
+    def validate(
+        self,
+        source: GuardedVoltageSource,
+        target: np.ndarray,
+        pending: Mapping[str, np.ndarray] | None = None,
+    ) -> None:
+        """Every rule for ``target`` on ``source``.
+
+        The other devices count at their present values, or at ``pending[name]`` when several devices
+        are about to be written together.
+        """
+        source._check_static(target)
+        if self.heater_power_budget_mw is not None:
+            pending = pending or {}
+            total = float(source.power_mw(target).sum()) + sum(
+                float(other.power_mw(pending[name]).sum() if name in pending else other.budget_power_mw().sum())
+                for name, other in self.sources.items()
+                if other is not source
+            )
+            if total > self.heater_power_budget_mw:
+                hottest = int(np.argmax(source.power_mw(target) - source.budget_power_mw()))
+                source._refuse(
+                    hottest,
+                    target[hottest],
+                    f"total heater power {total:.4g} mW would exceed the bench budget "
+                    f"{self.heater_power_budget_mw:g} mW",
+                )
+
+    def safe_state(self) -> None:
+        """Every source to its safe values and off; keeps going past a failing device, then re-raises."""
+        errors: list[Exception] = []
+        with self.lock:
+            for source in self.sources.values():
+                try:
+                    source.safe_state()
+                except Exception as exc:  # one broken instrument must not keep the others live
+                    log.error("safe state of %s failed: %s", source.name, exc)
+                    errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def _as_vector(volts: np.ndarray | torch.Tensor | Sequence[float], n: int, name: str) -> np.ndarray:
+    if isinstance(volts, torch.Tensor):
+        volts = volts.detach().to("cpu", torch.float64).numpy()
+    vector = np.asarray(volts, dtype=float).reshape(-1)
+    if vector.size != n:
+        raise ValueError(f"{name}: expected {n} values, got {vector.size}")
+    return vector

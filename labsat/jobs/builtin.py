@@ -1,0 +1,226 @@
+"""labsat's own job kinds: thin adapters from a job's parameters to the calibration, training and
+evaluation packages, with the job context's callbacks plugged into theirs.
+
+Nothing here measures or computes physics; each kind picks the package function, feeds it validated
+parameters, turns its callbacks into progress, metrics and checkpoints, and returns its summary.
+
+Datasets over REST are ``digits``, ``iris`` or the name of a file or directory under
+``<data>/datasets/``: a remote client names data the bench PC already has and can never make the
+service read an arbitrary path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from statistics import fmean
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from labsat.calibration import PROCEDURE_ORDER, CalibrationOptions, calibrate
+from labsat.calibration.figures import write_figures
+from labsat.datasets import BUILTIN, load_dataset
+from labsat.errors import LabsatError
+from labsat.jobs.kinds import JobContext, JobKind, register
+from labsat.store import ARTIFACTS, Store
+from labsat.training.evaluate import accuracy
+from labsat.training.loop import StepRecord, TrainConfig
+from labsat.training.methods import ASCENTS, METHODS, parse_method
+from labsat.training.physical import PhysicalLayer
+from labsat.training.runners import device_runner
+from labsat.training.session import bench_twin, load_model, train_on_bench
+
+DATASETS = "datasets"
+"""Folder under the data directory whose entries REST clients may name as datasets."""
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+_TRAIN = TrainConfig()
+
+
+def dataset_source(store: Store, label: str) -> str | Path:
+    """What :func:`~labsat.datasets.load_dataset` should open for a dataset label."""
+    if label in BUILTIN or Path(label).is_absolute():
+        return label
+    return store.root / DATASETS / label
+
+
+def artifact_refs(store: Store, paths: list[Path]) -> list[str]:
+    """Files under the artifact tree as ``kind/id/file`` (what ``GET /api/artifacts/...`` serves)."""
+    root = store.root / ARTIFACTS
+    return [path.relative_to(root).as_posix() for path in paths]
+
+
+def _phase_progress(context: JobContext) -> Callable[[str, int, int], None]:
+    """A calibration progress callback ``(procedure, done, total)`` reporting into the job."""
+
+    def report(procedure: str, done: int, total: int) -> None:
+        context.progress(done, total, phase=procedure)
+
+    return report
+
+
+# -- calibrate ------------------------------------------------------------------------------------------
+
+
+class CalibrateParams(BaseModel):
+    """Calibrate the bench and fit its twin (``labsat calibrate``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    only: list[Literal[PROCEDURE_ORDER]] | None = Field(  # type: ignore[valid-type]
+        None, description="Run only these procedures; the others come from the bench's latest calibration."
+    )
+    options: CalibrationOptions = Field(default_factory=CalibrationOptions)
+
+
+def run_calibrate(context: JobContext, params: CalibrateParams) -> dict[str, Any]:
+    """A resumed job continues the bench's unfinished calibration, if there is one."""
+    bench, store = context.bench, context.store
+    resume = context.resuming and store.latest_calibration(bench.name, complete=False) is not None
+    record = calibrate(
+        bench, store, only=params.only, resume=resume, options=params.options, progress=_phase_progress(context)
+    )
+    plots = write_figures(record, store)
+    return {
+        "calibration": record.id,
+        "complete": record.complete,
+        "procedures": record.procedures,
+        "flags": len(record.flags),
+        "twin_weight_rms": record.validation.weight_rms if record.validation else None,
+        "artifacts": artifact_refs(store, plots),
+    }
+
+
+# -- train ----------------------------------------------------------------------------------------------
+
+
+class TrainParams(BaseModel):
+    """Train a network on the bench and store it as a model (``labsat train``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal[METHODS] = Field(_TRAIN.method)  # type: ignore[valid-type]
+    ascent: Literal[ASCENTS] | None = Field(  # type: ignore[valid-type]
+        None, description="Where SAT's ascent gradient comes from (SAT methods only; default per method)."
+    )
+    dataset: str = Field("digits", pattern=NAME_PATTERN, description="digits, iris, or a name under <data>/datasets/.")
+    seed: int = Field(0, description="Seeds the split, the initial controls, the data order, the noise.")
+    epochs: int = Field(_TRAIN.epochs, ge=1, le=100_000)
+    batch_size: int = Field(_TRAIN.batch_size, ge=1, le=100_000)
+    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(list(_TRAIN.hidden), description="Hidden layer sizes.")
+    lr: float = Field(_TRAIN.lr, gt=0, description="Adam learning rate of the controls (volts).")
+    rho: float = Field(_TRAIN.rho, ge=0, description="SAT radius over the controls.")
+    calibration: str | None = Field(None, description="Calibration to build the twin from (default: the newest).")
+
+    @field_validator("ascent")
+    @classmethod
+    def _ascent_fits_method(cls, ascent: str | None, info: ValidationInfo) -> str | None:
+        method = info.data.get("method")
+        if method is not None:
+            try:
+                parse_method(method, ascent)
+            except LabsatError as exc:
+                raise ValueError(str(exc)) from None
+        return ascent
+
+    def config(self) -> TrainConfig:
+        return TrainConfig(
+            method=self.method,
+            ascent=self.ascent,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            hidden=tuple(self.hidden),
+            lr=self.lr,
+            rho=self.rho,
+            seed=self.seed,
+        )
+
+
+def run_train(context: JobContext, params: TrainParams) -> dict[str, Any]:
+    """Progress per step, one ``metric`` per epoch; a resumed job continues from the run's last checkpoint.
+
+    The calibration is fixed on the first attempt and remembered, because it is part of the run's
+    checkpoint key: a resumed attempt must find the same checkpoints even if the bench was
+    recalibrated in between.
+    """
+    config = params.config()
+    dataset = load_dataset(dataset_source(context.store, params.dataset), seed=params.seed)
+    calibration = context.memo.get("calibration") or params.calibration
+    if calibration is None:
+        _, record, calibrated_now = bench_twin(context.bench, context.store, None, _phase_progress(context))
+        calibration = record.id
+        if calibrated_now:
+            context.log(f"bench {context.bench.name} had no calibration: calibration {record.id} ran first")
+    context.remember(calibration=calibration)
+    if context.resuming:
+        context.log("resuming from the run's last checkpoint")
+    per_epoch = -(-len(dataset.train) // config.batch_size)
+    total = per_epoch * config.epochs
+    losses: list[float] = []
+
+    def on_step(record: StepRecord) -> None:
+        losses.append(record.loss)
+        done = record.epoch * per_epoch + record.step + 1
+        context.progress(done, total, "train", epoch=record.epoch + 1, loss=record.loss, forwards=record.cost.forwards)
+        if record.step == per_epoch - 1:
+            context.metric(epoch=record.epoch + 1, loss=fmean(losses))
+            losses.clear()
+
+    run = train_on_bench(
+        context.bench,
+        context.store,
+        config,
+        dataset,
+        dataset_label=params.dataset,
+        calibration=calibration,
+        resume=context.resuming,
+        on_step=on_step,
+    )
+    controls = context.store.artifact_dir("models", run.model_id) / "controls.pt"
+    return {**run.summary(), "artifacts": artifact_refs(context.store, [controls])}
+
+
+# -- deploy ---------------------------------------------------------------------------------------------
+
+
+class DeployParams(BaseModel):
+    """Run a stored model on the bench: every photonic layer programmed and measured over its test split."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(pattern=NAME_PATTERN, description="Stored model id.")
+
+
+def run_deploy(context: JobContext, params: DeployParams) -> dict[str, Any]:
+    """On its own bench a model uses the calibration it was trained with; elsewhere, that bench's newest."""
+    bench, store = context.bench, context.store
+    net, meta = load_model(store, params.model)
+    calibration = meta.get("calibration") if meta.get("bench") == bench.name else None
+    twin, record, _ = bench_twin(bench, store, calibration, _phase_progress(context))
+    test = load_dataset(dataset_source(store, str(meta.get("dataset", "digits"))), seed=int(meta.get("seed", 0))).test
+    context.progress(0, 1, "measure")
+    physical = PhysicalLayer.from_system(bench.system, twin.layer)
+    before = physical.stats()
+    device_accuracy = accuracy(net, test, device_runner(physical))
+    context.progress(1, 1, "measure")
+    return {
+        "model": params.model,
+        "bench": bench.name,
+        "calibration": record.id,
+        "dataset": meta.get("dataset"),
+        "test_samples": len(test),
+        "test_accuracy_device": device_accuracy,
+        "trained_test_accuracy_device": meta.get("test_accuracy_device"),
+        "trained_on": meta.get("bench"),
+        "queries": asdict(physical.stats().since(before)),
+    }
+
+
+CALIBRATE = register(
+    JobKind("calibrate", CalibrateParams, run_calibrate, "Calibrate the bench and fit its twin.", resumable=True)
+)
+TRAIN = register(JobKind("train", TrainParams, run_train, "Train a network and store the model.", resumable=True))
+DEPLOY = register(JobKind("deploy", DeployParams, run_deploy, "Run a stored model on the bench."))

@@ -1,0 +1,260 @@
+"""The service's core: every bench opened once, one worker each, and every job request routed to them.
+
+The REST API and the Python API both go through :class:`JobEngine`; neither touches a bench directly.
+Starting the engine is where crash recovery happens:
+
+1. the data directory is locked, so two services can never drive the same benches and store;
+2. jobs a dead service left ``running`` or ``paused`` become ``interrupted`` (their events and
+   checkpoints stay; resuming continues from the last checkpoint);
+3. every bench is driven to its safe state — after a crash (SIGKILL, power cut) the hardware may hold
+   whatever the dead process last wrote;
+4. jobs still ``queued`` are queued again on their benches, in submission order.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from pydantic import BaseModel
+
+from labsat.bench import Bench, open_bench
+from labsat.benchfile import BenchFile
+from labsat.describe import describe_bench
+from labsat.errors import LabsatError
+from labsat.jobs import builtin as _builtin  # noqa: F401  (registers labsat's job kinds)
+from labsat.jobs.journal import JobJournal
+from labsat.jobs.kinds import get_kind
+from labsat.jobs.model import HOLDS_BENCH, EventType, InvalidTransition, Job, JobEvent, JobState
+from labsat.jobs.worker import BenchBusy, BenchWorker
+from labsat.store import ARTIFACTS, NotFound, Store
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one service per data directory is then up to the user
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = "service.lock"
+
+
+class DataDirInUse(LabsatError):
+    """Another labsat service already runs on this data directory."""
+
+
+@dataclass(frozen=True)
+class BenchStatus:
+    """A bench as the service sees it: who holds it, what waits, whether it is halted."""
+
+    name: str
+    file: str
+    job: str | None
+    queued: list[str]
+    halted: str | None
+
+
+class JobEngine:
+    """Benches, workers and jobs of one service process."""
+
+    def __init__(
+        self, store: Store, benches: Sequence[str | Path | BenchFile], *, progress_interval: float = 0.25
+    ) -> None:
+        self.store = store
+        self.journal = JobJournal(store)
+        self.progress_interval = progress_interval
+        self._bench_files = list(benches)
+        self._workers: dict[str, BenchWorker] = {}
+        self._lock: IO[str] | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------------
+
+    def start(self) -> list[Job]:
+        """Lock, recover, open every bench in its safe state, start the workers; returns the interrupted jobs."""
+        self._lock_data_dir()
+        opened: list[Bench] = []
+        try:
+            for source in self._bench_files:
+                bench = open_bench(source, data_dir=self.store.root)
+                opened.append(bench)
+                if sum(other.name == bench.name for other in opened) > 1:
+                    raise LabsatError(f"two bench files name a bench {bench.name!r}; bench names must differ")
+            interrupted = self.journal.recover()
+            for bench in opened:
+                bench.safe_state()
+            self._workers = {
+                bench.name: BenchWorker(bench, self.journal, progress_interval=self.progress_interval)
+                for bench in opened
+            }
+            for job in self.journal.queued():
+                if job.bench in self._workers:
+                    self._workers[job.bench].enqueue(job.id)
+        except BaseException:
+            for bench in opened:
+                bench.close(failed=True)
+            self._workers = {}
+            self._unlock_data_dir()
+            raise
+        for worker in self._workers.values():
+            worker.start()
+        for job in interrupted:
+            log.warning("job %s (%s on %s) was interrupted by the last shutdown", job.id, job.kind, job.bench)
+        return interrupted
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Interrupt running jobs at their next checkpoint, put every bench in its safe state, unlock."""
+        for worker in self._workers.values():
+            if not worker.stop(timeout):
+                log.error("bench %s: its job did not reach a checkpoint within %g s; halting", worker.name, timeout)
+                worker.bench.guard.halt("service shutdown")  # the stuck job must not write after the safe state
+        for worker in self._workers.values():
+            worker.bench.close(failed=True)
+        self._workers = {}
+        self._unlock_data_dir()
+
+    # -- benches ------------------------------------------------------------------------------------
+
+    @property
+    def bench_names(self) -> list[str]:
+        return list(self._workers)
+
+    def worker(self, bench: str) -> BenchWorker:
+        try:
+            return self._workers[bench]
+        except KeyError:
+            raise NotFound(f"this service has no bench {bench!r} (it has: {', '.join(self._workers)})") from None
+
+    def bench_status(self, bench: str) -> BenchStatus:
+        worker = self.worker(bench)
+        job, queued = worker.status()
+        return BenchStatus(bench, worker.bench.path, job, queued, worker.bench.guard.halted)
+
+    def describe(self, bench: str) -> tuple[dict[str, Any], bool]:
+        """The bench's description and whether it is live (read now) or from the guard's record (a job holds it)."""
+        worker = self.worker(bench)
+        try:
+            return worker.call(describe_bench), True
+        except BenchBusy:
+            return describe_bench(worker.bench, live=False), False
+
+    def set_channels(self, bench: str, values: Mapping[str, float]) -> dict[str, float]:
+        """Manual write through the guard, on the bench's worker; :class:`BenchBusy` while a job holds it."""
+
+        def write(opened: Bench) -> dict[str, float]:
+            opened.set_channels(dict(values))
+            return {target: opened.channel_value(target) for target in values}
+
+        return self.worker(bench).call(write)
+
+    def outputs(self, bench: str) -> dict[str, list[float]]:
+        """Every voltage source's outputs as the guard last wrote them (no instrument is asked)."""
+        return {name: source.values().tolist() for name, source in self.worker(bench).bench.sources.items()}
+
+    def emergency_stop(self, bench: str) -> list[str]:
+        """Outputs safe now, the running job and the queue cancelled; returns the cancelled job ids."""
+        return self.worker(bench).emergency_stop()
+
+    # -- jobs ---------------------------------------------------------------------------------------
+
+    def submit(
+        self, kind: str, bench: str | None, params: Mapping[str, Any] | BaseModel, submitted_by: str | None = None
+    ) -> Job:
+        """Validate and queue a job; ``bench`` may be omitted when the service has only one."""
+        job_kind = get_kind(kind)
+        worker = self._pick(bench)
+        raw = params.model_dump() if isinstance(params, BaseModel) else params
+        validated = job_kind.params.model_validate(raw)
+        job = self.journal.create(kind, worker.name, validated.model_dump(mode="json"), submitted_by)
+        worker.enqueue(job.id)
+        return job
+
+    def get(self, job_id: str) -> Job:
+        return self.journal.get(job_id)
+
+    def peek(self, job_id: str) -> Job | None:
+        """An unfinished job without touching the database (None: use :meth:`get`)."""
+        return self.journal.peek(job_id)
+
+    def list(
+        self, *, bench: str | None = None, state: JobState | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[Job]:
+        return self.journal.list(bench=bench, state=state, kind=kind, limit=limit)
+
+    def events(
+        self, job_id: str, after: int = 0, limit: int | None = None, types: Sequence[EventType] | None = None
+    ) -> list[JobEvent]:
+        self.journal.get(job_id)  # NotFound for an unknown job rather than an empty list
+        return self.journal.events(job_id, after, limit, types)
+
+    def last_seq(self, job_id: str) -> int:
+        """Number of the job's newest event; from memory after the first call, so followers may poll it."""
+        return self.journal.last_seq(job_id)
+
+    def cancel(self, job_id: str) -> Job:
+        """A queued job is cancelled at once, a running or paused one at its next checkpoint."""
+        job = self.journal.get(job_id)
+        if job.final:
+            raise InvalidTransition(f"job {job_id} is already {job.state}")
+        worker = self._workers.get(job.bench)
+        if (worker is None or not worker.cancel(job_id)) and job.state is JobState.QUEUED:
+            self.journal.transition(job_id, JobState.CANCELLED, error="cancelled")  # a bench this service lacks
+        return self.journal.get(job_id)
+
+    def pause(self, job_id: str) -> Job:
+        """Ask a running job to pause at its next checkpoint (it then waits in the safe state)."""
+        job = self.journal.get(job_id)
+        worker = self._workers.get(job.bench)
+        if job.state is not JobState.RUNNING or worker is None or not worker.pause(job_id):
+            raise InvalidTransition(f"job {job_id} is {job.state}; only a running job can pause")
+        return self.journal.get(job_id)
+
+    def resume(self, job_id: str) -> Job:
+        """A paused job goes on; a cancelled, failed or interrupted one of a resumable kind is queued again
+        and continues from its last checkpoint."""
+        job = self.journal.get(job_id)
+        if job.state in HOLDS_BENCH:
+            if not self.worker(job.bench).unpause(job_id):
+                raise InvalidTransition(f"job {job_id} is running, not paused")
+            return self.journal.get(job_id)
+        if not job.final:
+            raise InvalidTransition(f"job {job_id} is {job.state}; only a paused or ended job can be resumed")
+        if not get_kind(job.kind).resumable:
+            raise InvalidTransition(f"{job.kind} jobs cannot be resumed; submit a new one")
+        worker = self.worker(job.bench)
+        job = self.journal.transition(job_id, JobState.QUEUED)
+        worker.enqueue(job_id)
+        return job
+
+    def delete(self, job_id: str) -> None:
+        """Forget an ended job: its record, its events and its own artifacts (models it made stay)."""
+        self.journal.delete(job_id)
+        shutil.rmtree(self.store.root / ARTIFACTS / "jobs" / job_id, ignore_errors=True)
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _pick(self, bench: str | None) -> BenchWorker:
+        if bench is not None:
+            return self.worker(bench)
+        if len(self._workers) == 1:
+            return next(iter(self._workers.values()))
+        raise LabsatError(f"this service has several benches; name one ({', '.join(self._workers)})")
+
+    def _lock_data_dir(self) -> None:
+        path = self.store.root / LOCK_FILE
+        handle = path.open("w")
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                raise DataDirInUse(f"another labsat service is using the data directory {self.store.root}") from None
+        self._lock = handle
+
+    def _unlock_data_dir(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
+            self._lock = None

@@ -1,0 +1,166 @@
+"""The MRR weight-bank System: a photonic matrix–vector layer made of device calls.
+
+``forward(x, controls)`` computes ``y ≈ x @ w(controls).T`` on the chip. A logical layer larger than
+the physical bank is time-multiplexed: for each rows×cols tile the heaters are programmed (through
+the guard, ramped), the System waits for the heaters to settle, the batch's slice of inputs is
+streamed through the input modulators, and the detector readings are accumulated into partial sums.
+
+Inputs are optical intensities, so they must be non-negative. Each sample is scaled by its own
+maximum before it is sent (the modulators only reach full power) and the result scaled back; the
+operation is linear in ``x``, so this costs nothing in accuracy and uses the detectors' full range.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from labsat.benchfile import MRRSystemSpec
+from labsat.clock import Clock
+from labsat.devices import BatchStreamer, Detector
+from labsat.guard import GuardedVoltageSource
+
+
+@dataclass
+class QueryStats:
+    """What the device has been asked, and how long it would take on the bench."""
+
+    forwards: int = 0
+    programs: int = 0
+    samples: int = 0
+    bench_time_s: float = 0.0
+
+    def copy(self) -> QueryStats:
+        return QueryStats(self.forwards, self.programs, self.samples, self.bench_time_s)
+
+    def since(self, earlier: QueryStats) -> QueryStats:
+        """Counts accumulated after ``earlier`` was taken."""
+        return QueryStats(
+            self.forwards - earlier.forwards,
+            self.programs - earlier.programs,
+            self.samples - earlier.samples,
+            self.bench_time_s - earlier.bench_time_s,
+        )
+
+
+@dataclass
+class Readout:
+    """How detector volts and modulator volts map to logical values.
+
+    Starts from the bench file's nominal values; a calibration replaces them with fitted per-row and
+    per-channel values.
+    """
+
+    volts_per_unit: torch.Tensor  # (rows,)
+    dark_volts: torch.Tensor  # (rows,)
+    modulator_v_pi: torch.Tensor  # (cols,)
+
+    @classmethod
+    def nominal(cls, spec: MRRSystemSpec, device: torch.device) -> Readout:
+        return cls(
+            volts_per_unit=torch.full((spec.rows,), spec.readout_volts_per_unit, device=device),
+            dark_volts=torch.full((spec.rows,), spec.readout_dark_volts, device=device),
+            modulator_v_pi=torch.full((spec.cols,), spec.modulator_v_pi, device=device),
+        )
+
+    def modulator_volts(self, x: torch.Tensor) -> torch.Tensor:
+        """Drive that makes the modulator pass fraction ``x`` ∈ [0, 1] of its full power (sin² curve)."""
+        return (2.0 * self.modulator_v_pi / math.pi) * torch.asin(x.clamp(0.0, 1.0).sqrt())
+
+    def to_units(self, detector_volts: torch.Tensor) -> torch.Tensor:
+        return (detector_volts - self.dark_volts) / self.volts_per_unit
+
+
+@dataclass
+class MRRBankSystem:
+    """A rows×cols MRR bank driven through guarded devices."""
+
+    spec: MRRSystemSpec
+    heaters: GuardedVoltageSource
+    modulators: GuardedVoltageSource
+    detectors: Detector
+    clock: Clock
+    torch_device: torch.device
+    streamer: BatchStreamer | None = None
+    readout: Readout = field(init=False)
+    stats: QueryStats = field(default_factory=QueryStats)
+
+    def __post_init__(self) -> None:
+        self.readout = Readout.nominal(self.spec, self.torch_device)
+
+    @property
+    def rows(self) -> int:
+        return self.spec.rows
+
+    @property
+    def cols(self) -> int:
+        return self.spec.cols
+
+    @property
+    def control_range(self) -> tuple[float, float]:
+        """The heater voltage range every ring allows (the tightest over channels)."""
+        low = max(lim.voltage[0] for lim in self.heaters.limits)
+        high = min(lim.voltage[1] for lim in self.heaters.limits)
+        return low, high
+
+    # -- device-level building blocks (calibration uses these directly) ------------------------------
+
+    def program(self, heater_volts: torch.Tensor) -> None:
+        """Set all heaters to a (rows, cols) voltage map, then wait for them to settle."""
+        if tuple(heater_volts.shape) != (self.rows, self.cols):
+            raise ValueError(f"heater map must be ({self.rows}, {self.cols}), got {tuple(heater_volts.shape)}")
+        started = self.clock.now()
+        self.heaters.set_vector(heater_volts.reshape(-1))
+        self.clock.sleep(self.spec.settle_time_s)
+        self.stats.programs += 1
+        self.stats.bench_time_s += self.clock.now() - started
+
+    def measure_volts(self, modulator_volts: torch.Tensor) -> torch.Tensor:
+        """Detector volts ``(B, rows)`` for modulator drives ``(B, cols)`` at the present heater map."""
+        started = self.clock.now()
+        self.modulators.check_batch(modulator_volts)
+        if self.streamer is not None:
+            readings = self.streamer.stream(modulator_volts)
+        else:
+            rows = []
+            for drive in modulator_volts:
+                self.modulators.set_vector(drive)
+                rows.append(torch.as_tensor(self.detectors.read(), dtype=torch.float32))
+            readings = torch.stack(rows)
+        self.stats.samples += modulator_volts.shape[0]
+        self.stats.bench_time_s += self.clock.now() - started
+        return readings.to(self.torch_device, torch.float32)
+
+    def measure(self, x: torch.Tensor) -> torch.Tensor:
+        """Σ_c w[r, c]·x[b, c] in logical units for inputs ``x`` ∈ [0, 1], shape ``(B, cols)``."""
+        return self.readout.to_units(self.measure_volts(self.readout.modulator_volts(x)))
+
+    # -- the layer operation -------------------------------------------------------------------------
+
+    def forward(self, x: torch.Tensor, controls: torch.Tensor) -> torch.Tensor:
+        """``(B, in) -> (B, out)`` with the logical layer's heater voltages ``controls`` of shape (out, in)."""
+        out_features, in_features = controls.shape
+        if x.ndim != 2 or x.shape[1] != in_features:
+            raise ValueError(f"inputs must be (B, {in_features}), got {tuple(x.shape)}")
+        x = x.detach().to(self.torch_device, torch.float32)
+        if bool((x < 0).any()):
+            raise ValueError("inputs to a photonic layer are optical intensities and must be non-negative")
+        scale = x.amax(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+        x = x / scale
+        controls = controls.detach().to(self.torch_device, torch.float32)
+        padding = self.heaters.safe_values.reshape(self.rows, self.cols)
+        y = torch.zeros(x.shape[0], out_features, device=self.torch_device)
+        for r0 in range(0, out_features, self.rows):
+            r1 = min(r0 + self.rows, out_features)
+            for c0 in range(0, in_features, self.cols):
+                c1 = min(c0 + self.cols, in_features)
+                tile = torch.as_tensor(padding, dtype=torch.float32, device=self.torch_device).clone()
+                tile[: r1 - r0, : c1 - c0] = controls[r0:r1, c0:c1]
+                self.program(tile)
+                inputs = torch.zeros(x.shape[0], self.cols, device=self.torch_device)
+                inputs[:, : c1 - c0] = x[:, c0:c1]
+                y[:, r0:r1] += self.measure(inputs)[:, : r1 - r0]
+        self.stats.forwards += 1
+        return y * scale

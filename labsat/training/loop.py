@@ -1,0 +1,376 @@
+"""The one training loop: every method is a gradient source plugged into the same SAT step.
+
+Each step is a SAT step (:class:`labsat.sat.SAT` over Adam). Methods without SAT give every parameter
+group ρ = 0, which makes the step an exact plain Adam step: one optimizer, one checkpoint format, and
+"control-space BP" is literally "SAT with ρ = 0". With SAT, the ascent source gives ∇L at θ, SAT moves to
+θ + ε, the method's own source gives ∇L there, and Adam descends from θ with it.
+
+Costs are measured, not assumed: every step records the device forwards, tile programs, samples and
+estimated bench time the System counted while it ran (:class:`~labsat.systems.mrr.QueryStats`), and a
+run reports their sum, including one-off setup (NAT's noise fit).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from labsat.ascent import SPSA, CentralDifference, GradientEstimator
+from labsat.datasets import Dataset
+from labsat.errors import LabsatError
+from labsat.sat import SAT
+from labsat.systems.mrr import QueryStats
+from labsat.training.checkpoint import load_checkpoint, save_checkpoint
+from labsat.training.dat import DualAdaptive
+from labsat.training.deploy import deploy_weights, initialise, peak_controls
+from labsat.training.methods import Backprop, DeviceEstimate, GradientSource, Method, parse_method
+from labsat.training.nat import fit_read_noise, nat_runner
+from labsat.training.network import PhotonicNet
+from labsat.training.pat import pat_runner
+from labsat.training.physical import PhysicalLayer
+from labsat.training.runners import WEIGHT_RANGE, device_runner, ideal_runner, twin_runner
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of a run; all of it goes into the checkpoint key and the stored model's metadata.
+
+    ``lr`` is for the photonic parameters (volts in control space, weights in weight space) and
+    ``digital_lr`` for the digital scale/bias. SAT: ``rho`` is the radius of the ascent over all controls
+    together, with ASAM-style scaling ``|θ − theta_ref| + eta`` when ``adaptive`` (``theta_ref="peak"``: from
+    each element's resonance, :func:`~labsat.training.deploy.peak_controls`); ``digital_rho`` perturbs
+    the digital parameters too (0: never). ``noise_sigma`` overrides NAT's fitted σ. The ``fd_*``/``spsa_*``
+    settings are the device-side ascent estimators' steps (volts) and directions.
+    """
+
+    method: str = "pat+sat"
+    ascent: str | None = None
+    epochs: int = 20
+    batch_size: int = 32
+    hidden: tuple[int, ...] = (16,)
+    lr: float = 0.02
+    digital_lr: float = 0.02
+    rho: float = 0.5
+    adaptive: bool = True
+    eta: float = 0.05
+    theta_ref: float | Literal["peak"] = "peak"
+    digital_rho: float = 0.0
+    seed: int = 0
+    noise_sigma: float | None = None
+    noise_repeats: int = 8
+    dat_hidden: int = 32
+    dat_lr: float = 0.01
+    dat_fit_steps: int = 3
+    fd_step: float = 0.01
+    spsa_c: float = 0.02
+    spsa_q: int = 4
+    spsa_beta: float = 0.9
+    deploy_steps: int = 300
+
+    @property
+    def parsed(self) -> Method:
+        return parse_method(self.method, self.ascent)
+
+    def settings(self) -> dict[str, Any]:
+        """Plain-data form (JSON, checkpoints); the inverse is ``TrainConfig.from_settings``."""
+        return {**asdict(self), "hidden": list(self.hidden)}
+
+    @classmethod
+    def from_settings(cls, settings: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        values = {key: value for key, value in settings.items() if key in known}
+        if "hidden" in values:
+            values["hidden"] = tuple(values["hidden"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One optimizer step: its loss (at θ where the method measures one) and what it cost the device."""
+
+    epoch: int
+    step: int
+    loss: float
+    cost: QueryStats
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step": self.step, "loss": self.loss, **asdict(self.cost)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepRecord:
+        cost = QueryStats(**{f.name: data[f.name] for f in fields(QueryStats)})
+        return cls(int(data["epoch"]), int(data["step"]), float(data["loss"]), cost)
+
+
+@dataclass
+class TrainResult:
+    """A finished run: the control-space network and everything that was measured on the way."""
+
+    net: PhotonicNet
+    config: TrainConfig
+    steps: list[StepRecord]
+    setup_cost: QueryStats
+    wall_s: float
+
+    @property
+    def cost(self) -> QueryStats:
+        """Device queries and bench time of the whole run (setup plus every step)."""
+        return _total([self.setup_cost, *(s.cost for s in self.steps)])
+
+    def epoch_losses(self) -> list[float]:
+        """Mean training loss of each epoch."""
+        epochs = sorted({s.epoch for s in self.steps})
+        return [
+            sum(s.loss for s in self.steps if s.epoch == e) / sum(1 for s in self.steps if s.epoch == e) for e in epochs
+        ]
+
+
+class TrainingError(LabsatError):
+    """A run that cannot start or continue as asked (e.g. a checkpoint from other settings)."""
+
+
+EpochCallback = Callable[[int, list[StepRecord]], None]
+StepCallback = Callable[[StepRecord], None]
+
+
+class Trainer:
+    """A run in progress: network, optimizer, gradient sources, random streams, records.
+
+    Everything that determines the next step is in :meth:`state_dict`, so a run resumed from a checkpoint
+    takes the same steps an uninterrupted one would (on a twin exactly; on a device up to its noise).
+    """
+
+    def __init__(self, config: TrainConfig, physical: PhysicalLayer, dataset: Dataset) -> None:
+        self.config = config
+        self.method = config.parsed
+        self.physical = physical
+        self.dataset = dataset
+        self.data_order = torch.Generator().manual_seed(config.seed)
+        self.noise = torch.Generator().manual_seed(config.seed + 1)
+        self.net = PhotonicNet((dataset.n_features, *config.hidden, dataset.n_classes))
+        initialise(
+            self.net, None if self.method.weight_space else physical, torch.Generator().manual_seed(config.seed + 2)
+        )
+        self.optimizer = self._optimizer()
+        self.dat: DualAdaptive | None = None
+        if self.method.base == "dat":
+            with torch.random.fork_rng(devices=[]):  # the correctors' initialisers draw from the global stream
+                torch.manual_seed(config.seed + 3)
+                self.dat = DualAdaptive(
+                    physical, self.net.sizes, hidden=config.dat_hidden, lr=config.dat_lr, fit_steps=config.dat_fit_steps
+                )
+        self.noise_sigma = config.noise_sigma
+        self.epoch = 0
+        self.steps: list[StepRecord] = []
+        self.setup_cost = QueryStats()
+        self.wall_s = 0.0
+        self._descent: GradientSource | None = None
+        self._ascent: GradientSource | None = None
+
+    # -- construction ---------------------------------------------------------------------------------
+
+    def _optimizer(self) -> SAT:
+        cfg, method = self.config, self.method
+        box = WEIGHT_RANGE if method.weight_space else self.physical.control_range
+        photonic = {
+            "params": list(self.net.photonic_parameters()),
+            "lr": cfg.lr,
+            "rho": cfg.rho if method.sat else 0.0,
+            "adaptive": cfg.adaptive,
+            "eta": cfg.eta,
+            "theta_ref": self._theta_ref(),
+            "clamp": box,
+        }
+        digital = {
+            "params": list(self.net.digital_parameters()),
+            "lr": cfg.digital_lr,
+            "rho": cfg.digital_rho if method.sat else 0.0,
+            "adaptive": False,
+        }
+        return SAT([photonic, digital], torch.optim.Adam, seed=cfg.seed)
+
+    def _theta_ref(self) -> float | list[torch.Tensor]:
+        """SAT's adaptive reference point: a number, or each element's resonance for ``"peak"``."""
+        ref, cfg = self.config.theta_ref, self.config
+        if ref != "peak":
+            return float(ref)
+        if not (self.method.sat and cfg.adaptive):
+            return 0.0  # no adaptive ascent reads it
+        return [peak_controls(self.physical, p.shape) for p in self.net.photonic_parameters()]
+
+    def _sources(self) -> tuple[GradientSource, GradientSource | None]:
+        """The descent source and (SAT only) the ascent source, built on first use (NAT needs its σ first)."""
+        if self._descent is None:
+            self._descent = self._base_source()
+            self._ascent = self._ascent_source() if self.method.sat else None
+        return self._descent, self._ascent
+
+    def _base_source(self) -> GradientSource:
+        base, physical = self.method.base, self.physical
+        if base == "bp":
+            return Backprop(ideal_runner)
+        if base == "bp-control":
+            return Backprop(twin_runner(physical))
+        if base == "nat":
+            return Backprop(nat_runner(physical, self._fitted_sigma(), self.noise))
+        if base == "pat":
+            return Backprop(pat_runner(physical))
+        assert self.dat is not None
+        return self.dat
+
+    def _ascent_source(self) -> GradientSource:
+        ascent, physical, cfg = self.method.ascent, self.physical, self.config
+        if ascent == "twin":
+            return Backprop(self.dat.twin_runner() if self.dat is not None else twin_runner(physical))
+        if ascent == "pat":
+            return self.dat if self.dat is not None else Backprop(pat_runner(physical))
+        estimator: GradientEstimator
+        if ascent == "fd":
+            estimator = CentralDifference(h=cfg.fd_step)
+        else:
+            # A fresh stream per epoch (sources are rebuilt each epoch), so a resumed run draws the same directions.
+            seed = cfg.seed * 100_003 + self.epoch
+            estimator = SPSA(c=cfg.spsa_c, q=cfg.spsa_q, beta=cfg.spsa_beta, seed=seed)
+        return DeviceEstimate(device_runner(physical), estimator)
+
+    def _fitted_sigma(self) -> float:
+        """NAT's σ: as configured, or measured once with repeated forwards of the first training batch."""
+        if self.noise_sigma is None:
+            before = self.physical.stats()
+            x = self.dataset.train.x[: self.config.batch_size]
+            theta = next(self.net.photonic_parameters()).detach()
+            self.noise_sigma = fit_read_noise(self.physical, x, theta, self.config.noise_repeats)
+            self.setup_cost = _total([self.setup_cost, self.physical.stats().since(before)])
+        return self.noise_sigma
+
+    # -- training -------------------------------------------------------------------------------------
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, index: int) -> StepRecord:
+        """One optimizer step on the batch ``(x, y)``."""
+        descent, ascent = self._sources()
+        before = self.physical.stats()
+        if ascent is None:
+            loss = descent(self.net, x, y)
+            self.optimizer.first_step(zero_grad=False)  # ρ = 0 everywhere: records θ, perturbs nothing
+        else:
+            loss = ascent(self.net, x, y)
+            self.optimizer.first_step(zero_grad=True)
+            self._project_controls()  # a device cannot be driven past its limits, not even to probe
+            perturbed_loss = descent(self.net, x, y)
+            loss = perturbed_loss if loss is None else loss
+        self.optimizer.second_step(zero_grad=True)
+        assert loss is not None
+        record = StepRecord(self.epoch, index, float(loss), self.physical.stats().since(before))
+        self.steps.append(record)
+        return record
+
+    def _project_controls(self) -> None:
+        """Clamp the photonic parameters into their box (second_step restores the unperturbed θ anyway)."""
+        low, high = WEIGHT_RANGE if self.method.weight_space else self.physical.control_range
+        with torch.no_grad():
+            for theta in self.net.photonic_parameters():
+                theta.clamp_(low, high)
+
+    def run_epoch(self, on_step: StepCallback | None = None) -> list[StepRecord]:
+        """One pass over the training split in a seeded random order; returns the epoch's step records."""
+        started = time.perf_counter()
+        self._descent = self._ascent = None  # rebuilt from the state alone: resuming here changes nothing
+        train = self.dataset.train
+        order = torch.randperm(len(train), generator=self.data_order)
+        records = []
+        for index, batch in enumerate(order.split(self.config.batch_size)):
+            record = self.step(train.x[batch], train.y[batch], index)
+            records.append(record)
+            if on_step is not None:
+                on_step(record)
+        self.epoch += 1
+        self.wall_s += time.perf_counter() - started
+        return records
+
+    def result(self) -> TrainResult:
+        """The trained network in control space (weight-space BP is deployed through the twin here)."""
+        net = self.net
+        if self.method.weight_space:
+            net = deploy_weights(net, self.physical, steps=self.config.deploy_steps)
+        return TrainResult(net, self.config, list(self.steps), self.setup_cost, self.wall_s)
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "settings": self.config.settings(),
+            "epoch": self.epoch,
+            "net": self.net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "dat": None if self.dat is None else self.dat.state_dict(),
+            "noise_sigma": self.noise_sigma,
+            "data_order": self.data_order.get_state(),
+            "noise": self.noise.get_state(),
+            "steps": [s.as_dict() for s in self.steps],
+            "setup_cost": asdict(self.setup_cost),
+            "wall_s": self.wall_s,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state["settings"] != self.config.settings():
+            raise TrainingError("the checkpoint was written by a run with other settings; it cannot be resumed here")
+        self.epoch = int(state["epoch"])
+        self.net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.dat is not None:
+            self.dat.load_state_dict(state["dat"])
+        self.noise_sigma = state["noise_sigma"]
+        self.data_order.set_state(state["data_order"])
+        self.noise.set_state(state["noise"])
+        self.steps = [StepRecord.from_dict(s) for s in state["steps"]]
+        self.setup_cost = QueryStats(**state["setup_cost"])
+        self.wall_s = float(state["wall_s"])
+        self._descent = self._ascent = None
+
+
+def train(
+    config: TrainConfig,
+    physical: PhysicalLayer,
+    dataset: Dataset,
+    *,
+    checkpoints: Path | None = None,
+    resume: bool = False,
+    on_step: StepCallback | None = None,
+    on_epoch: EpochCallback | None = None,
+) -> TrainResult:
+    """Train for ``config.epochs`` epochs, checkpointing each into ``checkpoints`` (if given).
+
+    With ``resume`` the run continues from the last checkpoint there (a finished run returns at once);
+    without it any old checkpoint is overwritten by the new run.
+    """
+    trainer = Trainer(config, physical, dataset)
+    if resume:
+        if checkpoints is None:
+            raise TrainingError("--resume needs a checkpoint directory")
+        state = load_checkpoint(checkpoints)
+        if state is not None:
+            trainer.load_state_dict(state)
+    while trainer.epoch < config.epochs:
+        records = trainer.run_epoch(on_step)
+        if checkpoints is not None:
+            save_checkpoint(checkpoints, trainer.state_dict())
+        if on_epoch is not None:
+            on_epoch(trainer.epoch, records)
+    return trainer.result()
+
+
+def _total(costs: list[QueryStats]) -> QueryStats:
+    total = QueryStats()
+    for cost in costs:
+        total = QueryStats(
+            total.forwards + cost.forwards,
+            total.programs + cost.programs,
+            total.samples + cost.samples,
+            total.bench_time_s + cost.bench_time_s,
+        )
+    return total

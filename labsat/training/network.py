@@ -1,0 +1,92 @@
+"""The trained network: photonic layers (physical controls) with small digital parts between them.
+
+``sizes = (64, 16, 10)`` gives: photonic 64→16, digital normalise + per-feature scale/bias + ReLU,
+photonic 16→10, digital normalise + scale/bias → logits. The digital parts are what a bench PC does
+anyway between two passes over the chip (standardise the vector of detector readings, rescale, add a
+bias, rectify so the next layer's inputs are non-negative intensities); they are cheap, per-feature, and
+trained as their own parameter group so SAT can leave them unperturbed. Everything that costs device
+time lives in the photonic layers.
+
+The network does not know *how* a photonic layer is evaluated: :meth:`PhotonicNet.forward` takes a
+:data:`LayerRunner` (the twin, the device, PAT, …), which is how one network serves every method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from itertools import pairwise
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+NORM_EPS = 1e-5
+"""Added to the variance before the standardisation divides by it (``torch.nn.LayerNorm``'s default)."""
+
+LayerRunner = Callable[[int, Tensor, Tensor], Tensor]
+"""``(layer index, x, θ) -> y``: how the photonic layer ``index`` is evaluated in one pass."""
+
+
+class DigitalAffine(nn.Module):
+    """Per-sample standardisation of a photonic layer's readout, then per-feature ``scale`` and ``bias``.
+
+    Standardising each readout vector across its features (a layer norm) removes what every output of
+    a layer shares: the common mode of balanced detection (an off-resonance ring weighs −1, so every row
+    carries ``−Σx``) and a common gain. Both move with the chip's temperature and laser power, and a
+    bench PC removes them from a vector of detector readings for free.
+    """
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(features))
+        self.bias = nn.Parameter(torch.zeros(features))
+
+    def forward(self, y: Tensor) -> Tensor:
+        return F.layer_norm(y, self.scale.shape, self.scale, self.bias, eps=NORM_EPS)
+
+
+class PhotonicNet(nn.Module):
+    """Alternating photonic layers and digital maps (:class:`DigitalAffine`); ReLU between, none after the last.
+
+    ``theta[i]`` (out, in) is photonic layer ``i``'s trainable physical quantity: heater controls in
+    control space, or ideal weights in [−1, 1] for weight-space BP before it is deployed
+    (:func:`labsat.training.deploy.deploy_weights`).
+    """
+
+    def __init__(self, sizes: Sequence[int]) -> None:
+        super().__init__()
+        if len(sizes) < 2 or sizes[0] < 1 or any(n < 2 for n in sizes[1:]):
+            raise ValueError(f"sizes must be an input width and layer widths of at least 2, got {tuple(sizes)}")
+        self.sizes = tuple(int(n) for n in sizes)
+        self.theta = nn.ParameterList(nn.Parameter(torch.zeros(out, inp)) for inp, out in pairwise(self.sizes))
+        self.digital = nn.ModuleList(DigitalAffine(out) for out in self.sizes[1:])
+
+    @property
+    def depth(self) -> int:
+        """Number of photonic layers."""
+        return len(self.theta)
+
+    def forward(self, x: Tensor, run: LayerRunner) -> Tensor:
+        h = x
+        for index, (theta, affine) in enumerate(zip(self.theta, self.digital, strict=True)):
+            h = affine(run(index, h, theta))
+            if index < self.depth - 1:
+                h = torch.relu(h)
+        return h
+
+    def photonic_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.theta
+
+    def digital_parameters(self) -> Iterator[nn.Parameter]:
+        yield from self.digital.parameters()
+
+    def snapshot(self) -> dict[str, Tensor]:
+        """Detached CPU copies of every tensor (what the store saves as the model's controls)."""
+        return {name: value.detach().cpu().clone() for name, value in self.state_dict().items()}
+
+    @classmethod
+    def from_snapshot(cls, sizes: Sequence[int], tensors: dict[str, Tensor]) -> PhotonicNet:
+        """Rebuild a network saved with :meth:`snapshot` (e.g. a model from the store)."""
+        net = cls(sizes)
+        net.load_state_dict(tensors)
+        return net

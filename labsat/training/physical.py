@@ -1,0 +1,66 @@
+"""The one interface training has to a physical system: run a layer on the device, model it in a twin.
+
+Training never sees heaters, rings or meshes. A photonic layer is a map ``(x, θ) -> y`` from non-negative
+inputs ``x`` (B, in) and controls ``θ`` (out, in) to outputs (B, out), available two ways:
+
+* ``system_forward`` — the device (through the System, its tiling and the safety guard): the truth, but
+  opaque to autograd and costly (every call is counted in :class:`~labsat.systems.mrr.QueryStats`);
+* ``twin_layer`` — a differentiable model of the same map (a calibrated twin, a nominal design model, or
+  anything else with the right signature): free, but only as right as its parameters.
+
+Every method in :mod:`labsat.training` is a different way of combining the two. An MZI mesh or a
+diffractive system plugs in by providing the same four things; nothing here changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from torch import Tensor
+
+from labsat.systems.mrr import QueryStats
+
+LayerFn = Callable[[Tensor, Tensor], Tensor]
+"""``(x (B, in) ≥ 0, θ (out, in)) -> y (B, out)``: one physical layer, on the device or in a model."""
+
+
+class LayerSystem(Protocol):
+    """What a System must offer to be trained on (``MRRBankSystem`` does)."""
+
+    stats: QueryStats
+
+    @property
+    def control_range(self) -> tuple[float, float]: ...
+
+    def forward(self, x: Tensor, controls: Tensor) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class PhysicalLayer:
+    """A kind of physical layer as training sees it; every photonic layer of a network shares one.
+
+    The control shape is not fixed here: a System tiles any ``(out, in)`` onto its hardware, so each
+    network layer brings its own. ``stats`` returns the System's live counters, so a caller measures a
+    step's cost as ``stats().since(before)``.
+    """
+
+    system_forward: LayerFn
+    twin_layer: LayerFn
+    control_range: tuple[float, float]
+    stats: Callable[[], QueryStats]
+
+    @classmethod
+    def from_system(cls, system: LayerSystem, twin_layer: LayerFn) -> PhysicalLayer:
+        """Pair a System (the device) with a twin's layer function (e.g. ``MRRBankModel(params).layer``)."""
+        return cls(
+            system_forward=system.forward,
+            twin_layer=twin_layer,
+            control_range=tuple(system.control_range),  # type: ignore[arg-type]
+            stats=lambda: system.stats.copy(),
+        )
+
+    def with_twin(self, twin_layer: LayerFn) -> PhysicalLayer:
+        """The same device with another model behind it (a corrected twin, a drifted twin, an ideal one)."""
+        return replace(self, twin_layer=twin_layer)

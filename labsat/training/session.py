@@ -1,0 +1,153 @@
+"""A training run on an open bench, end to end: twin, training, device test, stored model.
+
+This is what ``labsat train`` (and later the job worker) calls; the CLI only renders it. Choices made
+here, once for every caller:
+
+* **Twin.** ``calibration`` names a record to use; without it the bench's newest finished calibration of
+  these very instruments is used, and **if the bench has none, a full calibration runs first** (and is
+  stored, so the next run reuses it). Every method needs a twin — in-silico methods train on it, PAT and
+  DAT take their backward pass from it, weight-space BP is deployed through it — and a calibration is
+  the only way labsat makes one, so refusing would just make the user type a second command. The
+  calibration drives the heaters through the same guard as training.
+* **Result.** Accuracy is measured on the device over the full test split after training (the number
+  that matters), and on the twin for comparison; the trained network is saved in the store as a model
+  whose tensors are the photonic controls and the digital parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from labsat.calibration import bench_identity, calibrate
+from labsat.calibration.record import CalibrationRecord
+from labsat.datasets import Dataset
+from labsat.errors import LabsatError
+from labsat.store import Store
+from labsat.systems.mrr import QueryStats
+from labsat.training.checkpoint import run_directory
+from labsat.training.evaluate import accuracy
+from labsat.training.loop import StepCallback, TrainConfig, TrainResult, train
+from labsat.training.methods import parse_method
+from labsat.training.network import PhotonicNet
+from labsat.training.physical import PhysicalLayer
+from labsat.training.runners import device_runner, twin_runner
+from labsat.twin import Twin, apply_calibration, latest_record
+
+if TYPE_CHECKING:
+    from labsat.bench import Bench
+
+CalibrationProgress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """What a finished run reports (and ``--json`` prints)."""
+
+    model_id: str
+    calibration_id: str
+    calibrated_now: bool
+    bench: str
+    dataset: str
+    config: TrainConfig
+    result: TrainResult
+    device_accuracy: float
+    twin_accuracy: float
+    evaluation_cost: QueryStats
+    checkpoint_dir: Path
+
+    def summary(self) -> dict[str, Any]:
+        cost = self.result.cost
+        steps = max(len(self.result.steps), 1)
+        return {
+            "model": self.model_id,
+            "calibration": self.calibration_id,
+            "calibrated_now": self.calibrated_now,
+            "bench": self.bench,
+            "dataset": self.dataset,
+            "method": self.config.method,
+            "ascent": self.config.parsed.ascent,
+            "seed": self.config.seed,
+            "epochs": self.config.epochs,
+            "steps": len(self.result.steps),
+            "final_loss": self.result.epoch_losses()[-1] if self.result.steps else None,
+            "test_accuracy_device": self.device_accuracy,
+            "test_accuracy_twin": self.twin_accuracy,
+            "queries": asdict(cost),
+            "queries_per_step": {key: value / steps for key, value in asdict(cost).items()},
+            "evaluation_queries": asdict(self.evaluation_cost),
+            "wall_s": self.result.wall_s,
+            "checkpoints": str(self.checkpoint_dir),
+            "settings": self.config.settings(),
+        }
+
+
+def bench_twin(
+    bench: Bench, store: Store, calibration: str | None = None, progress: CalibrationProgress | None = None
+) -> tuple[Twin, CalibrationRecord, bool]:
+    """The twin to train with, its record, and whether a calibration had to run for it (see module doc)."""
+    calibrated_now = False
+    if calibration is not None:
+        record = store.get_calibration(calibration)
+        if record.bench != bench.name:
+            raise LabsatError(f"calibration {calibration} belongs to bench {record.bench!r}, not {bench.name!r}")
+    else:
+        try:
+            record = latest_record(store, bench.name, bench_identity(bench))
+        except LabsatError:
+            record = calibrate(bench, store, progress=progress)
+            calibrated_now = True
+    apply_calibration(bench.system, record)
+    return Twin.from_record(record, bench.torch_device), record, calibrated_now
+
+
+def train_on_bench(
+    bench: Bench,
+    store: Store,
+    config: TrainConfig,
+    dataset: Dataset,
+    *,
+    dataset_label: str,
+    calibration: str | None = None,
+    resume: bool = False,
+    on_step: StepCallback | None = None,
+    on_calibration: CalibrationProgress | None = None,
+) -> TrainingRun:
+    """Train ``config`` on ``bench`` and store the model; checkpoints go under the store's data directory."""
+    parse_method(config.method, config.ascent)  # reject a bad method before calibration or device time is spent
+    twin, record, calibrated_now = bench_twin(bench, store, calibration, on_calibration)
+    physical = PhysicalLayer.from_system(bench.system, twin.layer)
+    checkpoints = run_directory(store.root, bench.name, dataset_label, {**config.settings(), "calibration": record.id})
+    result = train(config, physical, dataset, checkpoints=checkpoints, resume=resume, on_step=on_step)
+    before = physical.stats()
+    device_accuracy = accuracy(result.net, dataset.test, device_runner(physical))
+    evaluation_cost = physical.stats().since(before)
+    twin_accuracy = accuracy(result.net, dataset.test, twin_runner(physical))
+    run = TrainingRun(
+        model_id="",
+        calibration_id=record.id,
+        calibrated_now=calibrated_now,
+        bench=bench.name,
+        dataset=dataset_label,
+        config=config,
+        result=result,
+        device_accuracy=device_accuracy,
+        twin_accuracy=twin_accuracy,
+        evaluation_cost=evaluation_cost,
+        checkpoint_dir=checkpoints,
+    )
+    metadata = {key: value for key, value in run.summary().items() if key != "model"}
+    metadata["sizes"] = list(result.net.sizes)
+    model_id = store.save_model(bench.name, config.method, result.net.snapshot(), metadata)
+    return replace(run, model_id=model_id)
+
+
+def load_model(store: Store, model_id: str) -> tuple[PhotonicNet, dict[str, Any]]:
+    """A stored model as a network (controls and digital parameters) plus its metadata."""
+    stored = store.get_model(model_id)
+    sizes = stored.metadata.get("sizes")
+    if sizes is None:
+        raise LabsatError(f"model {model_id} was not saved by labsat training (its metadata has no layer sizes)")
+    return PhotonicNet.from_snapshot(sizes, stored.controls), stored.metadata

@@ -1,0 +1,1 @@
+"""Simulated instruments: torch physics models of the bench devices, usable with ``driver: sim``."""

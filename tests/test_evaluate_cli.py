@@ -1,0 +1,109 @@
+"""``labsat evaluate`` end to end on the simulated bench: stored models in, tables, JSON and a report out."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import Result
+from typer.testing import CliRunner
+
+from labsat.bench import builtin_bench_path, open_bench
+from labsat.calibration import CalibrationOptions, calibrate
+from labsat.cli import app
+from labsat.store import Store
+from labsat.training.network import PhotonicNet
+
+runner = CliRunner()
+QUICK = CalibrationOptions(
+    repeats=2, modulator_points=8, sweep_points=16, heater_maps=10, validation_maps=1, validation_inputs=1
+)
+"""The coarsest calibration that still builds a twin: these tests check the command, not the fits."""
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, list[str]]]:
+    """A calibrated simulated bench and two stored iris models (random controls) in one data directory."""
+    folder = tmp_path_factory.mktemp("evaluate")
+    store = Store(folder)
+    with open_bench(builtin_bench_path(), data_dir=folder, torch_device=torch.device("cpu")) as bench:
+        record = calibrate(bench, store, options=QUICK)
+    ids = []
+    for seed, method in enumerate(("bp", "sat")):
+        net = PhotonicNet((4, 3))
+        with torch.no_grad():
+            net.theta[0].copy_(torch.rand(3, 4, generator=torch.Generator().manual_seed(seed)) * 3.5 + 0.25)
+        metadata = {"sizes": [4, 3], "dataset": "iris", "seed": 0, "bench": "sim-mrr", "calibration": record.id}
+        ids.append(store.save_model("sim-mrr", method, net.snapshot(), {**metadata, "method": method}))
+    yield folder, ids
+    store.close()
+
+
+def _evaluate(folder: Path, *args: str) -> Result:
+    return runner.invoke(app, ["evaluate", "--data-dir", str(folder), "--landscape-steps", "3", *args])
+
+
+def test_two_models_side_by_side_as_json_and_report(stored: tuple[Path, list[str]], tmp_path: Path) -> None:
+    folder, (first, second) = stored
+    out = tmp_path / "report"
+    result = _evaluate(
+        folder,
+        "-m",
+        first,
+        "-m",
+        second,
+        "--sweep",
+        "drift",
+        "--sweep",
+        "transfer",
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["report"] == str(out / "report.html")
+    assert [m["name"] for m in data["models"]] == [f"bp {first}", f"sat {second}"]
+    for model in data["models"]:
+        assert set(model["sweeps"]) == {"drift", "transfer"}
+        assert len(model["sweeps"]["transfer"]["seeds"]) == 5
+        assert model["sharpness"]["lambda_max"] is not None
+        assert 0.0 <= model["device_accuracy"] <= 1.0
+        assert "losses" not in model["landscape"]  # the grid stays in report.json
+        assert "simulated chip (seed 7" in model["metadata"]["evaluated_on"]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert f"bp {first}" in page and f"sat {second}" in page
+    assert len(json.loads((out / "report.json").read_text())["models"][0]["landscape"]["losses"]) == 3
+
+
+def test_tables_and_the_report_location_are_printed(stored: tuple[Path, list[str]]) -> None:
+    folder, (first, _) = stored
+    arguments = ["evaluate", "--data-dir", str(folder), "-m", first, "--sweep", "noise", "--seeds", "1"]
+    result = runner.invoke(app, [*arguments, "--landscape-steps", "3"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Summary" in result.stdout and "read-noise σ" in result.stdout
+    report = Path(result.stdout.split("report:")[-1].strip())
+    assert report.name == "report.html" and report.is_file()
+    assert report.parent.parent == folder / "artifacts" / "evaluations"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-m", "nosuchmodel"], "no model 'nosuchmodel'"),
+        (["-m", "FIRST", "--sweep", "misalignment"], "misalignment needs a free-space system"),
+        (["-m", "FIRST", "--sweep", "tilt"], "unknown sweep 'tilt'"),
+        (["-m", "FIRST", "--landscape-steps", "4"], "--landscape-steps must be odd"),
+    ],
+)
+def test_mistakes_are_one_clear_line(stored: tuple[Path, list[str]], args: list[str], message: str) -> None:
+    folder, (first, _) = stored
+    result = _evaluate(folder, *[first if arg == "FIRST" else arg for arg in args])
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output

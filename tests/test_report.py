@@ -1,0 +1,169 @@
+"""The report: figures carry the titles they claim, and the HTML page is one self-contained file."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import replace
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+import torch
+
+from labsat.evaluation import (
+    Confusion,
+    LossFn,
+    ModelEvaluation,
+    Sharpness,
+    SweepResult,
+    SweepSpec,
+    loss_landscape,
+    report_tables,
+    write_report,
+)
+from labsat.evaluation.figures import confusion_figure, landscape_figure, sharpness_figure, sweep_figure
+from labsat.evaluation.sweeps import DRIFT, NOISE
+
+
+def _sweep(spec: SweepSpec, values: tuple[float, ...], accuracy: list[list[float]]) -> SweepResult:
+    seeds = tuple(range(len(accuracy[0])))
+    return SweepResult(replace(spec, values=values), seeds, torch.tensor(accuracy, dtype=torch.float64))
+
+
+def _bowl(curvature: float) -> LossFn:
+    return lambda theta: 0.5 * curvature * theta.square().sum() + 0.1 * theta[0] ** 3
+
+
+def _model(name: str, curvature: float, drop: float) -> ModelEvaluation:
+    """A fake evaluated model: sharper models lose more accuracy under drift."""
+    theta = torch.zeros(4, dtype=torch.float64)
+    return ModelEvaluation(
+        name=name,
+        method=name.upper(),
+        accuracy=0.95,
+        sharpness=Sharpness(lambda_max=curvature, trace=4 * curvature, trace_stderr=0.1, hvps=12, converged=True),
+        sweeps={
+            "drift": _sweep(
+                DRIFT, (-1.0, 0.0, 1.0), [[0.9 - drop, 0.8 - drop], [0.95, 0.95], [0.9 - drop, 0.7 - drop]]
+            ),
+            "noise": _sweep(NOISE, (0.0, 0.1), [[0.95, 0.95], [0.9 - drop, 0.88 - drop]]),
+        },
+        landscape=loss_landscape(_bowl(curvature), theta, directions="random", radius=1.0, steps=5),
+        confusion=Confusion(torch.tensor([[9, 1, 0], [2, 7, 1], [0, 0, 10]]), "ΔT = −1 K"),
+    )
+
+
+@pytest.fixture(scope="module")
+def models() -> list[ModelEvaluation]:
+    return [_model("bp", 40.0, 0.5), _model("sat", 1.5, 0.05)]
+
+
+def test_figures_say_what_they_show(models: list[ModelEvaluation]) -> None:
+    drift = sweep_figure([(m.name, m.sweeps["drift"]) for m in models])
+    assert drift.axes[0].get_title() == "Accuracy vs uniform temperature change ΔT"
+    assert drift.axes[0].get_xlabel() == "uniform temperature change ΔT (K)"
+    assert [t.get_text() for t in drift.axes[0].get_legend().get_texts()] == ["bp (2 seeds)", "sat (2 seeds)"]
+    sharp = sharpness_figure([(m.name, m.sharpness) for m in models])
+    assert [ax.get_title() for ax in sharp.axes] == [
+        "Top Hessian eigenvalue λmax (control space)",
+        "Hessian trace (Hutchinson)",
+    ]
+    assert [t.get_text() for t in sharp.axes[0].get_xticklabels()] == ["bp", "sat"]
+    scape = landscape_figure([(m.name, m.landscape) for m in models])
+    assert scape.get_suptitle() == "Loss landscape along the random directions"
+    assert [ax.get_title() for ax in scape.axes[:2]] == ["bp: loss 0 at θ", "sat: loss 0 at θ"]
+    confused = confusion_figure([(m.name, m.confusion) for m in models])
+    assert confused.get_suptitle() == "Confusion matrices"
+    assert confused.axes[0].get_title() == "bp: 86.7% at ΔT = −1 K"
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.captions: list[str] = []
+        self._in_caption = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self._in_caption = tag == "caption"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_caption:
+            self.captions.append(data)
+            self._in_caption = False
+
+
+def _decode_png(src: str) -> bytes:
+    prefix = "data:image/png;base64,"
+    assert src.startswith(prefix)
+    return base64.b64decode(src[len(prefix) :])
+
+
+def test_report_is_self_contained_with_every_table_and_plot(models: list[ModelEvaluation], tmp_path: Path) -> None:
+    page = write_report(models, tmp_path / "out", title="BP vs SAT")
+    assert page == tmp_path / "out" / "report.html"
+    parser = _Tags()
+    parser.feed(page.read_text(encoding="utf-8"))
+
+    for tag, attrs in parser.tags:  # nothing to fetch: every src/href is inline data
+        for key in ("src", "href"):
+            assert attrs.get(key) is None or attrs[key].startswith("data:"), (tag, attrs)
+        assert tag not in {"link", "script", "iframe"}
+
+    images = {attrs["alt"]: _decode_png(attrs["src"]) for tag, attrs in parser.tags if tag == "img"}
+    expected_files = {
+        "sharpness.png": "Top Hessian eigenvalue λmax (control space)",
+        "sweep-drift.png": "Accuracy vs uniform temperature change ΔT",
+        "sweep-noise.png": f"Accuracy vs {NOISE.label}",
+        "landscape.png": "Loss landscape along the random directions",
+        "confusion.png": "Confusion matrices",
+    }
+    assert set(images) == set(expected_files.values())
+    for filename, title in expected_files.items():
+        png = images[title]
+        assert png == (tmp_path / "out" / filename).read_bytes()
+        pixels = matplotlib.image.imread(io.BytesIO(png), format="png")
+        assert pixels.ndim == 3 and pixels.shape[0] > 200 and pixels.shape[1] > 300
+        assert float(pixels[..., :3].std()) > 0.05  # something is drawn, not a blank canvas
+
+    assert parser.captions == [table.title for table in report_tables(models)]
+    text = page.read_text(encoding="utf-8")
+    for table in report_tables(models):  # both models side by side in every table
+        for row in table.rows:
+            assert "<td>" + "</td><td>".join(row) + "</td>" in text.replace("&#x27;", "'")
+    assert "<th>bp</th><th>sat</th>" in text  # sweep tables: a column per model
+
+    data = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [m["name"] for m in data["models"]] == ["bp", "sat"]
+    assert data["models"][1]["sweeps"]["drift"]["mean"] == pytest.approx([0.8, 0.95, 0.75])
+
+
+def test_summary_and_sweep_tables(models: list[ModelEvaluation]) -> None:
+    summary, drift, noise = report_tables(models)
+    assert summary.columns == ("model", "method", "accuracy", "λmax", "trace", "drift worst", "noise worst")
+    assert summary.rows[0][:4] == ("bp", "BP", "95.0 %", "40")
+    assert summary.rows[1][5] == "75.0 %"  # sat's worst drift mean: (0.85 + 0.65) / 2
+    assert drift.columns == ("uniform temperature change ΔT (K)", "bp", "sat")
+    assert drift.rows[0] == ("-1", "35.0 ± 7.1", "80.0 ± 7.1")
+    assert noise.rows[-1][0] == "0.1"
+
+
+def test_one_seed_shows_no_spread_and_device_accuracy_gets_a_column() -> None:
+    drift_once = _sweep(DRIFT, (0.0,), [[0.9]])
+    single = ModelEvaluation("one", accuracy=0.9, device_accuracy=0.85, sweeps={"drift": drift_once})
+    summary, drift = report_tables([single])
+    assert summary.columns[:5] == ("model", "method", "accuracy", "on device", "λmax")
+    assert summary.rows[0][:5] == ("one", "–", "90.0 %", "85.0 %", "–")
+    assert drift.rows == (("0", "90.0"),)
+    assert drift.title.endswith("one seed per point")
+
+
+def test_duplicate_or_missing_models_are_refused(models: list[ModelEvaluation], tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unique"):
+        write_report([models[0], models[0]], tmp_path)
+    with pytest.raises(ValueError, match="at least one"):
+        write_report([], tmp_path)

@@ -1,0 +1,114 @@
+"""The training loop: every method trains, SAT's device ascents cost what they should, runs resume exactly."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+from training_fakes import fake_physical
+
+from labsat.datasets import load_dataset
+from labsat.training.checkpoint import load_checkpoint
+from labsat.training.deploy import twin_weights, weights_to_controls
+from labsat.training.loop import TrainConfig, Trainer, TrainingError, train
+from labsat.training.methods import METHODS, MethodError, parse_method
+
+FAST = {"hidden": (8,), "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def iris():
+    return load_dataset("iris", seed=0)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_lowers_the_training_loss_on_iris(iris, method: str) -> None:
+    physical, _ = fake_physical(noise=0.005)
+    result = train(TrainConfig(method=method, epochs=4, lr=0.05, **FAST), physical, iris)
+    losses = result.epoch_losses()
+    assert losses[-1] < 0.85 * losses[0], losses
+
+
+@pytest.mark.parametrize(("ascent", "forwards"), [("fd", 2 * 56 + 1), ("spsa", 2 * 3 + 1)])
+def test_device_ascents_cost_what_their_estimators_promise(iris, ascent: str, forwards: int) -> None:
+    """FD: 2 forwards of the network per control (56 on iris 4-8-3); SPSA: 2 per direction; +1 PAT descent."""
+    physical, device = fake_physical()
+    config = TrainConfig(method="pat+sat", ascent=ascent, spsa_q=3, **FAST)
+    trainer = Trainer(config, physical, iris)
+    losses = [trainer.step(iris.train.x, iris.train.y, i).loss for i in range(3)]
+    assert device.stats.forwards == 3 * forwards * trainer.net.depth
+    assert losses[-1] < losses[0]
+
+
+def test_step_costs_and_setup_add_up_to_what_the_device_counted(iris) -> None:
+    physical, device = fake_physical(noise=0.01)
+    result = train(TrainConfig(method="nat+sat", epochs=1, noise_repeats=4, **FAST), physical, iris)
+    assert result.setup_cost.forwards == 4  # NAT's noise fit; its training steps never touch the device
+    assert all(step.cost.forwards == 0 for step in result.steps)
+    assert asdict(result.cost) == pytest.approx(asdict(device.stats))
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"method": "pat+sat"},
+        {"method": "dat"},
+        {"method": "nat+sat", "noise_sigma": 0.05},
+        {"method": "sat", "ascent": "spsa"},
+        {"method": "bp"},
+    ],
+    ids=["pat+sat", "dat", "nat+sat", "sat-spsa", "bp"],
+)
+def test_a_resumed_run_takes_exactly_the_steps_of_an_uninterrupted_one(iris, tmp_path: Path, settings: dict) -> None:
+    whole_config = TrainConfig(epochs=2, **FAST, **settings)
+    whole = train(whole_config, fake_physical()[0], iris)
+
+    directory = tmp_path / "run"
+    train(TrainConfig(epochs=1, **FAST, **settings), fake_physical()[0], iris, checkpoints=directory)
+    saved = load_checkpoint(directory)
+    assert saved is not None and saved["epoch"] == 1
+    # The stopped run had epochs=1 in its settings; continuing to 2 epochs is the same run with a longer plan.
+    saved["settings"] = whole_config.settings()
+    torch.save(saved, directory / "checkpoint.pt")
+    resumed = train(whole_config, fake_physical()[0], iris, checkpoints=directory, resume=True)
+
+    assert [s.loss for s in resumed.steps] == [s.loss for s in whole.steps]
+    for name, tensor in whole.net.state_dict().items():
+        assert torch.equal(resumed.net.state_dict()[name], tensor), name
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(iris, tmp_path: Path) -> None:
+    train(TrainConfig(method="bp-control", epochs=1, **FAST), fake_physical()[0], iris, checkpoints=tmp_path)
+    with pytest.raises(TrainingError, match="other settings"):
+        train(
+            TrainConfig(method="bp-control", epochs=1, lr=0.1, **FAST),
+            fake_physical()[0],
+            iris,
+            checkpoints=tmp_path,
+            resume=True,
+        )
+
+
+def test_weights_are_deployed_as_controls_that_realise_them() -> None:
+    physical, _ = fake_physical(twin="truth")
+    target = torch.rand(12, 20, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+    controls = weights_to_controls(physical, target)
+    low, high = physical.control_range
+    assert bool(((controls >= low) & (controls <= high)).all())
+    realised = twin_weights(physical.twin_layer, controls)
+    assert float((realised - target).square().mean().sqrt()) < 0.02
+
+
+def test_method_names_and_ascents() -> None:
+    assert parse_method("pat+sat") == parse_method("pat+sat", "pat")
+    assert parse_method("sat").base == "bp-control" and parse_method("sat").ascent == "twin"
+    assert parse_method("dat+sat", "spsa").ascent == "spsa"
+    assert parse_method("bp").weight_space and not parse_method("bp-control").weight_space
+    with pytest.raises(MethodError, match="SAT methods only"):
+        parse_method("pat", "fd")
+    with pytest.raises(MethodError, match="unknown method 'sam'"):
+        parse_method("sam")
+    config = TrainConfig(method="dat+sat", hidden=(4, 3), seed=5)
+    assert TrainConfig.from_settings(config.settings()) == config
