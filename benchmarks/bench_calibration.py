@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import shlex
 import sys
 import tempfile
@@ -27,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from results import RESULTS, write_section
 
 from labsat.bench import builtin_bench_path, open_bench
 from labsat.calibration import CalibrationOptions, CalibrationRecord, calibrate
 from labsat.store import Store
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "bench_calibration"
 
 
@@ -142,16 +141,6 @@ def render(
     return "\n".join(lines)
 
 
-def write_section(body: str) -> None:
-    """Replace this script's section of RESULTS.md (or append it), leaving every other section untouched."""
-    begin, end = f"<!-- {SECTION}:begin -->", f"<!-- {SECTION}:end -->"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), flags=re.DOTALL)
-    if not pattern.search(text):
-        text = text.rstrip("\n") + "\n\n" + begin + end + "\n"
-    RESULTS.write_text(pattern.sub(lambda _: f"{begin}\n{body}\n{end}", text))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep-points", type=int, default=CalibrationOptions().sweep_points)
@@ -167,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         if cut < bank_rows:
             raise SystemExit(f"{row['mode']} cuts queries only {cut:.2f}×, less than the {bank_rows} detector rows")
     if not args.no_write:
-        write_section(body)
+        write_section(SECTION, body)
         print(f"written to {RESULTS}")
 
 

@@ -24,17 +24,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import shlex
 import socket
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import serial
+from results import RESULTS, write_section
 
 from labsat.benchfile import ChannelLimits
 from labsat.drivers.instrument import Scpi
@@ -47,7 +46,6 @@ from labsat.simulators.emulators.qontrol import QontrolEmulator
 from labsat.simulators.emulators.scpi import DacEmulator, DaqEmulator
 from labsat.simulators.emulators.tcp import TcpServer
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 SECTION = "bench_drivers"
 POLICY = RetryPolicy(timeout_s=2.0, retries=0)
 HEATER_LIMITS = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=1000.0, current_max_ma=4.5)
@@ -171,16 +169,6 @@ def table(results: dict[str, float]) -> str:
     for case, per_second in results.items():
         lines.append(f"| {case} | {per_second:,.0f} | {1e3 / per_second:.3f} ms |")
     return "\n".join(lines)
-
-
-def write_section(name: str, body: str) -> None:
-    """Replace section ``name`` of RESULTS.md (or append it), leaving every other section untouched."""
-    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), flags=re.DOTALL)
-    if not pattern.search(text):
-        text = text.rstrip("\n") + "\n\n" + begin + end + "\n"
-    RESULTS.write_text(pattern.sub(lambda _: f"{begin}\n{body}\n{end}", text))
 
 
 def main(argv: list[str] | None = None) -> None:

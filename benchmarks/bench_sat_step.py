@@ -23,23 +23,21 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import re
 import shlex
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
+from results import RESULTS, write_section
 from torch import Tensor, nn
 
 from labsat.sat import SAT
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-BEGIN, END = "<!-- bench_sat_step:begin -->", "<!-- bench_sat_step:end -->"
+SECTION = "bench_sat_step"
 BATCH = 256
 
 
@@ -162,16 +160,6 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_results(section_body: str) -> None:
-    """Replace this script's section of RESULTS.md (or append it), leaving other sections untouched."""
-    section = f"{BEGIN}\n{section_body}\n{END}"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), flags=re.DOTALL)
-    if not pattern.search(text):
-        text = text.rstrip("\n") + "\n\n" + BEGIN + END + "\n"
-    RESULTS.write_text(pattern.sub(lambda _: section, text))
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=300)
@@ -209,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         "both sides, so a ratio slightly below 2.0 is possible. Target <= 2.2.\n"
     )
     if not args.no_write:
-        write_results(header + "\n" + body)
+        write_section(SECTION, header + "\n" + body)
         print(f"written to {RESULTS}")
 
 

@@ -125,8 +125,51 @@ class MRRSystemSpec(_Strict):
     )
     readout_dark_volts: float = Field(0.0, description="Nominal detector reading with no light.")
 
+    @property
+    def label(self) -> str:
+        return f"{self.rows}x{self.cols} bank"
 
-SystemSpec = Annotated[MRRSystemSpec, Field(discriminator="type")]
+    def device_roles(self) -> dict[str, tuple[DeviceKind, int]]:
+        """Each role's device kind and channel count (what ``_check_system`` enforces)."""
+        return {
+            "heaters": ("voltage_source", self.rows * self.cols),
+            "modulators": ("voltage_source", self.cols),
+            "detectors": ("detector", self.rows),
+        }
+
+
+class MZISystemSpec(_Strict):
+    """A rectangular (Clements) MZI mesh on ``modes`` modes: two heaters per MZI, one modulator and PD per mode."""
+
+    type: Literal["mzi_mesh"]
+    modes: int = Field(ge=2)
+    heaters: str = Field(
+        description="Voltage source with N(N−1) heaters: MZI k's internal phase θ on channel 2k, external φ on 2k+1."
+    )
+    modulators: str = Field(description="Voltage source driving the input amplitude modulators, one per mode.")
+    detectors: str = Field(description="Detector with one photodiode per output mode.")
+    settle_time_s: float = Field(5e-3, ge=0, description="Wait after programming the heaters.")
+    modulator_v_pi: float = Field(2.0, gt=0, description="Nominal modulator half-wave voltage.")
+    readout_volts_per_unit: float = Field(
+        0.25, gt=0, description="Nominal detector volts for an output intensity of one input's full power."
+    )
+    readout_dark_volts: float = Field(0.0, description="Nominal detector reading with no light.")
+    p_pi_mw: float = Field(25.0, gt=0, description="Nominal heater power for a π phase shift (the design twin's).")
+    heater_resistance_ohm: float = Field(1000.0, gt=0, description="Nominal heater resistance.")
+
+    @property
+    def label(self) -> str:
+        return f"{self.modes}-mode mesh"
+
+    def device_roles(self) -> dict[str, tuple[DeviceKind, int]]:
+        return {
+            "heaters": ("voltage_source", self.modes * (self.modes - 1)),
+            "modulators": ("voltage_source", self.modes),
+            "detectors": ("detector", self.modes),
+        }
+
+
+SystemSpec = Annotated[MRRSystemSpec | MZISystemSpec, Field(discriminator="type")]
 
 
 class BenchFile(_Strict):
@@ -228,12 +271,7 @@ def _check_references(bench: BenchFile, path: str) -> None:
 
 def _check_system(bench: BenchFile, path: str) -> None:
     system = bench.system
-    wanted = {
-        "heaters": ("voltage_source", system.rows * system.cols),
-        "modulators": ("voltage_source", system.cols),
-        "detectors": ("detector", system.rows),
-    }
-    for role, (kind, count) in wanted.items():
+    for role, (kind, count) in system.device_roles().items():
         device_name = getattr(system, role)
         device = bench.devices.get(device_name)
         if device is None:
@@ -245,6 +283,5 @@ def _check_system(bench: BenchFile, path: str) -> None:
             raise BenchFileError(
                 path,
                 f"system.{role}",
-                f"device {device_name!r} has {device.channels.count} channels; a {system.rows}x{system.cols} "
-                f"bank needs {count}",
+                f"device {device_name!r} has {device.channels.count} channels; a {system.label} needs {count}",
             )

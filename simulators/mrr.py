@@ -17,9 +17,11 @@ import json
 import math
 import os
 import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -42,6 +44,8 @@ ELEMENTARY_CHARGE_C = 1.602176634e-19
 _SETTLED_MW = 1e-9
 """Heater power still to settle below which the chip counts as settled (≈1e-10 nm of resonance)."""
 _TRANSIENT_CHUNK = 1 << 20
+STATE_SAVE_INTERVAL_S = 0.2
+"""Longest a simulated source's state file lags its outputs while the process lives."""
 """Largest number of ring-samples evaluated at once while heaters settle during a stream."""
 
 
@@ -60,7 +64,70 @@ class CrosstalkConfig(_Strict):
     decay: float = Field(0.3, ge=0, le=1, description="Second neighbours receive first-neighbour fraction × decay.")
 
 
-class MRRSimConfig(_Strict):
+class InstrumentConfig(_Strict):
+    """What every simulated chip's instruments share: heater DAC, input modulators, detectors, bus. Units: V, mW, Ω, s.
+
+    The chip-specific physics (rings, meshes) extends it, so that one set of instrument classes
+    (:class:`SimVoltageSource`, :class:`SimDetector`) and one detection model serve every simulator.
+    """
+
+    heater_dac_bits: int = Field(16, ge=1, le=32, description="Heater DAC resolution.")
+    heater_dac_range_v: tuple[float, float] = Field((0.0, 4.0), description="Heater DAC output range [min, max].")
+    modulator_v_pi: float = Field(2.0, gt=0, description="Modulator half-wave voltage (full power at V_π).")
+    modulator_v_pi_spread: float = Field(0.02, ge=0, description="Relative std of V_π between channels.")
+    input_power_mw: float = Field(1.0, ge=0, description="Optical power per channel at full modulation.")
+    responsivity_a_per_w: float = Field(1.0, gt=0, description="Photodiode responsivity.")
+    tia_gain_ohm: float = Field(500.0, gt=0, description="Transimpedance gain.")
+    detector_gain_spread: float = Field(0.02, ge=0, description="Relative std of a detector's gain.")
+    dark_volts: float = Field(0.002, description="Detector output with no light.")
+    thermal_noise_a: float = Field(1e-6, ge=0, description="RMS input-referred current noise over the bandwidth.")
+    rin_db_per_hz: float = Field(-140.0, description="Laser relative intensity noise.")
+    bandwidth_hz: float = Field(1e6, gt=0, description="Detection noise bandwidth.")
+    adc_bits: int = Field(16, ge=1, le=32, description="ADC resolution over ±full scale.")
+    adc_full_scale_v: float = Field(5.0, gt=0, description="ADC clips at ± this voltage.")
+    sample_time_s: float = Field(1e-6, gt=0, description="One detector sample (the integration time).")
+    bus_latency_s: float = Field(1e-3, ge=0, description="Time one instrument command takes on the bus.")
+    noise: bool = Field(True, description="Master switch for all random noise (quantisation stays).")
+
+    @model_validator(mode="after")
+    def _dac_range(self) -> InstrumentConfig:
+        low, high = self.heater_dac_range_v
+        if not low < high:
+            raise ValueError(f"heater_dac_range_v must be [min, max] with min < max, got [{low:g}, {high:g}]")
+        return self
+
+    @property
+    def rin_sigma(self) -> float:
+        """Relative std of each channel's optical power within the bandwidth: √(10^(RIN/10)·B)."""
+        return math.sqrt(10 ** (self.rin_db_per_hz / 10) * self.bandwidth_hz)
+
+    @property
+    def adc_step_v(self) -> float:
+        return 2 * self.adc_full_scale_v / 2**self.adc_bits
+
+    @property
+    def heater_dac_step_v(self) -> float:
+        low, high = self.heater_dac_range_v
+        return (high - low) / (2**self.heater_dac_bits - 1)
+
+    def quantise_heater_volts(self, volts: Tensor) -> Tensor:
+        """What the heater DAC really outputs for ``volts``: nearest code within its range."""
+        low, high = self.heater_dac_range_v
+        step = self.heater_dac_step_v
+        return low + torch.round((volts.clamp(low, high) - low) / step) * step
+
+    def adc(self, volts: Tensor) -> Tensor:
+        """Bipolar ADC: codes ``−2^(n−1) … 2^(n−1) − 1`` of ``2·FS/2^n``; beyond full scale it clips."""
+        step = self.adc_step_v
+        half = 2 ** (self.adc_bits - 1)
+        return torch.round(volts / step).clamp(-half, half - 1) * step
+
+    def shot_variance(self, current_a: Tensor) -> Tensor:
+        """``2qIB`` (A²) for a photocurrent ``current_a``."""
+        return 2 * ELEMENTARY_CHARGE_C * current_a * self.bandwidth_hz
+
+
+class MRRSimConfig(InstrumentConfig):
     """Physics of a simulated MRR bank (the ``simulator:`` section of a bench file). Units: nm, mW, V, Ω, s, K."""
 
     channel_spacing_nm: float = Field(0.8, gt=0, description="WDM channel spacing.")
@@ -81,44 +148,6 @@ class MRRSimConfig(_Strict):
     drift_nm_per_k: float = Field(0.08, description="Resonance shift per kelvin of chip temperature.")
     ambient_delta_k: float = Field(0.0, description="Chip temperature offset at start.")
     heater_tau_s: float = Field(1e-3, ge=0, description="First-order thermal time constant of a heater.")
-    heater_dac_bits: int = Field(16, ge=1, le=32, description="Heater DAC resolution.")
-    heater_dac_range_v: tuple[float, float] = Field((0.0, 4.0), description="Heater DAC output range [min, max].")
-    modulator_v_pi: float = Field(2.0, gt=0, description="Modulator half-wave voltage (full power at V_π).")
-    modulator_v_pi_spread: float = Field(0.02, ge=0, description="Relative std of V_π between channels.")
-    input_power_mw: float = Field(1.0, ge=0, description="Optical power per channel at full modulation.")
-    responsivity_a_per_w: float = Field(1.0, gt=0, description="Photodiode responsivity.")
-    tia_gain_ohm: float = Field(500.0, gt=0, description="Transimpedance gain.")
-    detector_gain_spread: float = Field(0.02, ge=0, description="Relative std of a row's detection gain.")
-    dark_volts: float = Field(0.002, description="Detector output with no light.")
-    thermal_noise_a: float = Field(1e-6, ge=0, description="RMS input-referred current noise over the bandwidth.")
-    rin_db_per_hz: float = Field(-140.0, description="Laser relative intensity noise.")
-    bandwidth_hz: float = Field(1e6, gt=0, description="Detection noise bandwidth.")
-    adc_bits: int = Field(16, ge=1, le=32, description="ADC resolution over ±full scale.")
-    adc_full_scale_v: float = Field(5.0, gt=0, description="ADC clips at ± this voltage.")
-    sample_time_s: float = Field(1e-6, gt=0, description="One detector sample (the integration time).")
-    bus_latency_s: float = Field(1e-3, ge=0, description="Time one instrument command takes on the bus.")
-    noise: bool = Field(True, description="Master switch for all random noise (quantisation stays).")
-
-    @model_validator(mode="after")
-    def _dac_range(self) -> MRRSimConfig:
-        low, high = self.heater_dac_range_v
-        if not low < high:
-            raise ValueError(f"heater_dac_range_v must be [min, max] with min < max, got [{low:g}, {high:g}]")
-        return self
-
-    @property
-    def rin_sigma(self) -> float:
-        """Relative std of each channel's optical power within the bandwidth: √(10^(RIN/10)·B)."""
-        return math.sqrt(10 ** (self.rin_db_per_hz / 10) * self.bandwidth_hz)
-
-    @property
-    def adc_step_v(self) -> float:
-        return 2 * self.adc_full_scale_v / 2**self.adc_bits
-
-    @property
-    def heater_dac_step_v(self) -> float:
-        low, high = self.heater_dac_range_v
-        return (high - low) / (2**self.heater_dac_bits - 1)
 
 
 # -- chips ---------------------------------------------------------------------------------------------
@@ -224,6 +253,17 @@ class MRRChipSimulator:
         self._modulator_volts = torch.zeros(cols, device=self.device, dtype=dtype)
         self.ambient_delta_k = config.ambient_delta_k
 
+    detector_kind = "balanced detector array"
+
+    @property
+    def label(self) -> str:
+        """What this chip is, for instrument identities and error messages."""
+        return f"{self.rows}x{self.cols} MRR bank, seed {self.seed}"
+
+    def channel_count(self, role: str) -> int:
+        """Channels of the instrument with ``role`` (``heaters``, ``modulators``, ``detectors``)."""
+        return {"heaters": self.rows * self.cols, "modulators": self.cols, "detectors": self.rows}[role]
+
     # -- state ------------------------------------------------------------------------------------------
 
     @property
@@ -238,9 +278,7 @@ class MRRChipSimulator:
 
     def quantise_heater_volts(self, volts: Tensor) -> Tensor:
         """What the heater DAC really outputs for ``volts``: nearest code within its range."""
-        low, high = self.config.heater_dac_range_v
-        step = self.config.heater_dac_step_v
-        return low + torch.round((volts.clamp(low, high) - low) / step) * step
+        return self.config.quantise_heater_volts(volts)
 
     def set_heaters(self, positions: Tensor, volts: Tensor, *, settled: bool = False) -> None:
         """Output ``volts`` on heater channels ``positions``; the rings start settling now.
@@ -348,9 +386,8 @@ class MRRChipSimulator:
 
         Drop plus through carry all the light (lossless), so the sum is ``ℜ·Σ_c P_c`` whatever the weights.
         """
-        cfg = self.config
-        current = cfg.responsivity_a_per_w * 1e-3 * power_mw.sum(-1, keepdim=True)
-        return 2 * ELEMENTARY_CHARGE_C * current * cfg.bandwidth_hz
+        current = self.config.responsivity_a_per_w * 1e-3 * power_mw.sum(-1, keepdim=True)
+        return self.config.shot_variance(current)
 
     def _measure(self, mod_volts: Tensor, times: Tensor) -> Tensor:
         """Detector volts ``(B, R)`` for drives ``(B, C)`` sampled at ``times`` ``(B,)``: noise, then the ADC."""
@@ -364,7 +401,7 @@ class MRRChipSimulator:
         if cfg.noise:
             current_sigma = (cfg.thermal_noise_a**2 + self._shot_variance(power)).sqrt()
             volts = volts + self._tia_gain() * current_sigma * self._randn(volts.shape)
-        return self._adc(volts)
+        return self.config.adc(volts)
 
     def _readout(self, power_mw: Tensor, times: Tensor) -> Tensor:
         """Noiseless volts with the heater state of each sample's time; one weight map once settled."""
@@ -381,17 +418,37 @@ class MRRChipSimulator:
             parts.append(balanced_readout(self.truth, weights, power_mw[begin : begin + chunk].unsqueeze(-2)))
         return torch.cat(parts).squeeze(-2)
 
-    def _adc(self, volts: Tensor) -> Tensor:
-        """Bipolar ADC: codes ``−2^(n−1) … 2^(n−1) − 1`` of ``2·FS/2^n``; beyond full scale it clips."""
-        step = self.config.adc_step_v
-        half = 2 ** (self.config.adc_bits - 1)
-        return torch.round(volts / step).clamp(-half, half - 1) * step
-
     def _randn(self, shape: torch.Size) -> Tensor:
         return torch.randn(shape, generator=self._noise, device=self.device, dtype=self.dtype)
 
 
 # -- instruments ----------------------------------------------------------------------------------------
+
+
+class SimulatedChip(Protocol):
+    """What the simulated instruments need from the chip behind them (MRR bank, MZI mesh, …)."""
+
+    config: InstrumentConfig
+    clock: Clock
+    seed: int
+    detector_kind: str
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def heater_volts(self) -> Tensor: ...
+
+    @property
+    def modulator_volts(self) -> Tensor: ...
+
+    def channel_count(self, role: str) -> int: ...
+
+    def set_heaters(self, positions: Tensor, volts: Tensor, *, settled: bool = False) -> None: ...
+
+    def set_modulators(self, positions: Tensor, volts: Tensor) -> None: ...
+
+    def read_detectors(self) -> Tensor: ...
 
 
 class VoltageWrite(NamedTuple):
@@ -406,14 +463,17 @@ Role = Literal["heaters", "modulators"]
 
 
 class SimVoltageSource:
-    """The heater driver (``R·C`` channels, ring ``(r, c)`` on ``r·cols + c``) or the modulator driver (``C``).
+    """The heater driver or the modulator driver of a simulated chip (MRR bank: ring ``(r, c)`` on ``r·cols + c``).
 
     Every write costs one bus latency on the clock and is kept in :attr:`history`, so tests can prove
     what the guard let through. With ``state_path`` the outputs survive the process, as a real
-    instrument keeps driving its outputs after the software that set them has exited.
+    instrument keeps driving its outputs after the software that set them has exited. The file is
+    rewritten at most every :data:`STATE_SAVE_INTERVAL_S` of wall time during fast sequences (training
+    programs thousands of tiles), and always on ``outputs_off`` and ``close``; only a process killed
+    outright can leave it that much behind.
     """
 
-    def __init__(self, chip: MRRChipSimulator, role: Role, name: str = "", state_path: Path | None = None) -> None:
+    def __init__(self, chip: SimulatedChip, role: Role, name: str = "", state_path: Path | None = None) -> None:
         if role not in ("heaters", "modulators"):
             raise ValueError(f"role must be 'heaters' or 'modulators', not {role!r}")
         self.chip = chip
@@ -421,7 +481,11 @@ class SimVoltageSource:
         self.name = name or role
         self.state_path = state_path
         self.history: list[VoltageWrite] = []
-        count = chip.rows * chip.cols if role == "heaters" else chip.cols
+        self._saved_at = -math.inf
+        self._unsaved = False
+        self._timer: threading.Timer | None = None
+        self._save_lock = threading.Lock()
+        count = chip.channel_count(role)
         self._count = count
         if state_path is not None and state_path.exists():
             self._restore(state_path)
@@ -432,10 +496,7 @@ class SimVoltageSource:
 
     def identity(self) -> str:
         kind = "heater driver" if self.role == "heaters" else "modulator driver"
-        return (
-            f"labsat simulated {kind}, {self._count} channels "
-            f"({self.chip.rows}x{self.chip.cols} MRR bank, seed {self.chip.seed})"
-        )
+        return f"labsat simulated {kind}, {self._count} channels ({self.chip.label})"
 
     def write_voltages(self, positions: np.ndarray, volts: np.ndarray) -> None:
         positions = np.asarray(positions, dtype=np.int64).reshape(-1)
@@ -447,7 +508,8 @@ class SimVoltageSource:
         self.chip.clock.sleep(self.chip.config.bus_latency_s)
         self._apply(positions, volts)
         self.history.append(VoltageWrite(self.chip.clock.now(), positions.copy(), volts.copy()))
-        self._save()
+        self._unsaved = True
+        self._schedule_save()
 
     def read_voltages(self) -> np.ndarray:
         """Present outputs (the heater DAC's quantised values); the instrument's cached state, no bus time."""
@@ -457,6 +519,28 @@ class SimVoltageSource:
     def outputs_off(self) -> None:
         """All channels to 0 V (the simulated instrument has no separate off state); recorded as a write."""
         self.write_voltages(np.arange(self._count), np.zeros(self._count))
+        self._save()
+
+    def close(self) -> None:
+        """Persist the last outputs (the bench closes its instruments after its safe state)."""
+        if self._unsaved:
+            self._save()
+
+    def _schedule_save(self) -> None:
+        """Save now if the last save is old enough, else once the interval has passed (a daemon timer)."""
+        if self.state_path is None:
+            return
+        wait = self._saved_at + STATE_SAVE_INTERVAL_S - time.monotonic()
+        if wait <= 0:
+            self._save()
+        elif self._timer is None or not self._timer.is_alive():
+            self._timer = threading.Timer(wait, self._save_if_unsaved)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _save_if_unsaved(self) -> None:
+        if self._unsaved:
+            self._save()
 
     def _apply(self, positions: np.ndarray, volts: np.ndarray, *, settled: bool = False) -> None:
         index = torch.as_tensor(positions)
@@ -467,16 +551,21 @@ class SimVoltageSource:
             self.chip.set_modulators(index, values)
 
     def _save(self) -> None:
-        """Atomic write: a crash mid-save must leave the previous state, not half a file."""
         if self.state_path is None:
             return
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._save_lock:
+            self._saved_at, self._unsaved = time.monotonic(), False
+            self._write_state(self.state_path)
+
+    def _write_state(self, path: Path) -> None:
+        """Atomic write: a crash mid-save must leave the previous state, not half a file."""
+        path.parent.mkdir(parents=True, exist_ok=True)
         state = {"role": self.role, "n_channels": self._count, "volts": self.read_voltages().tolist()}
-        handle, temporary = tempfile.mkstemp(dir=self.state_path.parent, prefix=self.state_path.name, suffix=".tmp")
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         try:
             with os.fdopen(handle, "w") as file:
                 json.dump(state, file)
-            os.replace(temporary, self.state_path)
+            os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
@@ -498,15 +587,15 @@ class SimVoltageSource:
 
 
 class SimDetector:
-    """The balanced photodetector array: one reading per row, in volts at the ADC."""
+    """The chip's photodetector array (MRR: one balanced pair per row), in volts at the ADC."""
 
-    def __init__(self, chip: MRRChipSimulator, name: str = "detectors") -> None:
+    def __init__(self, chip: SimulatedChip, name: str = "detectors") -> None:
         self.chip = chip
         self.name = name
 
     @property
     def n_channels(self) -> int:
-        return self.chip.rows
+        return self.chip.channel_count("detectors")
 
     @property
     def integration_time(self) -> float:
@@ -514,7 +603,7 @@ class SimDetector:
 
     def identity(self) -> str:
         return (
-            f"labsat simulated balanced detector array, {self.chip.rows} channels "
+            f"labsat simulated {self.chip.detector_kind}, {self.n_channels} channels "
             f"({self.chip.config.adc_bits}-bit ADC, ±{self.chip.config.adc_full_scale_v:g} V)"
         )
 

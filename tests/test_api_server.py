@@ -70,6 +70,12 @@ def test_a_train_job_over_http_streams_its_events_and_leaves_results_and_plots(c
         assert deployed.result is not None and deployed.result["test_samples"] == 38
         assert lab.calibrations(BENCH)[0].complete
 
+        evaluation = lab.submit("evaluate", {"models": [model.id], "sweeps": ["drift"], "landscape_steps": 3})
+        evaluated = lab.wait(evaluation.id, timeout=WAIT_S)
+        assert evaluated.state is JobState.SUCCEEDED, evaluated.error
+        assert f"jobs/{evaluation.id}/report.html" in (evaluated.result or {})["artifacts"]
+        assert b"<html" in lab.download("jobs", evaluation.id, "report.html")[:200].lower()
+
 
 def test_two_clients_race_for_one_bench_one_runs_the_other_queues(data_dir: Path) -> None:
     GATES["race"] = threading.Event()

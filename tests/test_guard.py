@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -149,9 +150,7 @@ def test_sigterm_drives_the_bench_to_its_safe_state(data_dir: Path) -> None:
     try:
         assert process.stdout is not None
         assert process.stdout.readline().strip() == "ready"
-        with open_bench(_builtin(), data_dir=data_dir) as observer:
-            observer.hold_outputs()
-            assert observer.source("heaters").read_back()[5] == pytest.approx(2.5, abs=1e-3)
+        assert _wait_for_state(data_dir, heater=5, volts=2.5)  # the simulated instrument holds the value
         os.kill(process.pid, signal.SIGTERM)
         assert process.wait(timeout=30) == 128 + signal.SIGTERM
     finally:
@@ -160,6 +159,18 @@ def test_sigterm_drives_the_bench_to_its_safe_state(data_dir: Path) -> None:
         observer.hold_outputs()
         np.testing.assert_array_equal(observer.source("heaters").read_back(), np.zeros(64))
         np.testing.assert_array_equal(observer.source("modulators").read_back(), np.zeros(8))
+
+
+def _wait_for_state(data_dir: Path, heater: int, volts: float, timeout_s: float = 5.0) -> bool:
+    """Whether another process's simulated heater shows ``volts`` within ``timeout_s`` (its state file lags)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with open_bench(_builtin(), data_dir=data_dir) as observer:
+            observer.hold_outputs()
+            if observer.source("heaters").read_back()[heater] == pytest.approx(volts, abs=1e-3):
+                return True
+        time.sleep(0.05)
+    return False
 
 
 def _builtin() -> Path:

@@ -15,7 +15,7 @@ from labsat.training.deploy import twin_weights, weights_to_controls
 from labsat.training.loop import TrainConfig, Trainer, TrainingError, train
 from labsat.training.methods import METHODS, MethodError, parse_method
 
-FAST = {"hidden": (8,), "batch_size": 16}
+FAST = {"hidden": (8,), "batch_size": 32, "deploy_steps": 50}
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_step_costs_and_setup_add_up_to_what_the_device_counted(iris) -> None:
         {"method": "pat+sat"},
         {"method": "dat"},
         {"method": "nat+sat", "noise_sigma": 0.05},
-        {"method": "sat", "ascent": "spsa"},
+        {"method": "sat", "ascent": "spsa", "spsa_q": 1},
         {"method": "bp"},
     ],
     ids=["pat+sat", "dat", "nat+sat", "sat-spsa", "bp"],

@@ -11,7 +11,7 @@ from rich.table import Table as RichTable
 from labsat.cli.app import BenchOption, DataDirOption, JsonOption, app, bench_session, console, emit, user_errors
 from labsat.errors import LabsatError
 from labsat.paths import data_dir
-from labsat.store import Store, new_id
+from labsat.store import Store
 
 if TYPE_CHECKING:
     from labsat.evaluation import Table
@@ -50,12 +50,9 @@ def evaluate(
     """Accuracy under drift, read noise and on fresh chips; λmax and trace; landscape; confusion; report."""
     # Imported here, not at module level: matplotlib and the torch.func machinery would otherwise slow
     # every `labsat` command down, `labsat --help` included.
-    from labsat.datasets import load_dataset
-    from labsat.evaluation import report_data, report_tables, write_report
-    from labsat.evaluation.chips import bench_chips
-    from labsat.evaluation.photonic import EvaluationSettings, evaluate_network
-    from labsat.training.evaluate import accuracy
-    from labsat.training.session import load_model
+    from labsat.evaluation import report_data, report_tables
+    from labsat.evaluation.photonic import EvaluationSettings
+    from labsat.evaluation.session import evaluate_models
 
     sweeps = tuple(dict.fromkeys(sweep or DEFAULT_SWEEPS))
     unknown = [name for name in sweeps if name not in SWEEP_NAMES]
@@ -65,28 +62,13 @@ def evaluate(
         raise LabsatError(f"--landscape-steps must be odd (θ is the grid's centre), got {landscape_steps}")
     settings = EvaluationSettings(sweeps=sweeps, seeds=seeds, landscape_steps=landscape_steps)
     store = Store(data_dir(data))
-    models = {model_id: load_model(store, model_id) for model_id in dict.fromkeys(model)}
-    evaluations = []
     with bench_session(bench, data) as opened, console.status("", spinner="dots") as status:
-        for index, (model_id, (net, meta)) in enumerate(models.items(), start=1):
+
+        def on_model(index: int, count: int, model_id: str, meta: dict) -> None:
             if not as_json:
-                status.update(f"evaluating {meta.get('method', '?')} model {model_id} ({index}/{len(models)})")
-            same_bench = meta.get("bench") == opened.name
-            chips = bench_chips(opened, store, meta.get("calibration") if same_bench else None)
-            test = load_dataset(meta.get("dataset", "digits"), seed=int(meta.get("seed", 0))).test
-            evaluation = evaluate_network(
-                f"{meta.get('method', 'model')} {model_id}",
-                net,
-                chips.layer,
-                test,
-                method=meta.get("method", ""),
-                chips=chips.chips,
-                settings=settings,
-                metadata={"model": model_id, "bench": opened.name, "evaluated_on": chips.source},
-            )
-            evaluation.device_accuracy = accuracy(net, test, lambda _index, x, theta: opened.system.forward(x, theta))
-            evaluations.append(evaluation)
-    report = write_report(evaluations, out or store.artifact_dir("evaluations", new_id()))
+                status.update(f"evaluating {meta.get('method', '?')} model {model_id} ({index}/{count})")
+
+        evaluations, report = evaluate_models(opened, store, model, settings, out=out, on_model=on_model)
     tables = report_tables(evaluations)
     emit({"report": str(report), **report_data(evaluations, grids=False)}, [_rich(t) for t in tables], as_json)
     if not as_json:

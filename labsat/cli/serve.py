@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,12 @@ from labsat.cli.app import DataDirOption, app, console, error_console, user_erro
 from labsat.paths import data_dir as resolve_data_dir
 
 DEFAULT_PORT = 8765
+SWITCH_INTERVAL_S = 0.0005
+"""Interpreter thread switch interval while serving. Request handling and the bench workers share one
+interpreter lock; at Python's default (5 ms) a worker that released the lock for a moment (inside a torch
+op) can wait up to 5 ms to get it back from an event loop busy with a burst of requests, far longer than
+the requests themselves take. A short interval bounds that wait; it costs nothing while only one thread
+wants the lock."""
 TOKENS_FILE = "tokens.yaml"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -37,6 +44,9 @@ def serve(
             "token on first start. LABSAT_TOKENS adds name:scope:token entries.",
         ),
     ] = None,
+    access_log: Annotated[
+        bool, typer.Option("--access-log", help="Log every request (off by default: polling clients flood it).")
+    ] = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Serve the benches over REST: jobs queue per bench, one worker owns each bench's hardware.
@@ -67,4 +77,12 @@ def serve(
             "tokens travel in clear text unless a TLS proxy sits in front"
         )
     engine = JobEngine(Store(root), bench or [builtin_bench_path()])
-    uvicorn.run(create_app(engine, table), host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    uvicorn.run(
+        create_app(engine, table),
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=access_log,
+        timeout_graceful_shutdown=5,
+    )

@@ -43,7 +43,7 @@ class SweepSpec:
         return f"{self.label} ({self.unit})" if self.unit else self.label
 
 
-DRIFT = SweepSpec("drift", "uniform temperature change ΔT", "K", tuple(round(0.2 * i - 2.0, 1) for i in range(21)))
+DRIFT = SweepSpec("drift", "uniform temperature change ΔT", "K", tuple(0.25 * i - 2.0 for i in range(17)))
 NOISE = SweepSpec("noise", "read-noise σ (fraction of the signal RMS)", "", (0.0, 0.02, 0.05, 0.1, 0.2, 0.5))
 TRANSFER = SweepSpec(
     "transfer", "fabrication spread σ_fab of a fresh chip", "nm", (0.0, 0.02, 0.04, 0.08, 0.12, 0.16), min_seeds=5

@@ -23,6 +23,10 @@ from labsat.calibration import PROCEDURE_ORDER, CalibrationOptions, calibrate
 from labsat.calibration.figures import write_figures
 from labsat.datasets import BUILTIN, load_dataset
 from labsat.errors import LabsatError
+from labsat.evaluation import report_data
+from labsat.evaluation.photonic import EvaluationSettings
+from labsat.evaluation.session import evaluate_models
+from labsat.evaluation.sweeps import SWEEPS
 from labsat.jobs.kinds import JobContext, JobKind, register
 from labsat.store import ARTIFACTS, Store
 from labsat.training.evaluate import accuracy
@@ -183,6 +187,53 @@ def run_train(context: JobContext, params: TrainParams) -> dict[str, Any]:
     return {**run.summary(), "artifacts": artifact_refs(context.store, [controls])}
 
 
+# -- evaluate -------------------------------------------------------------------------------------------
+
+
+class EvaluateParams(BaseModel):
+    """Robustness and sharpness of stored models on the bench, side by side, as a report (``labsat evaluate``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    models: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(min_length=1, description="Stored model ids.")
+    sweeps: list[Literal[tuple(SWEEPS)]] = Field(  # type: ignore[valid-type]
+        ["drift", "noise", "transfer"], min_length=1, description="Perturbation sweeps."
+    )
+    seeds: int = Field(3, ge=1, le=100, description="Seeds per noise/transfer point (transfer: at least 5 chips).")
+    landscape_steps: int = Field(31, ge=3, le=201, description="Loss-landscape grid side (odd: θ is the centre).")
+
+    @field_validator("landscape_steps")
+    @classmethod
+    def _odd(cls, steps: int) -> int:
+        if steps % 2 == 0:
+            raise ValueError(f"must be odd (θ is the grid's centre), got {steps}")
+        return steps
+
+
+def run_evaluate(context: JobContext, params: EvaluateParams) -> dict[str, Any]:
+    """Progress per model; the report (HTML, JSON, PNGs) goes to the job's own artifact folder."""
+    store = context.store
+    settings = EvaluationSettings(
+        sweeps=tuple(dict.fromkeys(params.sweeps)), seeds=params.seeds, landscape_steps=params.landscape_steps
+    )
+
+    def on_model(index: int, count: int, model_id: str, meta: dict[str, Any]) -> None:
+        context.progress(index - 1, count, "evaluate", model=model_id)
+
+    evaluations, report = evaluate_models(
+        context.bench,
+        store,
+        params.models,
+        settings,
+        out=context.artifact_dir(),
+        on_model=on_model,
+        dataset_source=lambda label: dataset_source(store, label),
+    )
+    context.progress(len(evaluations), len(evaluations), "evaluate")
+    files = sorted(path for path in report.parent.rglob("*") if path.is_file())
+    return {**report_data(evaluations, grids=False), "artifacts": artifact_refs(store, files)}
+
+
 # -- deploy ---------------------------------------------------------------------------------------------
 
 
@@ -223,4 +274,5 @@ CALIBRATE = register(
     JobKind("calibrate", CalibrateParams, run_calibrate, "Calibrate the bench and fit its twin.", resumable=True)
 )
 TRAIN = register(JobKind("train", TrainParams, run_train, "Train a network and store the model.", resumable=True))
+EVALUATE = register(JobKind("evaluate", EvaluateParams, run_evaluate, "Evaluate stored models; write a report."))
 DEPLOY = register(JobKind("deploy", DeployParams, run_deploy, "Run a stored model on the bench."))

@@ -179,10 +179,11 @@ class JobEngine:
         """An unfinished job without touching the database (None: use :meth:`get`)."""
         return self.journal.peek(job_id)
 
-    def list(
+    def jobs(
         self, *, bench: str | None = None, state: JobState | None = None, kind: str | None = None, limit: int = 100
     ) -> list[Job]:
-        return self.journal.list(bench=bench, state=state, kind=kind, limit=limit)
+        """Jobs, newest first, optionally filtered."""
+        return self.journal.jobs(bench=bench, state=state, kind=kind, limit=limit)
 
     def events(
         self, job_id: str, after: int = 0, limit: int | None = None, types: Sequence[EventType] | None = None

@@ -158,7 +158,7 @@ class JobJournal:
         with self.store.session() as session:
             return dict(self._row(session, job_id).memo)
 
-    def list(
+    def jobs(
         self,
         *,
         bench: str | None = None,

@@ -199,7 +199,10 @@ class BenchWorker:
             if call is not None:
                 _serve(call, self.bench)
             elif active is not None:
-                self._run_job(active)
+                try:
+                    self._run_job(active)
+                except Exception:  # the store failed under us: keep serving the bench, the job's record may lag
+                    log.exception("bench %s: job %s could not be recorded", self.name, active.job_id)
         with self._cond:
             for pending in self._calls:
                 pending.error = LabsatError(f"bench {self.name!r} is shutting down")
@@ -238,9 +241,19 @@ class BenchWorker:
         context.flush()
         self._write_artifacts(job.id)
         with self._cond:
-            self.journal.transition(job.id, state, error=error, result=result)
-            self._active = None
-            self.bench.guard.release()
+            try:
+                self._finish(job.id, state, error, result)
+            finally:  # whatever the store did, the bench is free and writable again
+                self._active = None
+                self.bench.guard.release()
+
+    def _finish(self, job_id: str, state: JobState, error: str | None, result: dict[str, Any] | None) -> None:
+        """Record the final state; a result the store refuses (not JSON, say) fails the job instead."""
+        try:
+            self.journal.transition(job_id, state, error=error, result=result)
+        except Exception as exc:
+            log.exception("job %s: recording its end failed", job_id)
+            self.journal.transition(job_id, JobState.FAILED, error=f"recording the job's end failed: {_message(exc)}")
 
     def _checkpoint(self, active: _Active) -> None:
         """Between two steps of a job: go on, stop, or hold in the safe state while paused."""

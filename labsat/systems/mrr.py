@@ -73,6 +73,45 @@ class Readout:
         return (detector_volts - self.dark_volts) / self.volts_per_unit
 
 
+def program_heaters(
+    heaters: GuardedVoltageSource, volts: torch.Tensor, clock: Clock, settle_time_s: float, stats: QueryStats
+) -> None:
+    """Write a whole heater vector through the guard (ramped), wait for it to settle, count it."""
+    started = clock.now()
+    heaters.set_vector(volts)
+    clock.sleep(settle_time_s)
+    stats.programs += 1
+    stats.bench_time_s += clock.now() - started
+
+
+def measure_batch(
+    modulators: GuardedVoltageSource,
+    detectors: Detector,
+    streamer: BatchStreamer | None,
+    modulator_volts: torch.Tensor,
+    clock: Clock,
+    stats: QueryStats,
+) -> torch.Tensor:
+    """Detector readings ``(B, n_detectors)`` (float32) for modulator drives ``(B, n_modulators)``.
+
+    The batch is validated whole by the guard, then streamed where the bench has a streamer, else set
+    and read sample by sample through the instruments (the device-level path).
+    """
+    started = clock.now()
+    modulators.check_batch(modulator_volts)
+    if streamer is not None:
+        readings = streamer.stream(modulator_volts)
+    else:
+        rows = []
+        for drive in modulator_volts:
+            modulators.set_vector(drive)
+            rows.append(torch.as_tensor(detectors.read(), dtype=torch.float32))
+        readings = torch.stack(rows)
+    stats.samples += modulator_volts.shape[0]
+    stats.bench_time_s += clock.now() - started
+    return readings.to(torch.float32)
+
+
 @dataclass
 class MRRBankSystem:
     """A rows×cols MRR bank driven through guarded devices."""
@@ -111,27 +150,13 @@ class MRRBankSystem:
         """Set all heaters to a (rows, cols) voltage map, then wait for them to settle."""
         if tuple(heater_volts.shape) != (self.rows, self.cols):
             raise ValueError(f"heater map must be ({self.rows}, {self.cols}), got {tuple(heater_volts.shape)}")
-        started = self.clock.now()
-        self.heaters.set_vector(heater_volts.reshape(-1))
-        self.clock.sleep(self.spec.settle_time_s)
-        self.stats.programs += 1
-        self.stats.bench_time_s += self.clock.now() - started
+        program_heaters(self.heaters, heater_volts.reshape(-1), self.clock, self.spec.settle_time_s, self.stats)
 
     def measure_volts(self, modulator_volts: torch.Tensor) -> torch.Tensor:
         """Detector volts ``(B, rows)`` for modulator drives ``(B, cols)`` at the present heater map."""
-        started = self.clock.now()
-        self.modulators.check_batch(modulator_volts)
-        if self.streamer is not None:
-            readings = self.streamer.stream(modulator_volts)
-        else:
-            rows = []
-            for drive in modulator_volts:
-                self.modulators.set_vector(drive)
-                rows.append(torch.as_tensor(self.detectors.read(), dtype=torch.float32))
-            readings = torch.stack(rows)
-        self.stats.samples += modulator_volts.shape[0]
-        self.stats.bench_time_s += self.clock.now() - started
-        return readings.to(self.torch_device, torch.float32)
+        return measure_batch(
+            self.modulators, self.detectors, self.streamer, modulator_volts, self.clock, self.stats
+        ).to(self.torch_device)
 
     def measure(self, x: torch.Tensor) -> torch.Tensor:
         """Σ_c w[r, c]·x[b, c] in logical units for inputs ``x`` ∈ [0, 1], shape ``(B, cols)``."""

@@ -81,11 +81,16 @@ def random_weights(shape: Sequence[int], generator: torch.Generator) -> Tensor:
 def initialise(net: PhotonicNet, physical: PhysicalLayer | None, generator: torch.Generator) -> None:
     """Random weights in every photonic layer; realised as controls through the twin unless ``physical`` is None.
 
+    A system with its own ``initial_controls`` (an MZI mesh: random phases) starts from those instead.
+
     Weight-space and control-space methods thus start from the same weights for a given seed, which is
     what makes their comparison fair.
     """
     with torch.no_grad():
         for theta in net.photonic_parameters():
+            if physical is not None and physical.initial_controls is not None:
+                theta.copy_(physical.initial_controls(tuple(theta.shape), generator))
+                continue
             weights = random_weights(theta.shape, generator).to(theta)
             theta.copy_(weights if physical is None else weights_to_controls(physical, weights, steps=0))
 

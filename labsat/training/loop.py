@@ -12,6 +12,7 @@ run reports their sum, including one-off setup (NAT's noise fit).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -41,10 +42,11 @@ class TrainConfig:
     """Every setting of a run; all of it goes into the checkpoint key and the stored model's metadata.
 
     ``lr`` is for the photonic parameters (volts in control space, weights in weight space) and
-    ``digital_lr`` for the digital scale/bias. SAT: ``rho`` is the radius of the ascent over all controls
-    together, with ASAM-style scaling ``|θ − theta_ref| + eta`` when ``adaptive`` (``theta_ref="peak"``: from
-    each element's resonance, :func:`~labsat.training.deploy.peak_controls`); ``digital_rho`` perturbs
-    the digital parameters too (0: never). ``noise_sigma`` overrides NAT's fitted σ. The ``fd_*``/``spsa_*``
+    ``digital_lr`` for the digital scale/bias; both follow ``lr_schedule`` over the epochs. SAT: ``rho`` is
+    the radius of the ascent over all controls together, with ASAM-style scaling ``|θ − theta_ref| + eta``
+    when ``adaptive`` (``theta_ref="peak"``: from each element's resonance,
+    :func:`~labsat.training.deploy.peak_controls`); ``digital_rho`` perturbs the digital parameters too
+    (0: never). ``noise_sigma`` overrides NAT's fitted σ. The ``fd_*``/``spsa_*``
     settings are the device-side ascent estimators' steps (volts) and directions.
     """
 
@@ -55,6 +57,7 @@ class TrainConfig:
     hidden: tuple[int, ...] = (16,)
     lr: float = 0.02
     digital_lr: float = 0.02
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
     rho: float = 0.5
     adaptive: bool = True
     eta: float = 0.05
@@ -122,12 +125,18 @@ class TrainResult:
         """Device queries and bench time of the whole run (setup plus every step)."""
         return _total([self.setup_cost, *(s.cost for s in self.steps)])
 
+    def per_epoch(self) -> list[dict[str, Any]]:
+        """Per epoch: mean training loss and the device queries and bench time its steps cost."""
+        rows = []
+        for epoch in sorted({s.epoch for s in self.steps}):
+            steps = [s for s in self.steps if s.epoch == epoch]
+            cost = _total([s.cost for s in steps])
+            rows.append({"epoch": epoch + 1, "loss": sum(s.loss for s in steps) / len(steps), **asdict(cost)})
+        return rows
+
     def epoch_losses(self) -> list[float]:
         """Mean training loss of each epoch."""
-        epochs = sorted({s.epoch for s in self.steps})
-        return [
-            sum(s.loss for s in self.steps if s.epoch == e) / sum(1 for s in self.steps if s.epoch == e) for e in epochs
-        ]
+        return [row["loss"] for row in self.per_epoch()]
 
 
 class TrainingError(LabsatError):
@@ -152,7 +161,7 @@ class Trainer:
         self.dataset = dataset
         self.data_order = torch.Generator().manual_seed(config.seed)
         self.noise = torch.Generator().manual_seed(config.seed + 1)
-        self.net = PhotonicNet((dataset.n_features, *config.hidden, dataset.n_classes))
+        self.net = PhotonicNet((dataset.n_features, *config.hidden, dataset.n_classes), physical.control_shape)
         initialise(
             self.net, None if self.method.weight_space else physical, torch.Generator().manual_seed(config.seed + 2)
         )
@@ -195,12 +204,17 @@ class Trainer:
         return SAT([photonic, digital], torch.optim.Adam, seed=cfg.seed)
 
     def _theta_ref(self) -> float | list[torch.Tensor]:
-        """SAT's adaptive reference point: a number, or each element's resonance for ``"peak"``."""
+        """SAT's adaptive reference point: a number, or for ``"peak"`` each element's resonance.
+
+        A peak needs controls that form the layer's weight matrix (one control per weight); a system
+        whose controls are something else (a mesh's phases, see ``PhysicalLayer.control_shape``) has no
+        per-weight resonance, and ``"peak"`` measures from 0 there.
+        """
         ref, cfg = self.config.theta_ref, self.config
         if ref != "peak":
             return float(ref)
-        if not (self.method.sat and cfg.adaptive):
-            return 0.0  # no adaptive ascent reads it
+        if not (self.method.sat and cfg.adaptive) or self.physical.control_shape is not None:
+            return 0.0
         return [peak_controls(self.physical, p.shape) for p in self.net.photonic_parameters()]
 
     def _sources(self) -> tuple[GradientSource, GradientSource | None]:
@@ -236,7 +250,7 @@ class Trainer:
             # A fresh stream per epoch (sources are rebuilt each epoch), so a resumed run draws the same directions.
             seed = cfg.seed * 100_003 + self.epoch
             estimator = SPSA(c=cfg.spsa_c, q=cfg.spsa_q, beta=cfg.spsa_beta, seed=seed)
-        return DeviceEstimate(device_runner(physical), estimator)
+        return DeviceEstimate(device_runner(physical), estimator, physical.control_range)
 
     def _fitted_sigma(self) -> float:
         """NAT's σ: as configured, or measured once with repeated forwards of the first training batch."""
@@ -269,6 +283,19 @@ class Trainer:
         self.steps.append(record)
         return record
 
+    def _set_learning_rates(self) -> None:
+        """This epoch's learning rates: ``lr_schedule="cosine"`` decays them from the configured ones towards 0.
+
+        A function of the epoch alone, so a resumed run needs no scheduler state. The decay lets the
+        controls settle at the end instead of rattling around the minimum at the full step size, which on a
+        Lorentzian weight (steep flanks) costs accuracy.
+        """
+        cfg = self.config
+        factor = 0.5 * (1 + math.cos(math.pi * self.epoch / cfg.epochs)) if cfg.lr_schedule == "cosine" else 1.0
+        photonic, digital = self.optimizer.param_groups
+        photonic["lr"] = cfg.lr * factor
+        digital["lr"] = cfg.digital_lr * factor
+
     def _project_controls(self) -> None:
         """Clamp the photonic parameters into their box (second_step restores the unperturbed θ anyway)."""
         low, high = WEIGHT_RANGE if self.method.weight_space else self.physical.control_range
@@ -280,6 +307,7 @@ class Trainer:
         """One pass over the training split in a seeded random order; returns the epoch's step records."""
         started = time.perf_counter()
         self._descent = self._ascent = None  # rebuilt from the state alone: resuming here changes nothing
+        self._set_learning_rates()
         train = self.dataset.train
         order = torch.randperm(len(train), generator=self.data_order)
         records = []

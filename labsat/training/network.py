@@ -26,6 +26,9 @@ NORM_EPS = 1e-5
 LayerRunner = Callable[[int, Tensor, Tensor], Tensor]
 """``(layer index, x, θ) -> y``: how the photonic layer ``index`` is evaluated in one pass."""
 
+ControlShape = Callable[[int, int], tuple[int, ...]]
+"""``(out, in) -> shape`` of a photonic layer's controls, for systems whose controls are not an ``(out, in)`` matrix."""
+
 
 class DigitalAffine(nn.Module):
     """Per-sample standardisation of a photonic layer's readout, then per-feature ``scale`` and ``bias``.
@@ -50,15 +53,17 @@ class PhotonicNet(nn.Module):
 
     ``theta[i]`` (out, in) is photonic layer ``i``'s trainable physical quantity: heater controls in
     control space, or ideal weights in [−1, 1] for weight-space BP before it is deployed
-    (:func:`labsat.training.deploy.deploy_weights`).
+    (:func:`labsat.training.deploy.deploy_weights`). ``control_shape(out, in)`` replaces that shape for
+    systems whose controls are not a matrix (an MZI mesh's heater vector).
     """
 
-    def __init__(self, sizes: Sequence[int]) -> None:
+    def __init__(self, sizes: Sequence[int], control_shape: ControlShape | None = None) -> None:
         super().__init__()
         if len(sizes) < 2 or sizes[0] < 1 or any(n < 2 for n in sizes[1:]):
             raise ValueError(f"sizes must be an input width and layer widths of at least 2, got {tuple(sizes)}")
         self.sizes = tuple(int(n) for n in sizes)
-        self.theta = nn.ParameterList(nn.Parameter(torch.zeros(out, inp)) for inp, out in pairwise(self.sizes))
+        shape = control_shape or (lambda out, inp: (out, inp))
+        self.theta = nn.ParameterList(nn.Parameter(torch.zeros(shape(out, inp))) for inp, out in pairwise(self.sizes))
         self.digital = nn.ModuleList(DigitalAffine(out) for out in self.sizes[1:])
 
     @property
@@ -86,7 +91,13 @@ class PhotonicNet(nn.Module):
 
     @classmethod
     def from_snapshot(cls, sizes: Sequence[int], tensors: dict[str, Tensor]) -> PhotonicNet:
-        """Rebuild a network saved with :meth:`snapshot` (e.g. a model from the store)."""
+        """Rebuild a network saved with :meth:`snapshot` (e.g. a model from the store).
+
+        The control shapes are read from the snapshot, so a model of any system (a tiled bank's
+        ``(out, in)`` matrices, a mesh's heater vectors) loads without knowing that system.
+        """
         net = cls(sizes)
+        for index, theta in enumerate(net.theta):
+            theta.data = torch.empty_like(tensors[f"theta.{index}"])
         net.load_state_dict(tensors)
         return net

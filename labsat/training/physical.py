@@ -18,9 +18,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+import torch
 from torch import Tensor
 
 from labsat.systems.mrr import QueryStats
+from labsat.training.network import ControlShape
 
 LayerFn = Callable[[Tensor, Tensor], Tensor]
 """``(x (B, in) ≥ 0, θ (out, in)) -> y (B, out)``: one physical layer, on the device or in a model."""
@@ -50,6 +52,12 @@ class PhysicalLayer:
     twin_layer: LayerFn
     control_range: tuple[float, float]
     stats: Callable[[], QueryStats]
+    control_shape: ControlShape | None = None
+    """Shape of the controls of an ``(out, in)`` layer; None: the ``(out, in)`` matrix itself (a tiled bank).
+
+    An MZI mesh's controls are its heater vector, whatever the layer's widths."""
+    initial_controls: Callable[[tuple[int, ...], torch.Generator], Tensor] | None = None
+    """Seeded starting controls of a given shape; None: random weights realised through the twin."""
 
     @classmethod
     def from_system(cls, system: LayerSystem, twin_layer: LayerFn) -> PhysicalLayer:

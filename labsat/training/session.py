@@ -78,6 +78,7 @@ class TrainingRun:
             "queries": asdict(cost),
             "queries_per_step": {key: value / steps for key, value in asdict(cost).items()},
             "evaluation_queries": asdict(self.evaluation_cost),
+            "per_epoch": self.result.per_epoch(),
             "wall_s": self.result.wall_s,
             "checkpoints": str(self.checkpoint_dir),
             "settings": self.config.settings(),
