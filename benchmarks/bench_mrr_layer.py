@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from results import RESULTS, write_section
+from results import RESULTS, add_timing_options, timing_setup, write_section
 from torch import nn
 from torch.profiler import profile
 
@@ -158,20 +158,9 @@ def _shapes(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=300)
-    parser.add_argument("--warmup", type=int, default=30)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument(
-        "--threads", type=int, default=1, help="intra-op CPU threads (1 keeps timings stable on a shared machine)"
-    )
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    add_timing_options(parser)
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    torch.set_num_threads(args.threads)
-
-    # One CPU thread: its CPU time is the step's cost without the time other processes hold the core.
-    thread_clock = device.type == "cpu" and args.threads == 1
-    clock = time.thread_time if thread_clock else time.perf_counter
+    device, clock = timing_setup(args)
     rows = [run_case(case, device, args.repeats, args.warmup, clock) for case in CASES]
     body = table(rows) + "\n\n" + notes(rows)
     print(body)
@@ -188,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
         "## Simulated MRR layer vs nn.Linear (forward + backward)\n\n"
         f"`{command}` — {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, nproc {nproc}, {where}, "
         f"torch {torch.__version__}, batch {BATCH}, float32, median of {args.repeats} interleaved steps after "
-        f"{args.warmup} warm-up, {'thread CPU' if thread_clock else 'wall'} time, load average "
+        f"{args.warmup} warm-up, {'thread CPU' if clock is time.thread_time else 'wall'} time, load average "
         f"{os.getloadavg()[0]:.1f} at the end. Target: MRR layer ≤ {TARGET:g}× nn.Linear.\n"
     )
     if not args.no_write:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from results import RESULTS, write_section
+from results import RESULTS, add_timing_options, timing_setup, write_section
 from torch import Tensor, nn
 
 from labsat.sat import SAT
@@ -162,20 +162,9 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=300)
-    parser.add_argument("--warmup", type=int, default=30)
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument(
-        "--threads", type=int, default=1, help="intra-op CPU threads (1 keeps timings stable on a shared machine)"
-    )
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    add_timing_options(parser)
     args = parser.parse_args(argv)
-    device = torch.device(args.device)
-    torch.set_num_threads(args.threads)
-
-    # One CPU thread: its CPU time is the step's cost without the time other processes hold the core.
-    thread_clock = device.type == "cpu" and args.threads == 1
-    clock = time.thread_time if thread_clock else time.perf_counter
+    device, clock = timing_setup(args)
     rows = [run_case(case, device, args.repeats, args.warmup, clock) for case in CASES]
     body = table(rows)
     print(body)
@@ -192,7 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         "## SAT step time over base-optimizer step time\n\n"
         f"`{command}` — {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, nproc {nproc}, {where}, "
         f"torch {torch.__version__}, batch {BATCH}, median of {args.repeats} interleaved steps after "
-        f"{args.warmup} warm-up, {'thread CPU' if thread_clock else 'wall'} time. "
+        f"{args.warmup} warm-up, {'thread CPU' if clock is time.thread_time else 'wall'} time. "
         "Two passes make 2.0 the floor for the passes; the base step and the gradient reset are paid once on "
         "both sides, so a ratio slightly below 2.0 is possible. Target <= 2.2.\n"
     )

@@ -33,7 +33,7 @@ class DemoPlan:
 
     dataset: str = "digits"
     seed: int = 0
-    epochs: int = 6
+    epochs: int = 10
     methods: tuple[str, ...] = ("bp", "pat+sat")
 
     def config(self, method: str) -> TrainConfig:

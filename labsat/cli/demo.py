@@ -45,7 +45,7 @@ def _comparison(table: dict) -> Table:
 @app.command()
 @user_errors
 def demo(
-    epochs: Annotated[int, typer.Option(min=1, help=f"Training epochs per method. {_DEFAULTS_NOTE}")] = 6,
+    epochs: Annotated[int, typer.Option(min=1, help=f"Training epochs per method. {_DEFAULTS_NOTE}")] = 10,
     seed: Annotated[int, typer.Option(help="Seeds the data split, initial controls and data order.")] = 0,
     dataset: Annotated[str, typer.Option(help="digits, iris, a .npz file or an IDX directory.")] = "digits",
     bench: BenchOption = None,

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from labsat.api.pacing import DEFAULT_READ_RATE
 from labsat.cli.app import DataDirOption, app, console, error_console, user_errors
 from labsat.paths import data_dir as resolve_data_dir
 
 DEFAULT_PORT = 8765
-SWITCH_INTERVAL_S = 0.0005
-"""Interpreter thread switch interval while serving. Request handling and the bench workers share one
-interpreter lock; at Python's default (5 ms) a worker that released the lock for a moment (inside a torch
-op) can wait up to 5 ms to get it back from an event loop busy with a burst of requests, far longer than
-the requests themselves take. A short interval bounds that wait; it costs nothing while only one thread
-wants the lock."""
 TOKENS_FILE = "tokens.yaml"
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -44,6 +38,14 @@ def serve(
             "token on first start. LABSAT_TOKENS adds name:scope:token entries.",
         ),
     ] = None,
+    max_read_rate: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="Reads (GET) per second admitted at most, so polling clients cannot slow jobs down; "
+            "0: unlimited. Writes (emergency stop included) are never delayed.",
+        ),
+    ] = DEFAULT_READ_RATE,
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request (off by default: polling clients flood it).")
     ] = False,
@@ -77,9 +79,8 @@ def serve(
             "tokens travel in clear text unless a TLS proxy sits in front"
         )
     engine = JobEngine(Store(root), bench or [builtin_bench_path()])
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
     uvicorn.run(
-        create_app(engine, table),
+        create_app(engine, table, read_rate=max_read_rate or None),
         host=host,
         port=port,
         log_level="info",

@@ -140,9 +140,9 @@ class MRRChipParams:
         """Chip ``index`` of a population (first batch dimension); the kernel is shared."""
         if not self.batch_shape:
             raise ValueError("select() needs a batch of chips; these parameters describe a single chip")
-        return replace(self, **{
-            name: t if name == "crosstalk_kernel" else t[index] for name, t in self.tensors().items()
-        })
+        return replace(
+            self, **{name: t if name == "crosstalk_kernel" else t[index] for name, t in self.tensors().items()}
+        )
 
     @classmethod
     def stack(cls, chips: Sequence[MRRChipParams]) -> MRRChipParams:
@@ -782,9 +782,7 @@ def logical_weights(params: MRRChipParams, controls: Tensor, delta_t_k: Temperat
     return _grid_weights(params, controls, delta_t_k, volts=True, layout=(params.rows, params.cols))
 
 
-def logical_readout(
-    params: MRRChipParams, x: Tensor, controls: Tensor, delta_t_k: TemperatureShift = 0.0
-) -> Tensor:
+def logical_readout(params: MRRChipParams, x: Tensor, controls: Tensor, delta_t_k: TemperatureShift = 0.0) -> Tensor:
     """Detector volts ``(*S, B, out)`` for inputs ``x`` ∈ [0, 1] ``(B, in)``, summed over column tiles.
 
     This is the whole optical path of a time-multiplexed layer: heater power, thermal crosstalk,
