@@ -19,7 +19,7 @@ runs. A first job warms the service up (imports, caches) and is not counted.
 The service runs as shipped, reads paced at ``--max-read-rate`` per second (:mod:`labsat.api.pacing`):
 a crowd asking faster than that waits for its answers rather than slowing the job down.
 
-Usage: ``python benchmarks/bench_api.py [--clients 32] [--epochs 6] [--repeats 4] [--hz 1 10] [--max-read-rate R]
+Usage: ``python benchmarks/bench_api.py [--clients 32] [--epochs 30] [--repeats 4] [--hz 1 10] [--max-read-rate R]
 [--no-write]``
 """
 
@@ -188,7 +188,7 @@ def summary(runs: list[Run], label: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=6, help="epochs of the measured training job")
+    parser.add_argument("--epochs", type=int, default=30, help="epochs per measured job (longer: less noise)")
     parser.add_argument("--batch-size", type=int, default=16, help="iris: 112 training samples")
     parser.add_argument("--repeats", type=int, default=4, help="runs per variant (medians reported)")
     parser.add_argument("--hz", type=float, nargs="+", default=[1.0, 10.0], help="polling rates of paced clients")

@@ -268,7 +268,7 @@ class SafetyGuard:
 
     def refuse_if_halted(self) -> None:
         if self._halted is not None:
-            raise Halted(f"the bench is halted ({self._halted}); nothing was written")
+            raise Halted(f"the bench is halted ({self._halted}); writes are refused until it is released")
 
     def add_voltage_source(
         self,
