@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Self
@@ -27,6 +28,7 @@ import numpy as np
 
 from labsat.benchfile import ChannelLimits, DeviceSpec
 from labsat.errors import InstrumentError, LabsatError
+from labsat.guard import ramp_points
 from labsat.registry import BenchContext
 
 from .transport import Link, RetryPolicy, Transport, transport_opener
@@ -295,8 +297,16 @@ class VoltageOutputs(Instrument):
         lost = np.flatnonzero(np.isfinite(self._last) & (np.abs(present - self._last) > self.resolution_v))
         if lost.size:
             restored = {self.channels[p]: round(float(self._last[p]), 6) for p in lost}
-            log.warning("%s: restoring outputs %s after reconnect", self.where, restored)
-            self.write_outputs(lost, self._last[lost])
+            log.warning("%s: restoring outputs %s after reconnect, ramped", self.where, restored)
+            target = self._last[lost].copy()
+            self._last[lost] = present[lost]  # where the outputs really are: the ramp starts there
+            max_step = np.array([self.limits[p].max_step or math.inf for p in lost])
+            delay = max(self.limits[p].step_delay for p in lost)
+            points = ramp_points(present[lost], target, max_step)
+            for k, point in enumerate(points, start=1):
+                self.write_outputs(lost, point)
+                if k < len(points):
+                    time.sleep(delay)
 
     def write_voltages(self, positions: np.ndarray, volts: np.ndarray) -> None:
         positions = np.asarray(positions, dtype=int)

@@ -74,6 +74,10 @@ class GuardedVoltageSource:
     def identity(self) -> str:
         return self._device.identity()
 
+    def common_range(self) -> tuple[float, float]:
+        """The voltage range every channel allows (the tightest over channels): a safe box for controls."""
+        return float(self._low.max()), float(self._high.min())
+
     def values(self) -> np.ndarray:
         """Last values this guard wrote (or read back at start-up)."""
         return self._values.copy()
@@ -182,15 +186,12 @@ class GuardedVoltageSource:
                 self._refuse_unknown(unknown)
             start = np.where(unknown, target, start)
             self._write_changed(target, only=np.flatnonzero(unknown))
-        if np.array_equal(target, start):
-            return
-        steps = max(1, int(np.max(np.ceil(np.abs(target - start) / self._max_step))))
-        for k in range(1, steps + 1):
+        points = ramp_points(start, target, self._max_step)
+        for k, point in enumerate(points, start=1):
             if not from_unknown:  # the safe state itself must never be refused
                 self._guard.refuse_if_halted()
-            point = target if k == steps else start + (target - start) * (k / steps)
             self._write_changed(point)
-            if k < steps:
+            if k < len(points):
                 self._guard.clock.sleep(self._step_delay)
 
     def _write_changed(self, point: np.ndarray, only: np.ndarray | None = None) -> None:
@@ -323,6 +324,19 @@ class SafetyGuard:
                     errors.append(exc)
         if errors:
             raise errors[0]
+
+
+def ramp_points(start: np.ndarray, target: np.ndarray, max_step: np.ndarray) -> list[np.ndarray]:
+    """The points of a straight ramp from ``start`` to ``target`` with no channel moving more than its
+    ``max_step`` at once (``inf``: one step); empty when there is nothing to move.
+
+    Shared by the guard and by drivers that restore outputs after an instrument lost them, so no
+    path moves an output in one jump that the guard would have ramped.
+    """
+    if np.array_equal(target, start):
+        return []
+    steps = max(1, int(np.max(np.ceil(np.abs(target - start) / max_step))))
+    return [target if k == steps else start + (target - start) * (k / steps) for k in range(1, steps + 1)]
 
 
 def _as_vector(volts: np.ndarray | torch.Tensor | Sequence[float], n: int, name: str) -> np.ndarray:

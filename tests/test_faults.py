@@ -305,3 +305,23 @@ def test_a_ramp_that_hangs_leaves_the_heaters_at_a_point_the_guard_allowed(fast_
     emulator.faults.silent = False
     np.testing.assert_array_equal(heaters.read_back(), emulator.volts)
     np.testing.assert_array_equal(heaters.present(), emulator.volts)  # re-read once it answers again
+
+
+def test_outputs_restored_after_a_power_cycle_are_ramped() -> None:
+    backend = Outputs(4)
+    emulator = QontrolEmulator(backend, [1000.0] * 4)
+    url = protocol_labsatemu.publish("faults-ramped-restore", emulator)
+    ramped = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=1000.0, max_step=0.5)
+    driver = QontrolDriver("heaters", _link("heaters", url), range(4), [ramped] * 4).connect()
+    driver.write_voltages(np.arange(4), np.array([1.0, 2.0, 0.0, 3.0]))
+    emulator.power_cycle()
+    emulator.faults.cut = 1
+    backend.states.clear()
+    driver.read_voltages()  # reconnects and restores
+    restored = np.array(backend.states)
+    assert restored[-1].tolist() == [1.0, 2.0, 0.0, 3.0]
+    steps = np.abs(np.diff(np.vstack([np.zeros(4), restored]), axis=0))
+    assert steps.max() <= 0.5 + 1e-9  # never one jump from 0 V to 3 V
+    assert len(restored) == 6  # 3 V in 0.5 V steps
+    driver.close()
+    protocol_labsatemu.withdraw("faults-ramped-restore")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from labsat.benchfile import MRRSystemSpec
+from labsat.benchfile import MRRSystemSpec, MZISystemSpec
 from labsat.clock import Clock
 from labsat.devices import BatchStreamer, Detector
 from labsat.guard import GuardedVoltageSource
@@ -58,11 +58,12 @@ class Readout:
     modulator_v_pi: torch.Tensor  # (cols,)
 
     @classmethod
-    def nominal(cls, spec: MRRSystemSpec, device: torch.device) -> Readout:
+    def nominal(cls, spec: MRRSystemSpec | MZISystemSpec, outputs: int, inputs: int, device: torch.device) -> Readout:
+        """The bench file's nominal readout, the same for every detector and every modulator."""
         return cls(
-            volts_per_unit=torch.full((spec.rows,), spec.readout_volts_per_unit, device=device),
-            dark_volts=torch.full((spec.rows,), spec.readout_dark_volts, device=device),
-            modulator_v_pi=torch.full((spec.cols,), spec.modulator_v_pi, device=device),
+            volts_per_unit=torch.full((outputs,), spec.readout_volts_per_unit, device=device),
+            dark_volts=torch.full((outputs,), spec.readout_dark_volts, device=device),
+            modulator_v_pi=torch.full((inputs,), spec.modulator_v_pi, device=device),
         )
 
     def modulator_volts(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,7 +128,7 @@ class MRRBankSystem:
     stats: QueryStats = field(default_factory=QueryStats)
 
     def __post_init__(self) -> None:
-        self.readout = Readout.nominal(self.spec, self.torch_device)
+        self.readout = Readout.nominal(self.spec, self.rows, self.cols, self.torch_device)
 
     @property
     def rows(self) -> int:
@@ -139,10 +140,8 @@ class MRRBankSystem:
 
     @property
     def control_range(self) -> tuple[float, float]:
-        """The heater voltage range every ring allows (the tightest over channels)."""
-        low = max(lim.voltage[0] for lim in self.heaters.limits)
-        high = min(lim.voltage[1] for lim in self.heaters.limits)
-        return low, high
+        """The heater voltage range every ring allows."""
+        return self.heaters.common_range()
 
     # -- device-level building blocks (calibration uses these directly) ------------------------------
 

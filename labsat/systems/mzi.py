@@ -41,12 +41,7 @@ class MZIMeshSystem:
     stats: QueryStats = field(default_factory=QueryStats)
 
     def __post_init__(self) -> None:
-        modes, device = self.spec.modes, self.torch_device
-        self.readout = Readout(
-            volts_per_unit=torch.full((modes,), self.spec.readout_volts_per_unit, device=device),
-            dark_volts=torch.full((modes,), self.spec.readout_dark_volts, device=device),
-            modulator_v_pi=torch.full((modes,), self.spec.modulator_v_pi, device=device),
-        )
+        self.readout = Readout.nominal(self.spec, self.modes, self.modes, self.torch_device)
 
     @property
     def modes(self) -> int:
@@ -59,10 +54,8 @@ class MZIMeshSystem:
 
     @property
     def control_range(self) -> tuple[float, float]:
-        """The heater voltage range every heater allows (the tightest over channels)."""
-        low = max(lim.voltage[0] for lim in self.heaters.limits)
-        high = min(lim.voltage[1] for lim in self.heaters.limits)
-        return low, high
+        """The heater voltage range every heater allows."""
+        return self.heaters.common_range()
 
     def nominal_params(self) -> MZIChipParams:
         """The design mesh (50:50 couplers, no phase errors, nominal ``P_π`` and R): the uncalibrated twin."""
