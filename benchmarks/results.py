@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import re
 import time
 from collections.abc import Callable
@@ -44,3 +45,19 @@ def timing_setup(args: argparse.Namespace) -> tuple[torch.device, Callable[[], f
     torch.set_num_threads(args.threads)
     thread_clock = device.type == "cpu" and args.threads == 1
     return device, time.thread_time if thread_clock else time.perf_counter
+
+
+def reuse_freed_memory() -> bool:
+    """Let glibc keep freed large buffers for reuse instead of unmapping them; True where it applied.
+
+    Above its mmap threshold glibc maps every allocation fresh and unmaps it on free, so a loop that
+    allocates the same multi-MB buffers each step (a D2NN's padded FFT fields) page-faults them in every
+    time: about half of a D2NN training step on CPU. A 32 MiB threshold (glibc's maximum) and a high trim
+    threshold keep such buffers in the heap. Process-wide, hence here and not in the library.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    mmap_threshold, trim_threshold = -3, -1  # glibc's M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    return bool(libc.mallopt(mmap_threshold, 32 << 20)) and bool(libc.mallopt(trim_threshold, 1 << 30))

@@ -110,25 +110,17 @@ class ScreenSLM:
     def __init__(self, name: str, sink: FrameSink, shape: tuple[int, int], settle_time_s: float) -> None:
         self.name = name
         self.sink = sink
-        self._shape = shape
-        self._settle_time = settle_time_s
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self._shape
-
-    @property
-    def settle_time(self) -> float:
-        return self._settle_time
+        self.shape = shape
+        self.settle_time = settle_time_s
 
     def identity(self) -> str:
-        return f"SLM {self._shape[0]}x{self._shape[1]} ({self.sink.describe()})"
+        return f"SLM {self.shape[0]}x{self.shape[1]} ({self.sink.describe()})"
 
     def show_frame(self, gray: np.ndarray) -> None:
         """Show an (H, W) frame of integers 0..255; anything else is refused before it reaches the SLM."""
         frame = np.asarray(gray)
-        if frame.shape != self._shape:
-            raise InstrumentError(f"{self.name}: frame shape {frame.shape} differs from the SLM's {self._shape}")
+        if frame.shape != self.shape:
+            raise InstrumentError(f"{self.name}: frame shape {frame.shape} differs from the SLM's {self.shape}")
         if frame.dtype != np.uint8:
             if not np.issubdtype(frame.dtype, np.integer) or frame.min() < 0 or frame.max() > 255:
                 raise InstrumentError(f"{self.name}: frames must be 8-bit gray levels (0..255), got {frame.dtype}")

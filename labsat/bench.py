@@ -1,7 +1,8 @@
 """Opening a bench: instruments built from a bench file, each wrapped by the safety guard.
 
 A :class:`Bench` is the only handle callers get on hardware. Its writable devices are
-:class:`~labsat.guard.GuardedVoltageSource` objects; the raw instruments stay private. Use it as a
+:class:`~labsat.guard.GuardedVoltageSource` and :class:`~labsat.guard.GuardedSLM` objects; the raw
+instruments stay private. Use it as a
 context manager: leaving the block, normally or by an exception, drives every output to its safe
 state; so do SIGINT, SIGTERM and process exit while it is open.
 """
@@ -17,11 +18,11 @@ from typing import Any
 import torch
 
 from labsat import safety
-from labsat.benchfile import BenchFile, load_bench_file
+from labsat.benchfile import BenchFile, FrameLimits, load_bench_file
 from labsat.clock import Clock, RealClock, VirtualClock
 from labsat.devices import BatchStreamer, Detector
 from labsat.errors import BenchFileError, RefusedRequest, UnknownChannel
-from labsat.guard import GuardedVoltageSource, SafetyGuard
+from labsat.guard import GuardedSLM, GuardedVoltageSource, SafetyGuard
 from labsat.physics import default_device
 from labsat.registry import BenchContext, driver_factory
 from labsat.systems import System, build_system
@@ -50,6 +51,7 @@ class Bench:
     detectors: dict[str, Detector]
     streamer: BatchStreamer | None
     torch_device: torch.device
+    slms: dict[str, GuardedSLM] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
     instruments: list[Any] = field(default_factory=list)
     system: System = field(init=False)
@@ -70,6 +72,13 @@ class Bench:
             raise UnknownChannel(
                 f"bench {self.name!r} has no voltage source {name!r} (it has: {', '.join(self.sources)})"
             ) from None
+
+    def device(self, name: str) -> GuardedVoltageSource | GuardedSLM | Detector:
+        """The guarded device (or the detector) named ``name`` in the bench file."""
+        for devices in (self.sources, self.slms, self.detectors):
+            if name in devices:
+                return devices[name]  # type: ignore[return-value]  # each table holds one kind
+        raise UnknownChannel(f"bench {self.name!r} has no device {name!r} (it has: {', '.join(self.spec.devices)})")
 
     def resolve(self, target: str) -> tuple[GuardedVoltageSource, int]:
         """``"device.channel"`` -> (guarded source, channel position); unknown names raise."""
@@ -159,6 +168,7 @@ def open_bench(
     )
     guard = SafetyGuard(clock, spec.limits.heater_power_budget_mw)
     sources: dict[str, GuardedVoltageSource] = {}
+    slms: dict[str, GuardedSLM] = {}
     detectors: dict[str, Detector] = {}
     instruments: list[Any] = []
     for name, device_spec in spec.devices.items():
@@ -173,6 +183,8 @@ def open_bench(
                 device_spec.channel_limits_list(),
                 device_spec.neighbour_max_diff,
             )
+        elif device_spec.kind == "slm":
+            slms[name] = guard.add_slm(name, device, device_spec.frame_limits or FrameLimits())
         elif device_spec.kind == "detector":
             detectors[name] = device
     opened = Bench(
@@ -181,6 +193,7 @@ def open_bench(
         clock=clock,
         guard=guard,
         sources=sources,
+        slms=slms,
         detectors=detectors,
         streamer=context.shared.get("streamer"),
         instruments=instruments,

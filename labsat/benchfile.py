@@ -7,13 +7,15 @@ limits make sense, whose drivers exist and whose channel names resolve. Every pr
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from labsat.errors import BenchFileError
+from labsat.physics.diffractive import CLASSES, DiffractiveOptics
 
 
 class _Strict(BaseModel):
@@ -68,6 +70,22 @@ class ChannelRange(_Strict):
 DeviceKind = Literal["voltage_source", "detector", "slm", "light_source"]
 
 
+class FrameLimits(_Strict):
+    """What an SLM may be shown: the gray levels its LUT covers, and the uniform frame of its safe state."""
+
+    gray: tuple[int, int] = Field((0, 255), description="Allowed gray levels [min, max], within 0..255.")
+    safe_gray: int = Field(0, description="Gray level of the uniform frame the SLM shows in the safe state.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FrameLimits:
+        low, high = self.gray
+        if not 0 <= low <= high <= 255:
+            raise ValueError(f"gray range must satisfy 0 <= min <= max <= 255, got [{low}, {high}]")
+        if not low <= self.safe_gray <= high:
+            raise ValueError(f"safe gray {self.safe_gray} lies outside the gray range [{low}, {high}]")
+        return self
+
+
 class DeviceSpec(_Strict):
     """One instrument (or one group of channels on an instrument)."""
 
@@ -82,10 +100,15 @@ class DeviceSpec(_Strict):
     neighbour_max_diff: float | None = Field(
         None, gt=0, description="Largest |V[i] - V[i+1]| between neighbouring channels."
     )
+    frame_limits: FrameLimits | None = Field(
+        None, description="Gray levels an SLM may show and its safe frame (default: 0..255, safe at 0)."
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Driver-specific settings.")
 
     @model_validator(mode="after")
     def _kind_needs(self) -> DeviceSpec:
+        if self.frame_limits is not None and self.kind != "slm":
+            raise ValueError(f"frame_limits belong to an slm, not a {self.kind}")
         if self.kind == "voltage_source":
             if self.channels is None:
                 raise ValueError("a voltage_source needs 'channels'")
@@ -109,6 +132,25 @@ class BenchLimits(_Strict):
     )
 
 
+class RoleNeed(NamedTuple):
+    """One device a system role names, and what it must be (``_check_system`` enforces it)."""
+
+    role: str
+    device: str
+    kind: DeviceKind
+    channels: int | None = None
+    """Channel count (voltage sources, detectors)."""
+    shape: tuple[int, int] | None = None
+    """Frame shape (SLMs), checked where the device declares ``options.shape``."""
+    index: int | None = None
+    """Position within a list role (one SLM per mask); None for a single device."""
+
+    @property
+    def key(self) -> str:
+        """Where the role sits in the bench file, below ``system``."""
+        return self.role if self.index is None else f"{self.role}.{self.index}"
+
+
 class MRRSystemSpec(_Strict):
     """A microring weight bank: rows = output neurons (balanced detectors), cols = WDM input channels."""
 
@@ -129,13 +171,13 @@ class MRRSystemSpec(_Strict):
     def label(self) -> str:
         return f"{self.rows}x{self.cols} bank"
 
-    def device_roles(self) -> dict[str, tuple[DeviceKind, int]]:
-        """Each role's device kind and channel count (what ``_check_system`` enforces)."""
-        return {
-            "heaters": ("voltage_source", self.rows * self.cols),
-            "modulators": ("voltage_source", self.cols),
-            "detectors": ("detector", self.rows),
-        }
+    def device_roles(self) -> list[RoleNeed]:
+        """Each role's device, kind and channel count."""
+        return [
+            RoleNeed("heaters", self.heaters, "voltage_source", self.rows * self.cols),
+            RoleNeed("modulators", self.modulators, "voltage_source", self.cols),
+            RoleNeed("detectors", self.detectors, "detector", self.rows),
+        ]
 
 
 class MZISystemSpec(_Strict):
@@ -161,15 +203,90 @@ class MZISystemSpec(_Strict):
     def label(self) -> str:
         return f"{self.modes}-mode mesh"
 
-    def device_roles(self) -> dict[str, tuple[DeviceKind, int]]:
-        return {
-            "heaters": ("voltage_source", self.modes * (self.modes - 1)),
-            "modulators": ("voltage_source", self.modes),
-            "detectors": ("detector", self.modes),
-        }
+    def device_roles(self) -> list[RoleNeed]:
+        return [
+            RoleNeed("heaters", self.heaters, "voltage_source", self.modes * (self.modes - 1)),
+            RoleNeed("modulators", self.modulators, "voltage_source", self.modes),
+            RoleNeed("detectors", self.detectors, "detector", self.modes),
+        ]
 
 
-SystemSpec = Annotated[MRRSystemSpec | MZISystemSpec, Field(discriminator="type")]
+class D2NNSystemSpec(_Strict):
+    """A diffractive network in a 4f system: an input SLM, phase-mask SLMs, ten detector regions on a camera.
+
+    The input device is an amplitude SLM (or DMD) of ``input_side × input_side`` pixels, one per feature,
+    whose intensity transmission is proportional to its gray level; the optics magnify it onto
+    ``input_image_px`` grid pixels (bilinear, as :class:`~labsat.physics.diffractive.DiffractiveOptics`
+    models it). Each mask SLM shows ``grid × grid`` pixels through its gray→phase LUT; the uncalibrated
+    twin assumes the linear ``lut_phase_range_rad·g/256``. Lengths in µm, nm and mm as named.
+    """
+
+    type: Literal["d2nn"]
+    masks: list[str] = Field(min_length=1, description="SLMs showing the phase masks, in the order light meets them.")
+    input: str = Field(description="Amplitude SLM showing the input image, one pixel per feature.")
+    detectors: str = Field(description=f"Detector with one channel per class region ({CLASSES}).")
+    grid: int = Field(128, ge=16, description="Simulation grid and mask SLM side, in pixels.")
+    pixel_um: float = Field(2.0, gt=0, description="Pixel pitch at the masks.")
+    wavelength_nm: float = Field(532.0, gt=0)
+    focal_mm: float = Field(5.0, gt=0, description="Focal length of both lenses.")
+    input_to_lens_mm: float = Field(5.0, ge=0)
+    lens_to_mask_mm: float = Field(4.0, ge=0)
+    mask_spacing_mm: float = Field(2.0, ge=0, description="Distance between consecutive masks.")
+    mask_to_lens_mm: float = Field(4.0, ge=0)
+    lens_to_detector_mm: float = Field(5.0, ge=0)
+    nonlinearity: bool = Field(True, description="Intensity threshold after each mask (the reference's).")
+    input_side: int = Field(8, gt=0, description="Side of the input SLM: input_side² features.")
+    input_image_px: int | None = Field(None, gt=0, description="Side of the input image on the grid (None: grid/2).")
+    detector_px: int | None = Field(None, gt=0, description="Side of a detector square (None: 9 px scaled to grid).")
+    lut_phase_range_rad: float = Field(
+        2 * math.pi, gt=0, description="Nominal LUT: phase of gray g is range·g/256 (before calibration)."
+    )
+    readout_volts_per_unit: float = Field(
+        0.5, gt=0, description="Nominal detector volts for a region receiving the full-on input's whole power."
+    )
+    readout_dark_volts: float = Field(0.0, description="Nominal detector reading with no light.")
+
+    @model_validator(mode="after")
+    def _geometry(self) -> D2NNSystemSpec:
+        if self.input_image_px is not None and self.input_image_px > self.grid:
+            raise ValueError(f"input_image_px {self.input_image_px} is larger than the grid ({self.grid} px)")
+        self.optics()  # and whatever else the optics model refuses
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"{len(self.masks)}-mask D2NN"
+
+    def optics(self) -> DiffractiveOptics:
+        """The bench's geometry as the physics model takes it."""
+        return DiffractiveOptics(
+            grid=self.grid,
+            pixel_um=self.pixel_um,
+            wavelength_nm=self.wavelength_nm,
+            focal_mm=self.focal_mm,
+            input_to_lens_mm=self.input_to_lens_mm,
+            lens_to_mask_mm=self.lens_to_mask_mm,
+            mask_spacing_mm=self.mask_spacing_mm,
+            mask_to_lens_mm=self.mask_to_lens_mm,
+            lens_to_detector_mm=self.lens_to_detector_mm,
+            masks=len(self.masks),
+            nonlinearity=self.nonlinearity,
+            input_size=self.input_image_px,
+            detector_px=self.detector_px,
+        )
+
+    def device_roles(self) -> list[RoleNeed]:
+        masks = [
+            RoleNeed("masks", name, "slm", shape=(self.grid, self.grid), index=i) for i, name in enumerate(self.masks)
+        ]
+        return [
+            *masks,
+            RoleNeed("input", self.input, "slm", shape=(self.input_side, self.input_side)),
+            RoleNeed("detectors", self.detectors, "detector", CLASSES),
+        ]
+
+
+SystemSpec = Annotated[MRRSystemSpec | MZISystemSpec | D2NNSystemSpec, Field(discriminator="type")]
 
 
 class BenchFile(_Strict):
@@ -187,8 +304,17 @@ class BenchFile(_Strict):
     )
 
 
+_SYSTEM_TYPES = {
+    spec.model_fields["type"].annotation.__args__[0] for spec in (MRRSystemSpec, MZISystemSpec, D2NNSystemSpec)
+}
+"""The ``system.type`` tags, which pydantic puts into an error's location under ``system``."""
+
+
 def _key(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc if not str(part).startswith(("function-after", "tagged-union")))
+    parts = [str(part) for part in loc if not str(part).startswith(("function-after", "tagged-union"))]
+    if parts[:1] == ["system"] and parts[1:2] and parts[1] in _SYSTEM_TYPES:
+        del parts[1]  # "system.d2nn.masks" is "system.masks" in the file
+    return ".".join(parts)
 
 
 def parse_bench(data: Any, path: str) -> BenchFile:
@@ -271,17 +397,30 @@ def _check_references(bench: BenchFile, path: str) -> None:
 
 def _check_system(bench: BenchFile, path: str) -> None:
     system = bench.system
-    for role, (kind, count) in system.device_roles().items():
-        device_name = getattr(system, role)
-        device = bench.devices.get(device_name)
+    serving: dict[str, str] = {}
+    for need in system.device_roles():
+        key, name = f"system.{need.key}", need.device
+        device = bench.devices.get(name)
         if device is None:
-            raise BenchFileError(path, f"system.{role}", f"no device named {device_name!r}")
-        if device.kind != kind:
-            raise BenchFileError(path, f"system.{role}", f"device {device_name!r} is a {device.kind}, not a {kind}")
-        assert device.channels is not None
-        if device.channels.count != count:
+            raise BenchFileError(path, key, f"no device named {name!r}")
+        if name in serving:
+            raise BenchFileError(path, key, f"device {name!r} already serves as {serving[name]}")
+        serving[name] = key
+        if device.kind != need.kind:
+            raise BenchFileError(path, key, f"device {name!r} is a {device.kind}, not a {need.kind}")
+        if need.channels is not None:
+            assert device.channels is not None
+            if device.channels.count != need.channels:
+                raise BenchFileError(
+                    path,
+                    key,
+                    f"device {name!r} has {device.channels.count} channels; a {system.label} needs {need.channels}",
+                )
+        declared = device.options.get("shape")
+        if need.shape is not None and declared is not None and tuple(declared) != need.shape:
             raise BenchFileError(
                 path,
-                f"system.{role}",
-                f"device {device_name!r} has {device.channels.count} channels; a {system.label} needs {count}",
+                key,
+                f"device {name!r} is a {'x'.join(map(str, declared))} SLM; a {system.label} needs "
+                f"{need.shape[0]}x{need.shape[1]}",
             )

@@ -41,6 +41,17 @@ def describe_bench(bench: Bench, *, live: bool = True) -> dict[str, Any]:
                 }
                 for i, (channel, lim) in enumerate(zip(source.channel_names, source.limits, strict=True))
             ]
+        elif name in bench.slms:
+            slm = bench.slms[name]
+            frame = slm.frame()
+            entry["identity"] = slm.identity()
+            entry["frame"] = {
+                "shape": list(slm.shape),
+                "gray_range": list(slm.limits.gray),
+                "safe_gray": slm.limits.safe_gray,
+                "settle_time_s": slm.settle_time,
+                "present_mean_gray": None if frame is None else float(frame.mean()),
+            }
         elif name in bench.detectors:
             detector = bench.detectors[name]
             reading = detector.read() if live else None

@@ -99,13 +99,14 @@ class LightSource(Protocol):
 
 @runtime_checkable
 class BatchStreamer(Protocol):
-    """Streams a batch of input-modulator settings through the optics and returns detector readings.
+    """Streams a batch of input settings through the optics and returns detector readings.
 
-    Real benches do this with a waveform generator and a triggered DAQ; the simulator does it in one
-    vectorised call. A bench without a streamer is driven sample by sample through its
-    :class:`VoltageSource` and :class:`Detector` (the device-level path).
+    Real benches do this with a waveform generator and a triggered DAQ (or a DMD pattern sequence and a
+    triggered camera); the simulator does it in one vectorised call. A bench without a streamer is driven
+    sample by sample through its input device and :class:`Detector` (the device-level path).
     """
 
-    def stream(self, modulator_volts: torch.Tensor) -> torch.Tensor:
-        """``(B, n_inputs)`` modulator volts (already validated by the guard) -> ``(B, n_outputs)`` readings."""
+    def stream(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``(B, ...)`` inputs already validated by the guard (modulator volts ``(B, n_inputs)``, input frames
+        ``(B, H, W)``) -> ``(B, n_outputs)`` readings."""
         ...

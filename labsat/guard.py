@@ -7,7 +7,8 @@ rules below, and a write that breaks any of them raises :class:`~labsat.errors.L
 - static per-channel limits: voltage range, current |V|/R, electrical power V²/R;
 - a bench-wide heater power budget (Σ V²/R over every channel with a resistance);
 - an optional largest difference between neighbouring channels of one device;
-- a vector write is validated whole, so it is all or nothing.
+- a vector write is validated whole, so it is all or nothing;
+- an SLM frame has the SLM's shape and whole gray levels inside its configured range (:class:`GuardedSLM`).
 
 Accepted moves larger than a channel's ``max_step`` are split into ramp steps with ``step_delay``
 between them. Every rule describes a convex set (boxes, balls, slabs), so when the start and the
@@ -25,10 +26,10 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from labsat.benchfile import ChannelLimits
+from labsat.benchfile import ChannelLimits, FrameLimits
 from labsat.clock import Clock
-from labsat.devices import VoltageSource
-from labsat.errors import Halted, InstrumentError, LimitViolation, UnknownChannel
+from labsat.devices import SLM, VoltageSource
+from labsat.errors import Halted, InstrumentError, LimitViolation, RefusedRequest, UnknownChannel
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,10 @@ class GuardedVoltageSource:
             raise ValueError(f"{self.name}: expected a (B, {self.n_channels}) batch, got {tuple(rows.shape)}")
         for row in (rows.min(axis=0), rows.max(axis=0)):
             self._check_static(row)
+
+    def set_sample(self, volts: torch.Tensor) -> None:
+        """One sample of a checked batch on the device-level path (no streamer): :meth:`set_vector`."""
+        self.set_vector(volts)
 
     def safe_state(self) -> None:
         """Ramp to the safe values, then switch the outputs off."""
@@ -234,6 +239,90 @@ class GuardedVoltageSource:
         return self.power_mw(np.where(np.isnan(self._values), worst, self._values))
 
 
+class GuardedSLM:
+    """An SLM as callers see it: frames checked before they reach the glass, then waited on until settled.
+
+    A frame must have the SLM's shape and hold whole gray levels inside the bench file's ``frame_limits``
+    (any integer or float dtype; NaN, fractions and out-of-range levels are refused with the first bad
+    pixel named). Showing the frame already on the SLM is free; a new frame costs the SLM's settle time on
+    the bench clock, so whatever is measured next sees the settled liquid crystal.
+    """
+
+    def __init__(self, guard: SafetyGuard, name: str, device: SLM, limits: FrameLimits) -> None:
+        self.name = name
+        self.limits = limits
+        self.shape = tuple(device.shape)
+        self.safe_frame = np.full(self.shape, limits.safe_gray, dtype=np.uint8)
+        self._guard = guard
+        self._device = device
+        self._frame: np.ndarray | None = None  # unknown until this guard shows one
+
+    @property
+    def settle_time(self) -> float:
+        return self._device.settle_time
+
+    def identity(self) -> str:
+        return self._device.identity()
+
+    def frame(self) -> np.ndarray | None:
+        """The frame this guard last showed (None: not yet known)."""
+        return None if self._frame is None else self._frame.copy()
+
+    def show(self, gray: np.ndarray | torch.Tensor) -> None:
+        """Show an ``(H, W)`` frame of gray levels and wait for it to settle; refused whole or shown whole."""
+        frame = self._checked(gray, batch=False)
+        with self._guard.lock:
+            self._guard.refuse_if_halted()
+            self._display(frame)
+
+    def set_sample(self, gray: torch.Tensor) -> None:
+        """One input frame of a checked batch on the device-level path (no streamer): :meth:`show`."""
+        self.show(gray)
+
+    def check_batch(self, frames: torch.Tensor) -> None:
+        """Validate ``(B, H, W)`` frames a streamer will show back to back (the input images of a batch)."""
+        self._guard.refuse_if_halted()
+        self._checked(frames, batch=True)
+
+    def safe_state(self) -> None:
+        """Show the safe frame (also while halted)."""
+        with self._guard.lock:
+            self._display(self.safe_frame)
+
+    def _display(self, frame: np.ndarray) -> None:
+        if self._frame is not None and np.array_equal(frame, self._frame):
+            return
+        self._frame = None  # a failed show leaves the SLM's content unknown
+        self._device.show_frame(frame)
+        self._frame = frame
+        self._guard.clock.sleep(self._device.settle_time)
+
+    def _checked(self, gray: np.ndarray | torch.Tensor, *, batch: bool) -> np.ndarray:
+        """``gray`` as uint8 after every rule; the first broken rule raises, naming the pixel."""
+        if isinstance(gray, torch.Tensor):
+            gray = gray.detach().cpu().numpy()
+        frames = np.asarray(gray)
+        expected = ("B", *self.shape) if batch else self.shape
+        if frames.ndim != len(expected) or frames.shape[-2:] != self.shape:
+            raise RefusedRequest(
+                f"{self.name}: frame shape {frames.shape} differs from the SLM's {expected}; nothing was shown"
+            )
+        if not (np.issubdtype(frames.dtype, np.integer) or np.issubdtype(frames.dtype, np.floating)):
+            raise RefusedRequest(f"{self.name}: frames must hold gray levels, got dtype {frames.dtype}")
+        low, high = self.limits.gray
+        rules = (
+            (~np.isfinite(frames) if frames.dtype.kind == "f" else None, "not a finite number"),
+            (frames != np.round(frames) if frames.dtype.kind == "f" else None, "not a whole gray level"),
+            (frames < low, f"below the lowest gray level {low}"),
+            (frames > high, f"above the highest gray level {high}"),
+        )
+        for broken, limit in rules:
+            if broken is not None and broken.any():
+                where = tuple(int(i) for i in np.argwhere(broken)[0])
+                raise LimitViolation(self.name, f"pixel {where}", float(frames[where]), limit)
+        return frames.astype(np.uint8)
+
+
 class SafetyGuard:
     """One guard per bench: owns the rules that span devices and the lock that orders all writes.
 
@@ -251,6 +340,7 @@ class SafetyGuard:
         self.heater_power_budget_mw = heater_power_budget_mw
         self.lock = threading.RLock()
         self.sources: dict[str, GuardedVoltageSource] = {}
+        self.slms: dict[str, GuardedSLM] = {}
         self._halted: str | None = None
 
     @property
@@ -284,6 +374,12 @@ class SafetyGuard:
         self.sources[name] = source
         return source
 
+    def add_slm(self, name: str, device: SLM, limits: FrameLimits) -> GuardedSLM:
+        """Wrap an SLM; from now on it is shown frames only through the returned object."""
+        slm = GuardedSLM(self, name, device, limits)
+        self.slms[name] = slm
+        return slm
+
     def validate(
         self,
         source: GuardedVoltageSource,
@@ -313,14 +409,15 @@ class SafetyGuard:
                 )
 
     def safe_state(self) -> None:
-        """Every source to its safe values and off; keeps going past a failing device, then re-raises."""
+        """Every source to its safe values and off, every SLM to its safe frame; keeps going past a failing
+        device, then re-raises."""
         errors: list[Exception] = []
         with self.lock:
-            for source in self.sources.values():
+            for device in [*self.sources.values(), *self.slms.values()]:
                 try:
-                    source.safe_state()
+                    device.safe_state()
                 except Exception as exc:  # one broken instrument must not keep the others live
-                    log.error("safe state of %s failed: %s", source.name, exc)
+                    log.error("safe state of %s failed: %s", device.name, exc)
                     errors.append(exc)
         if errors:
             raise errors[0]

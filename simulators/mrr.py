@@ -64,18 +64,13 @@ class CrosstalkConfig(_Strict):
     decay: float = Field(0.3, ge=0, le=1, description="Second neighbours receive first-neighbour fraction × decay.")
 
 
-class InstrumentConfig(_Strict):
-    """What every simulated chip's instruments share: heater DAC, input modulators, detectors, bus. Units: V, mW, Ω, s.
+class DetectionConfig(_Strict):
+    """How every simulated chip's light is detected (photodiodes or camera regions) and its instruments talk.
 
-    The chip-specific physics (rings, meshes) extends it, so that one set of instrument classes
-    (:class:`SimVoltageSource`, :class:`SimDetector`) and one detection model serve every simulator.
+    Units: V, mW, Ω, s. Shared by every simulator so that one detection model (thermal, shot and RIN
+    noise, ADC) and one :class:`SimDetector` serve them all.
     """
 
-    heater_dac_bits: int = Field(16, ge=1, le=32, description="Heater DAC resolution.")
-    heater_dac_range_v: tuple[float, float] = Field((0.0, 4.0), description="Heater DAC output range [min, max].")
-    modulator_v_pi: float = Field(2.0, gt=0, description="Modulator half-wave voltage (full power at V_π).")
-    modulator_v_pi_spread: float = Field(0.02, ge=0, description="Relative std of V_π between channels.")
-    input_power_mw: float = Field(1.0, ge=0, description="Optical power per channel at full modulation.")
     responsivity_a_per_w: float = Field(1.0, gt=0, description="Photodiode responsivity.")
     tia_gain_ohm: float = Field(500.0, gt=0, description="Transimpedance gain.")
     detector_gain_spread: float = Field(0.02, ge=0, description="Relative std of a detector's gain.")
@@ -89,13 +84,6 @@ class InstrumentConfig(_Strict):
     bus_latency_s: float = Field(1e-3, ge=0, description="Time one instrument command takes on the bus.")
     noise: bool = Field(True, description="Master switch for all random noise (quantisation stays).")
 
-    @model_validator(mode="after")
-    def _dac_range(self) -> InstrumentConfig:
-        low, high = self.heater_dac_range_v
-        if not low < high:
-            raise ValueError(f"heater_dac_range_v must be [min, max] with min < max, got [{low:g}, {high:g}]")
-        return self
-
     @property
     def rin_sigma(self) -> float:
         """Relative std of each channel's optical power within the bandwidth: √(10^(RIN/10)·B)."""
@@ -104,6 +92,37 @@ class InstrumentConfig(_Strict):
     @property
     def adc_step_v(self) -> float:
         return 2 * self.adc_full_scale_v / 2**self.adc_bits
+
+    def adc(self, volts: Tensor) -> Tensor:
+        """Bipolar ADC: codes ``−2^(n−1) … 2^(n−1) − 1`` of ``2·FS/2^n``; beyond full scale it clips."""
+        step = self.adc_step_v
+        half = 2 ** (self.adc_bits - 1)
+        return torch.round(volts / step).clamp(-half, half - 1) * step
+
+    def shot_variance(self, current_a: Tensor) -> Tensor:
+        """``2qIB`` (A²) for a photocurrent ``current_a``."""
+        return 2 * ELEMENTARY_CHARGE_C * current_a * self.bandwidth_hz
+
+
+class InstrumentConfig(DetectionConfig):
+    """What the integrated chips' instruments add to detection: a heater DAC and input modulators. Units: V, mW.
+
+    The chip-specific physics (rings, meshes) extends it, so that one set of instrument classes
+    (:class:`SimVoltageSource`, :class:`SimDetector`) serves every integrated simulator.
+    """
+
+    heater_dac_bits: int = Field(16, ge=1, le=32, description="Heater DAC resolution.")
+    heater_dac_range_v: tuple[float, float] = Field((0.0, 4.0), description="Heater DAC output range [min, max].")
+    modulator_v_pi: float = Field(2.0, gt=0, description="Modulator half-wave voltage (full power at V_π).")
+    modulator_v_pi_spread: float = Field(0.02, ge=0, description="Relative std of V_π between channels.")
+    input_power_mw: float = Field(1.0, ge=0, description="Optical power per channel at full modulation.")
+
+    @model_validator(mode="after")
+    def _dac_range(self) -> InstrumentConfig:
+        low, high = self.heater_dac_range_v
+        if not low < high:
+            raise ValueError(f"heater_dac_range_v must be [min, max] with min < max, got [{low:g}, {high:g}]")
+        return self
 
     @property
     def heater_dac_step_v(self) -> float:
@@ -115,16 +134,6 @@ class InstrumentConfig(_Strict):
         low, high = self.heater_dac_range_v
         step = self.heater_dac_step_v
         return low + torch.round((volts.clamp(low, high) - low) / step) * step
-
-    def adc(self, volts: Tensor) -> Tensor:
-        """Bipolar ADC: codes ``−2^(n−1) … 2^(n−1) − 1`` of ``2·FS/2^n``; beyond full scale it clips."""
-        step = self.adc_step_v
-        half = 2 ** (self.adc_bits - 1)
-        return torch.round(volts / step).clamp(-half, half - 1) * step
-
-    def shot_variance(self, current_a: Tensor) -> Tensor:
-        """``2qIB`` (A²) for a photocurrent ``current_a``."""
-        return 2 * ELEMENTARY_CHARGE_C * current_a * self.bandwidth_hz
 
 
 class MRRSimConfig(InstrumentConfig):
@@ -425,10 +434,10 @@ class MRRChipSimulator:
 # -- instruments ----------------------------------------------------------------------------------------
 
 
-class SimulatedChip(Protocol):
-    """What the simulated instruments need from the chip behind them (MRR bank, MZI mesh, …)."""
+class DetectedChip(Protocol):
+    """What a :class:`SimDetector` needs from the simulated chip behind it (any simulator)."""
 
-    config: InstrumentConfig
+    config: DetectionConfig
     clock: Clock
     seed: int
     detector_kind: str
@@ -436,19 +445,25 @@ class SimulatedChip(Protocol):
     @property
     def label(self) -> str: ...
 
+    def channel_count(self, role: str) -> int: ...
+
+    def read_detectors(self) -> Tensor: ...
+
+
+class SimulatedChip(DetectedChip, Protocol):
+    """What the simulated voltage sources also need: an integrated chip with heaters and modulators (MRR, MZI)."""
+
+    config: InstrumentConfig
+
     @property
     def heater_volts(self) -> Tensor: ...
 
     @property
     def modulator_volts(self) -> Tensor: ...
 
-    def channel_count(self, role: str) -> int: ...
-
     def set_heaters(self, positions: Tensor, volts: Tensor, *, settled: bool = False) -> None: ...
 
     def set_modulators(self, positions: Tensor, volts: Tensor) -> None: ...
-
-    def read_detectors(self) -> Tensor: ...
 
 
 class VoltageWrite(NamedTuple):
@@ -589,7 +604,7 @@ class SimVoltageSource:
 class SimDetector:
     """The chip's photodetector array (MRR: one balanced pair per row), in volts at the ADC."""
 
-    def __init__(self, chip: SimulatedChip, name: str = "detectors") -> None:
+    def __init__(self, chip: DetectedChip, name: str = "detectors") -> None:
         self.chip = chip
         self.name = name
 

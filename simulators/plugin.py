@@ -1,47 +1,57 @@
 """The ``sim`` driver: simulated instruments for bench files (``driver: sim``).
 
-All ``sim`` devices of one bench share one simulated chip, chosen by ``system.type`` (an MRR bank or an
-MZI mesh) and built on first use from the bench's ``simulator:`` section, ``system`` size, ``seed``,
-clock and torch device, so that a heater write moves a detector reading. ``options.role`` says which
-instrument a device is.
+All ``sim`` devices of one bench share one simulated chip, chosen by ``system.type`` (an MRR bank, an MZI
+mesh or a D2NN table) and built on first use from the bench's ``simulator:`` section, ``system`` size,
+``seed``, clock and torch device, so that a heater write (or a mask frame) moves a detector reading.
+``options.role`` says which instrument a device is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from labsat.benchfile import DeviceSpec
+from labsat.benchfile import D2NNSystemSpec, DeviceKind, DeviceSpec
 from labsat.errors import BenchFileError
 from labsat.registry import BenchContext
-from labsat.simulators.mrr import MRRChipSimulator, MRRSimConfig, SimDetector, SimulatedChip, SimVoltageSource
+from labsat.simulators.d2nn import SLM_OPTIONS, D2NNChipSimulator, D2NNSimConfig, build_sim_slm
+from labsat.simulators.mrr import MRRChipSimulator, MRRSimConfig, SimDetector, SimVoltageSource
 from labsat.simulators.mzi import MZIChipSimulator, MZISimConfig
 
-ROLES = {"heaters": "voltage_source", "modulators": "voltage_source", "detectors": "detector"}
-"""Each role and the device kind it must be declared as."""
+ROLES: dict[str, DeviceKind] = {"heaters": "voltage_source", "modulators": "voltage_source", "detectors": "detector"}
+"""Each role of an integrated chip (MRR, MZI) and the device kind it must be declared as."""
+
+D2NN_ROLES: dict[str, DeviceKind] = {"mask": "slm", "input": "slm", "detectors": "detector"}
+"""Each role of a D2NN table and the device kind it must be declared as."""
 
 CHIP_KEY = "mrr_chip"
 MZI_CHIP_KEY = "mzi_chip"
+D2NN_CHIP_KEY = "d2nn_chip"
 STREAMER_KEY = "streamer"
 
 
 def build_sim_device(name: str, spec: DeviceSpec, context: BenchContext) -> Any:
     """Factory registered as the ``sim`` entry point: ``(name, spec, context) -> device``."""
-    unknown = set(spec.options) - {"role"}
+    kind = _chip_kind(context)
+    allowed = SLM_OPTIONS if spec.kind == "slm" else {"role"}
+    unknown = set(spec.options) - allowed
     if unknown:
         raise BenchFileError(context.path, f"devices.{name}.options.{sorted(unknown)[0]}", "unknown key")
     role = spec.options.get("role")
-    if role not in ROLES:
+    if role not in kind.roles:
         raise BenchFileError(
             context.path,
             f"devices.{name}.options.role",
-            f"a sim device needs role {', '.join(repr(r) for r in ROLES)}, got {role!r}",
+            f"a sim device of a {context.bench.system.type} bench needs role "
+            f"{', '.join(repr(r) for r in kind.roles)}, got {role!r}",
         )
-    if spec.kind != ROLES[role]:
-        raise BenchFileError(context.path, f"devices.{name}.kind", f"a sim {role} device is a {ROLES[role]}")
-    chip = _chip(context)
+    if spec.kind != kind.roles[role]:
+        raise BenchFileError(context.path, f"devices.{name}.kind", f"a sim {role} device is a {kind.roles[role]}")
+    chip = _chip(context, kind)
+    if spec.kind == "slm":
+        return build_sim_slm(chip, name, spec, context)
     expected = chip.channel_count(role)
     assert spec.channels is not None  # the bench file requires channels for both kinds
     if spec.channels.count != expected:
@@ -84,26 +94,50 @@ def _mzi_chip(context: BenchContext) -> MZIChipSimulator:
     return MZIChipSimulator(config, modes, context.bench.seed, context.clock, context.torch_device)
 
 
-CHIPS: dict[str, tuple[str, Callable[[BenchContext], SimulatedChip]]] = {
-    "mrr_bank": (CHIP_KEY, _mrr_chip),
-    "mzi_mesh": (MZI_CHIP_KEY, _mzi_chip),
-}
-"""Per ``system.type``: the ``shared`` key of its simulated chip and how to build it."""
-
-
-def _chip(context: BenchContext) -> SimulatedChip:
-    """The bench's simulated chip, built once and shared (also as its batch streamer when all-simulated)."""
+def _d2nn_chip(context: BenchContext) -> D2NNChipSimulator:
+    config = _sim_config(context, D2NNSimConfig)
     system = context.bench.system
-    if system.type not in CHIPS:
-        raise BenchFileError(context.path, "system.type", f"the sim driver cannot simulate a {system.type!r} system")
-    key, build = CHIPS[system.type]
-    chip = context.shared.get(key)
+    assert isinstance(system, D2NNSystemSpec)
+    return D2NNChipSimulator(
+        config, system.optics(), system.input_side, context.bench.seed, context.clock, context.torch_device
+    )
+
+
+class ChipKind(NamedTuple):
+    """How the sim driver simulates one ``system.type``."""
+
+    key: str
+    """The ``shared`` key of the bench's simulated chip."""
+    build: Callable[[BenchContext], Any]
+    roles: dict[str, DeviceKind]
+    streamed: tuple[str, ...]
+    """System roles the chip's batch streamer stands in for: it streams only when all of them are simulated."""
+
+
+CHIPS: dict[str, ChipKind] = {
+    "mrr_bank": ChipKind(CHIP_KEY, _mrr_chip, ROLES, ("modulators", "detectors")),
+    "mzi_mesh": ChipKind(MZI_CHIP_KEY, _mzi_chip, ROLES, ("modulators", "detectors")),
+    "d2nn": ChipKind(D2NN_CHIP_KEY, _d2nn_chip, D2NN_ROLES, ("input", "detectors")),
+}
+
+
+def _chip_kind(context: BenchContext) -> ChipKind:
+    system_type = context.bench.system.type
+    if system_type not in CHIPS:
+        raise BenchFileError(context.path, "system.type", f"the sim driver cannot simulate a {system_type!r} system")
+    return CHIPS[system_type]
+
+
+def _chip(context: BenchContext, kind: ChipKind) -> Any:
+    """The bench's simulated chip, built once and shared (also as its batch streamer when all-simulated)."""
+    chip = context.shared.get(kind.key)
     if chip is not None:
         return chip
-    chip = build(context)
-    context.shared[key] = chip
-    if all(context.bench.devices[getattr(system, role)].driver == "sim" for role in ("modulators", "detectors")):
-        # Streaming is the shortcut past the modulator and detector instruments; a bench that reaches them
+    chip = kind.build(context)
+    context.shared[kind.key] = chip
+    system = context.bench.system
+    if all(context.bench.devices[getattr(system, role)].driver == "sim" for role in kind.streamed):
+        # Streaming is the shortcut past the input and detector instruments; a bench that reaches them
         # through real drivers (emulated instruments) must cross the wire for every sample instead.
         context.shared[STREAMER_KEY] = chip
     return chip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,11 @@ import yaml
 
 from labsat.bench import Bench, open_bench
 from labsat.benchfile import parse_bench
+from labsat.datasets import Dataset, Split, load_dataset
 from labsat.errors import BenchFileError, LabsatError
 from labsat.physics.mzi import MZIMeshModel
 from labsat.systems.mzi import MZIMeshSystem
+from labsat.training.loop import TrainConfig, train
 from labsat.training.mzi import mesh_physical_layer
 from labsat.training.network import PhotonicNet
 
@@ -89,11 +92,57 @@ def test_guard_refuses_controls_outside_the_range(mzi_bench: Bench) -> None:
 
 def test_photonic_net_takes_the_mesh_control_shape(mzi_bench: Bench) -> None:
     system = mzi_bench.system
-    physical = mesh_physical_layer(system, system.nominal_twin().layer)
+    physical = mesh_physical_layer(system, system.nominal_twin())
     assert physical.control_shape is not None and physical.initial_controls is not None
     net = PhotonicNet((10, 10, 10), physical.control_shape)
     assert [tuple(t.shape) for t in net.photonic_parameters()] == [(90,), (90,)]
     start = physical.initial_controls((90,), torch.Generator().manual_seed(0))
-    assert float(start.min()) >= 0 and float(start.max()) <= 7.5
+    assert float(start.min()) >= 0 and float(start.max()) < 2 * math.pi  # phases, not volts
     with pytest.raises(ValueError, match="10-mode mesh"):
         PhotonicNet((64, 10), physical.control_shape)
+    assert [tuple(t.shape) for t in PhotonicNet((64, 10), physical.control_shape, encoder=10).theta] == [(90,)]
+
+
+def test_phase_controls_drive_the_design_chip_like_the_design_twin(mzi_data: dict[str, Any]) -> None:
+    """Phase shifts become heater volts through the twin's heater model; on an error-free chip they agree."""
+    mzi_data["simulator"].update(noise=False, sigma_bs=0.0, sigma_ph=0.0, p_pi_spread=0.0, resistance_spread=0.0)
+    mzi_data["simulator"].update(modulator_v_pi_spread=0.0, detector_gain_spread=0.0)
+    with open_bench(parse_bench(mzi_data, "sim-mzi.yaml"), torch_device=torch.device("cpu")) as bench:
+        twin = bench.system.nominal_twin()
+        physical = mesh_physical_layer(bench.system, twin)
+        shifts = physical.initial_controls((90,), torch.Generator().manual_seed(4))  # type: ignore[misc]
+        x = torch.rand(16, 10, generator=torch.Generator().manual_seed(5))
+        measured = physical.system_forward(x, shifts + 2 * math.pi)  # a phase is periodic: one turn more is the same
+        expected = physical.twin_layer(x, shifts)
+        assert torch.allclose(measured, expected, atol=2e-3 * float(x.square().sum(1).max()))
+        heaters = bench.source("heaters").values()
+        assert heaters.min() >= 0 and heaters.max() <= 7.5
+
+
+def test_mesh_layer_reads_out_its_first_modes(mzi_bench: Bench) -> None:
+    system = mzi_bench.system
+    physical = mesh_physical_layer(system, system.nominal_twin(), outputs=4)
+    assert physical.control_shape is not None
+    assert physical.control_shape(4, 10) == (90,)
+    with pytest.raises(ValueError, match="first 4 modes"):
+        physical.control_shape(10, 10)
+    shifts = torch.zeros(90)
+    x = torch.rand(3, 10, generator=torch.Generator().manual_seed(6))
+    assert physical.twin_layer(x, shifts).shape == (3, 4) and physical.system_forward(x, shifts).shape == (3, 4)
+    with pytest.raises(ValueError, match="1 to 10 outputs"):
+        mesh_physical_layer(system, system.nominal_twin(), outputs=11)
+
+
+@pytest.mark.parametrize("method", ["pat", "pat+sat", "nat", "dat"])
+def test_device_methods_train_an_encoded_mesh_network(mzi_bench: Bench, method: str) -> None:
+    """Every device-facing method runs on the mesh with a digital encoder, and lowers the loss."""
+    system = mzi_bench.system
+    physical = mesh_physical_layer(system, system.nominal_twin())
+    dataset = load_dataset("digits")
+    subset = Dataset("digits-head", Split(dataset.train.x[:256], dataset.train.y[:256]), dataset.test, 10)
+    config = TrainConfig(method=method, epochs=3, batch_size=64, hidden=(), encoder=10, lr=0.05, rho=0.5, seed=0)
+    result = train(config, physical, subset)
+    losses = result.epoch_losses()
+    assert losses[-1] < losses[0]
+    assert result.cost.forwards > 0
+    assert result.net.encoder is not None and result.net.layer_sizes == (10, 10)

@@ -18,6 +18,7 @@ from labsat.calibration.record import MEASUREMENTS, PROCEDURE_ORDER, Calibration
 from labsat.calibration.session import Progress, Run, bench_delta_t_k, bench_identity
 from labsat.errors import LabsatError
 from labsat.store import Store, new_id, utcnow
+from labsat.systems.mrr import MRRBankSystem
 
 if TYPE_CHECKING:
     from labsat.bench import Bench
@@ -55,6 +56,12 @@ def calibrate(
     calibration. The twin check (``validation``) runs whenever the record can build a twin. ``resume``
     continues the bench's unfinished run with the options it started with.
     """
+    if not isinstance(bench.system, MRRBankSystem):
+        raise LabsatError(
+            f"bench {bench.name!r} is a {bench.spec.system.label}: the stored calibration procedures (and so "
+            "`labsat calibrate`, `train` and `evaluate`) are those of an MRR weight bank; calibrate a mesh with "
+            "labsat.calibration.mzi.calibrate_mesh and an SLM's LUT with labsat.calibration.slm_lut.calibrate_slm_luts"
+        )
     identity = bench_identity(bench)
     if resume and only:
         raise LabsatError("--resume continues the unfinished run with the procedures it started with; drop --only")

@@ -149,12 +149,17 @@ class MZIChipParams:
 # -- elementary physics -------------------------------------------------------------------------------
 
 
-def phases(params: MZIChipParams, heater_volts: Tensor) -> tuple[Tensor, Tensor]:
-    """``(θ, φ)`` per MZI, ``(*S, M)`` each, for heater voltages ``(..., 2M)`` (θ on even, φ on odd channels)."""
+def phase_shifts(params: MZIChipParams, heater_volts: Tensor) -> Tensor:
+    """The heaters' phase shifts ``π·P/P_π`` (rad), ``(*S, 2M)`` interleaved like the channels (θ, φ per MZI)."""
     volts = heater_volts.unflatten(-1, (params.mzis, 2))
     power = heater_power_mw(volts, params.heater_resistance_ohm.unsqueeze(-1))
-    shift = math.pi * power / params.p_pi_mw.unsqueeze(-1)
-    return shift[..., 0] + params.theta_offset, shift[..., 1] + params.phi_offset
+    return (math.pi * power / params.p_pi_mw.unsqueeze(-1)).flatten(-2)
+
+
+def phases(params: MZIChipParams, shifts: Tensor) -> tuple[Tensor, Tensor]:
+    """``(θ, φ)`` per MZI, ``(*S, M)`` each: the heater shifts ``(..., 2M)`` plus the chip's phase offsets."""
+    pairs = shifts.unflatten(-1, (params.mzis, 2))
+    return pairs[..., 0] + params.theta_offset, pairs[..., 1] + params.phi_offset
 
 
 def coupler_amplitudes(split_error: Tensor) -> tuple[Tensor, Tensor]:
@@ -198,7 +203,12 @@ def mesh_unitary(matrices: Tensor) -> Tensor:
 
 def transfer_matrix(params: MZIChipParams, heater_volts: Tensor) -> Tensor:
     """The chip's unitary (lossless) transfer matrix ``(*S, N, N)`` for heater voltages ``(2M,)``."""
-    theta, phi = phases(params, heater_volts)
+    return unitary_at(params, phase_shifts(params, heater_volts))
+
+
+def unitary_at(params: MZIChipParams, shifts: Tensor) -> Tensor:
+    """The transfer matrix for heater phase shifts ``(2M,)`` (rad): the mesh as phase-space training sees it."""
+    theta, phi = phases(params, shifts)
     return mesh_unitary(mzi_matrices(theta, phi, params.split_in, params.split_out))
 
 
@@ -210,10 +220,15 @@ def output_intensities(unitary: Tensor, amplitudes: Tensor) -> Tensor:
 
 def mesh_layer(params: MZIChipParams, amplitudes: Tensor, heater_volts: Tensor) -> Tensor:
     """One mesh layer: ``(B, in ≤ N)`` amplitudes → ``(*S, B, N)`` intensities; unused modes are dark."""
+    return mesh_layer_at(params, amplitudes, phase_shifts(params, heater_volts))
+
+
+def mesh_layer_at(params: MZIChipParams, amplitudes: Tensor, shifts: Tensor) -> Tensor:
+    """:func:`mesh_layer` with the heaters given as phase shifts ``(2M,)`` (rad) instead of volts."""
     modes = params.modes
     if amplitudes.shape[-1] < modes:
         amplitudes = torch.nn.functional.pad(amplitudes, (0, modes - amplitudes.shape[-1]))
-    return output_intensities(transfer_matrix(params, heater_volts), amplitudes)
+    return output_intensities(unitary_at(params, shifts), amplitudes)
 
 
 def volts_for_phase(params: MZIChipParams, phase: Tensor) -> Tensor:
@@ -250,6 +265,10 @@ class MZIMeshModel(nn.Module):
     def layer(self, x: Tensor, controls: Tensor) -> Tensor:
         """Training's layer function: amplitudes ``(B, in ≤ N)``, heater volts ``(2M,)`` → intensities ``(B, N)``."""
         return mesh_layer(self.params, x, controls)
+
+    def phase_layer(self, x: Tensor, shifts: Tensor) -> Tensor:
+        """The layer with phase-shift controls ``(2M,)`` (rad): what phase-space training differentiates."""
+        return mesh_layer_at(self.params, x, shifts)
 
     def forward(self, x: Tensor, controls: Tensor) -> Tensor:
         return self.layer(x, controls)

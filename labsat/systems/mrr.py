@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
@@ -85,30 +86,42 @@ def program_heaters(
     stats.bench_time_s += clock.now() - started
 
 
+class BatchInput(Protocol):
+    """A guarded input device a batch is played through: modulators (a vector per sample) or an input SLM (a frame)."""
+
+    def check_batch(self, batch: torch.Tensor) -> None:
+        """Validate the whole batch ``(B, ...)`` before any of it is played."""
+        ...
+
+    def set_sample(self, sample: torch.Tensor) -> None:
+        """Hold one sample on the device-level path."""
+        ...
+
+
 def measure_batch(
-    modulators: GuardedVoltageSource,
+    inputs: BatchInput,
     detectors: Detector,
     streamer: BatchStreamer | None,
-    modulator_volts: torch.Tensor,
+    batch: torch.Tensor,
     clock: Clock,
     stats: QueryStats,
 ) -> torch.Tensor:
-    """Detector readings ``(B, n_detectors)`` (float32) for modulator drives ``(B, n_modulators)``.
+    """Detector readings ``(B, n_detectors)`` (float32) for input settings ``(B, ...)`` (modulator drives, frames).
 
     The batch is validated whole by the guard, then streamed where the bench has a streamer, else set
     and read sample by sample through the instruments (the device-level path).
     """
     started = clock.now()
-    modulators.check_batch(modulator_volts)
+    inputs.check_batch(batch)
     if streamer is not None:
-        readings = streamer.stream(modulator_volts)
+        readings = streamer.stream(batch)
     else:
         rows = []
-        for drive in modulator_volts:
-            modulators.set_vector(drive)
+        for sample in batch:
+            inputs.set_sample(sample)
             rows.append(torch.as_tensor(detectors.read(), dtype=torch.float32))
         readings = torch.stack(rows)
-    stats.samples += modulator_volts.shape[0]
+    stats.samples += batch.shape[0]
     stats.bench_time_s += clock.now() - started
     return readings.to(torch.float32)
 

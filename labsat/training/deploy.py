@@ -9,6 +9,7 @@ weights are its response to unit inputs.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -81,12 +82,15 @@ def random_weights(shape: Sequence[int], generator: torch.Generator) -> Tensor:
 def initialise(net: PhotonicNet, physical: PhysicalLayer | None, generator: torch.Generator) -> None:
     """Random weights in every photonic layer; realised as controls through the twin unless ``physical`` is None.
 
-    A system with its own ``initial_controls`` (an MZI mesh: random phases) starts from those instead.
+    A system with its own ``initial_controls`` (an MZI mesh: random phases) starts from those instead. A
+    digital encoder, if the network has one, is drawn from the same generator.
 
     Weight-space and control-space methods thus start from the same weights for a given seed, which is
     what makes their comparison fair.
     """
     with torch.no_grad():
+        if net.encoder is not None:
+            net.encoder.reset(generator)
         for theta in net.photonic_parameters():
             if physical is not None and physical.initial_controls is not None:
                 theta.copy_(physical.initial_controls(tuple(theta.shape), generator))
@@ -97,8 +101,7 @@ def initialise(net: PhotonicNet, physical: PhysicalLayer | None, generator: torc
 
 def deploy_weights(net: PhotonicNet, physical: PhysicalLayer, *, steps: int = 300) -> PhotonicNet:
     """A control-space copy of a weight-space network: each weight matrix inverted through the twin."""
-    deployed = PhotonicNet(net.sizes)
-    deployed.load_state_dict(net.state_dict())
+    deployed = copy.deepcopy(net)
     for theta in deployed.photonic_parameters():
         controls = weights_to_controls(physical, theta.detach().clamp(*WEIGHT_RANGE), steps=steps)
         with torch.no_grad():

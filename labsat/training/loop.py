@@ -29,9 +29,11 @@ from labsat.systems.mrr import QueryStats
 from labsat.training.checkpoint import load_checkpoint, save_checkpoint
 from labsat.training.dat import DualAdaptive
 from labsat.training.deploy import deploy_weights, initialise, peak_controls
+from labsat.training.fdsat import FDSAT
 from labsat.training.methods import Backprop, DeviceEstimate, GradientSource, Method, parse_method
 from labsat.training.nat import fit_read_noise, nat_runner
 from labsat.training.network import PhotonicNet
+from labsat.training.optical_backprop import obp_runner
 from labsat.training.pat import pat_runner
 from labsat.training.physical import PhysicalLayer
 from labsat.training.runners import WEIGHT_RANGE, device_runner, ideal_runner, twin_runner
@@ -47,7 +49,11 @@ class TrainConfig:
     when ``adaptive`` (``theta_ref="peak"``: from each element's resonance,
     :func:`~labsat.training.deploy.peak_controls`); ``digital_rho`` perturbs the digital parameters too
     (0: never). ``noise_sigma`` overrides NAT's fitted σ. The ``fd_*``/``spsa_*``
-    settings are the device-side ascent estimators' steps (volts) and directions.
+    settings are the device-side ascent estimators' steps (volts) and directions. ``encoder`` puts a trained
+    digital front end (:class:`~labsat.training.network.DigitalEncoder`) of that width before the first
+    photonic layer (a system with fewer inputs than the data has features). ``fd_disturbance`` turns SAT
+    into FD-SAT (:mod:`~labsat.training.fdsat`) against that disturbance parameter (``"rotation"`` of a
+    D2NN's masks, …): random steps up to ``fd_delta_max``, ascent gain ``fd_gain``.
     """
 
     method: str = "pat+sat"
@@ -55,6 +61,7 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 32
     hidden: tuple[int, ...] = (16,)
+    encoder: int | None = None
     lr: float = 0.02
     digital_lr: float = 0.02
     lr_schedule: Literal["cosine", "constant"] = "cosine"
@@ -73,6 +80,9 @@ class TrainConfig:
     spsa_c: float = 0.02
     spsa_q: int = 4
     spsa_beta: float = 0.9
+    fd_disturbance: str | None = None
+    fd_delta_max: float = 1.0
+    fd_gain: float = 0.03
     deploy_steps: int = 300
 
     @property
@@ -157,21 +167,33 @@ class Trainer:
     def __init__(self, config: TrainConfig, physical: PhysicalLayer, dataset: Dataset) -> None:
         self.config = config
         self.method = config.parsed
+        if self.method.base == "obp" and physical.system_backward is None:
+            raise TrainingError(
+                "method 'obp' needs a device with an optical backward (probe) pass, such as a saturable-absorber "
+                "network; this system has none"
+            )
         self.physical = physical
         self.dataset = dataset
         self.data_order = torch.Generator().manual_seed(config.seed)
         self.noise = torch.Generator().manual_seed(config.seed + 1)
-        self.net = PhotonicNet((dataset.n_features, *config.hidden, dataset.n_classes), physical.control_shape)
+        self.net = PhotonicNet(
+            (dataset.n_features, *config.hidden, dataset.n_classes), physical.control_shape, encoder=config.encoder
+        )
         initialise(
             self.net, None if self.method.weight_space else physical, torch.Generator().manual_seed(config.seed + 2)
         )
+        self.net.to(dataset.train.x.device)  # train where the data is (a dataset moved to CUDA trains there)
         self.optimizer = self._optimizer()
         self.dat: DualAdaptive | None = None
         if self.method.base == "dat":
             with torch.random.fork_rng(devices=[]):  # the correctors' initialisers draw from the global stream
                 torch.manual_seed(config.seed + 3)
                 self.dat = DualAdaptive(
-                    physical, self.net.sizes, hidden=config.dat_hidden, lr=config.dat_lr, fit_steps=config.dat_fit_steps
+                    physical,
+                    self.net.layer_sizes,
+                    hidden=config.dat_hidden,
+                    lr=config.dat_lr,
+                    fit_steps=config.dat_fit_steps,
                 )
         self.noise_sigma = config.noise_sigma
         self.epoch = 0
@@ -180,6 +202,10 @@ class Trainer:
         self.wall_s = 0.0
         self._descent: GradientSource | None = None
         self._ascent: GradientSource | None = None
+        self.fd_sat = None if config.fd_disturbance is None else FDSAT(
+            physical, self.method, self._base_source, disturbance=config.fd_disturbance,
+            delta_max=config.fd_delta_max, gain=config.fd_gain,
+        )  # fmt: skip
 
     # -- construction ---------------------------------------------------------------------------------
 
@@ -222,10 +248,13 @@ class Trainer:
         if self._descent is None:
             self._descent = self._base_source()
             self._ascent = self._ascent_source() if self.method.sat else None
+            if self.fd_sat is not None:  # per epoch, like SPSA's stream: a resumed run draws the same offsets
+                self.fd_sat.reseed(self.config.seed * 100_003 + 50_021 + self.epoch)
         return self._descent, self._ascent
 
-    def _base_source(self) -> GradientSource:
-        base, physical = self.method.base, self.physical
+    def _base_source(self, physical: PhysicalLayer | None = None) -> GradientSource:
+        """The method's own gradient source, on ``physical`` (default: the run's layer; FD-SAT moves it)."""
+        base, physical = self.method.base, physical or self.physical
         if base == "bp":
             return Backprop(ideal_runner)
         if base == "bp-control":
@@ -234,6 +263,8 @@ class Trainer:
             return Backprop(nat_runner(physical, self._fitted_sigma(), self.noise))
         if base == "pat":
             return Backprop(pat_runner(physical))
+        if base == "obp":
+            return Backprop(obp_runner(physical))
         assert self.dat is not None
         return self.dat
 
@@ -256,7 +287,8 @@ class Trainer:
         """NAT's σ: as configured, or measured once with repeated forwards of the first training batch."""
         if self.noise_sigma is None:
             before = self.physical.stats()
-            x = self.dataset.train.x[: self.config.batch_size]
+            with torch.no_grad():
+                x = self.net.encode(self.dataset.train.x[: self.config.batch_size])
             theta = next(self.net.photonic_parameters()).detach()
             self.noise_sigma = fit_read_noise(self.physical, x, theta, self.config.noise_repeats)
             self.setup_cost = _total([self.setup_cost, self.physical.stats().since(before)])
@@ -273,6 +305,8 @@ class Trainer:
             self.optimizer.first_step(zero_grad=False)  # ρ = 0 everywhere: records θ, perturbs nothing
         else:
             loss = ascent(self.net, x, y)
+            if self.fd_sat is not None:  # probed at θ, before the ascent moves it
+                descent = self.fd_sat.descent_source(self.net, x, y, loss)
             self.optimizer.first_step(zero_grad=True)
             self._project_controls()  # a device cannot be driven past its limits, not even to probe
             perturbed_loss = descent(self.net, x, y)

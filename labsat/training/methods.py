@@ -10,6 +10,7 @@ base           gradient                                                 device f
 ``nat``        twin with the device's read noise injected               0
 ``pat``        device forward, twin VJP at the measured inputs          1
 ``dat``        PAT through a twin with online-fitted correctors         1
+``obp``        device forward *and* backward (optical probe pass)       1 (+1 backward)
 =============  =======================================================  ======================
 
 ``sat`` is ``bp-control`` with SAT; ``pat+sat``, ``dat+sat``, ``nat+sat`` put SAT on the others. SAT's
@@ -32,10 +33,10 @@ from labsat.ascent import GradientEstimator
 from labsat.errors import LabsatError
 from labsat.training.network import LayerRunner, PhotonicNet
 
-Base = Literal["bp", "bp-control", "nat", "pat", "dat"]
+Base = Literal["bp", "bp-control", "nat", "pat", "dat", "obp"]
 Ascent = Literal["twin", "pat", "fd", "spsa"]
 
-METHODS = ("bp", "bp-control", "nat", "pat", "dat", "sat", "pat+sat", "dat+sat", "nat+sat")
+METHODS = ("bp", "bp-control", "nat", "pat", "dat", "obp", "sat", "pat+sat", "dat+sat", "nat+sat")
 ASCENTS: tuple[Ascent, ...] = ("twin", "pat", "fd", "spsa")
 
 

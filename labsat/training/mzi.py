@@ -1,9 +1,13 @@
-"""MZI meshes in training: the :class:`PhysicalLayer` of a mesh System and its twin.
+"""MZI meshes in training: the :class:`PhysicalLayer` of a mesh System, trained in phase.
 
-A mesh layer's controls are its heater vector ``(N(N−1),)`` whatever the layer's widths (inputs
-``in ≤ N``, outputs all ``N`` modes), so the layer supplies :attr:`PhysicalLayer.control_shape`; and it
-starts from uniformly random phases (heater volts ``√(P·R)`` for phase ``π·P/P_π`` in [0, 2π)) rather
-than from random weights, which a unitary layer does not have.
+A mesh layer's controls are the phase shifts its ``N(N−1)`` heaters add (rad, θ and φ interleaved as the
+heater channels are), whatever the layer's widths (inputs ``in ≤ N``, outputs all ``N`` modes), so the
+layer supplies :attr:`PhysicalLayer.control_shape`. Training in phase rather than in heater volts matters
+for SAT: a phase error of the chip is the same size at every setting, while a volt is worth
+``dφ/dV = 2πV/(R·P_π)`` rad (nothing near 0 V, most at full drive), so a ball of radius ρ in volts is a
+lopsided set of phase errors. The System receives volts: each phase shift is wrapped into [0, 2π) and
+converted through the twin's heater model (``V = √(P·R)``, ``P = P_π·φ/π``), which is where a calibrated
+twin's fitted ``P_π`` and resistance pay off. A phase is periodic, so the control range is unbounded.
 """
 
 from __future__ import annotations
@@ -13,57 +17,45 @@ import math
 import torch
 from torch import Tensor
 
-from labsat.datasets import Dataset, Split
-from labsat.physics.mzi import MZIChipParams, volts_for_phase
+from labsat.physics.mzi import MZIMeshModel, volts_for_phase
 from labsat.systems.mzi import MZIMeshSystem
-from labsat.training.physical import LayerFn, PhysicalLayer
+from labsat.training.physical import PhysicalLayer
+
+PHASE_RANGE = (-math.inf, math.inf)
+"""Phase-shift controls are periodic: any value is a valid setting (the System wraps it into the heaters' range)."""
 
 
-def mesh_inputs(dataset: Dataset, modes: int) -> Dataset:
-    """``dataset`` projected onto its first ``modes`` principal components, scaled to amplitudes in [0, 1].
+def mesh_physical_layer(system: MZIMeshSystem, twin: MZIMeshModel, outputs: int | None = None) -> PhysicalLayer:
+    """``system`` as phase-space training sees it, with ``twin`` (design or calibrated) modelling it.
 
-    A mesh has only ``N`` input modes, so a 64-pixel digit must be compressed first; PCA keeps the most
-    variance per mode. The projection and the min–max scaling use the training split only; test values
-    outside the training range are clipped (as :mod:`labsat.datasets` does).
+    ``outputs`` keeps the first that many modes as the layer's outputs (all ``N`` if None): a mesh larger
+    than the number of classes, read out on its first modes as in the SAT paper, has room to spare.
     """
-    x = dataset.train.x.double()
-    mean = x.mean(0)
-    _, _, v = torch.linalg.svd(x - mean, full_matrices=False)
-    basis = v[:modes].T
-
-    def project(split: Split) -> Tensor:
-        return (split.x.double() - mean) @ basis
-
-    train = project(dataset.train)
-    low, high = train.amin(0), train.amax(0)
-
-    def scaled(split: Split) -> Split:
-        return Split(((project(split) - low) / (high - low)).clamp(0, 1).float(), split.y)
-
-    return Dataset(f"{dataset.name}-pca{modes}", scaled(dataset.train), scaled(dataset.test), dataset.n_classes)
-
-
-def mesh_physical_layer(
-    system: MZIMeshSystem, twin_layer: LayerFn, design: MZIChipParams | None = None
-) -> PhysicalLayer:
-    """``system`` as training sees it, with ``twin_layer`` behind it; ``design`` sets the initial phases' volts."""
     modes = system.modes
-    design = system.nominal_params() if design is None else design
+    outputs = modes if outputs is None else outputs
+    if not 1 <= outputs <= modes:
+        raise ValueError(f"a {modes}-mode mesh has 1 to {modes} outputs, not {outputs}")
 
     def control_shape(out_features: int, in_features: int) -> tuple[int, ...]:
-        if out_features != modes or in_features > modes:
-            raise ValueError(f"a {modes}-mode mesh layer maps at most {modes} inputs to {modes} outputs")
+        if out_features != outputs or in_features > modes:
+            raise ValueError(f"a {modes}-mode mesh layer maps at most {modes} inputs to its first {outputs} modes")
         return system.control_shape
 
     def initial_controls(shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
-        phase = 2 * math.pi * torch.rand(shape, generator=generator, dtype=torch.float64)
-        low, high = system.control_range
-        return volts_for_phase(design.to("cpu", torch.float64), phase).clamp(low, high).float()
+        return 2 * math.pi * torch.rand(shape, generator=generator)
+
+    def system_forward(x: Tensor, shifts: Tensor) -> Tensor:
+        with torch.no_grad():
+            volts = volts_for_phase(twin.params, shifts.to(twin.theta_offset))
+        return system.forward(x, volts.clamp(*system.control_range).float())[:, :outputs]
+
+    def twin_layer(x: Tensor, shifts: Tensor) -> Tensor:
+        return twin.phase_layer(x, shifts)[..., :outputs]
 
     return PhysicalLayer(
-        system_forward=system.forward,
+        system_forward=system_forward,
         twin_layer=twin_layer,
-        control_range=system.control_range,
+        control_range=PHASE_RANGE,
         stats=lambda: system.stats.copy(),
         control_shape=control_shape,
         initial_controls=initial_controls,

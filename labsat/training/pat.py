@@ -22,20 +22,23 @@ Observer = Callable[[int, Tensor, Tensor, Tensor], None]
 """``(layer index, x, θ, measured y)``: called after each device forward (DAT fits its correctors on these)."""
 
 
-class PhysicsAware(torch.autograd.Function):
-    """``y = device(x, θ)`` forward; ``(∂twin/∂x)ᵀ g, (∂twin/∂θ)ᵀ g`` at the saved ``(x, θ)`` backward.
+BackwardRule = Callable[[Tensor, Tensor, Tensor, tuple[bool, bool]], tuple[Tensor | None, Tensor | None]]
+"""``(x, θ, ∂L/∂y, (want ∂x, want ∂θ)) -> (∂L/∂x, ∂L/∂θ)`` at the saved point; None where not wanted."""
 
-    The twin is called only in backward, lazily: whatever it is at that moment (DAT refits its corrector
-    between the forward and the backward pass) is what gives the Jacobian. Only the gradients autograd
-    asks for are computed, and only with respect to ``x`` and ``θ``: parameters inside the twin (a DAT
-    corrector) never receive gradients from the task loss.
+
+class MeasuredLayer(torch.autograd.Function):
+    """``y = device(x, θ)`` forward (what was *measured*); a backward rule's gradients at the saved ``(x, θ)``.
+
+    The rule is what tells the hardware-in-the-loop methods apart: PAT's is the twin's vector–Jacobian
+    product (:func:`twin_vjp`), optical backprop's the device's own backward pass. Gradients come back in
+    the inputs' dtype and device whatever the rule computed them in.
     """
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, x: Tensor, theta: Tensor, device: LayerFn, twin: LayerFn
+        ctx: Any, x: Tensor, theta: Tensor, device: LayerFn, rule: BackwardRule
     ) -> Tensor:
-        ctx.twin = twin
+        ctx.rule = rule
         ctx.save_for_backward(x, theta)
         measured = device(x.detach(), theta.detach())
         return measured.to(dtype=x.dtype, device=x.device)
@@ -44,18 +47,39 @@ class PhysicsAware(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         x, theta = ctx.saved_tensors
         wants = ctx.needs_input_grad[:2]
-        inputs = (x.detach().requires_grad_(wants[0]), theta.detach().requires_grad_(wants[1]))
+        g_x, g_theta = ctx.rule(x.detach(), theta.detach(), grad.detach(), wants)
+        return (
+            None if g_x is None else g_x.to(dtype=x.dtype, device=x.device),
+            None if g_theta is None else g_theta.to(dtype=theta.dtype, device=theta.device),
+            None,
+            None,
+        )
+
+
+def twin_vjp(twin: LayerFn) -> BackwardRule:
+    """PAT's backward: ``(∂twin/∂x)ᵀ g, (∂twin/∂θ)ᵀ g`` at the saved ``(x, θ)``.
+
+    The twin is called only in backward, lazily: whatever it is at that moment (DAT refits its corrector
+    between the forward and the backward pass) is what gives the Jacobian. Only the gradients autograd
+    asks for are computed, and only with respect to ``x`` and ``θ``: parameters inside the twin (a DAT
+    corrector) never receive gradients from the task loss.
+    """
+
+    def rule(x: Tensor, theta: Tensor, grad: Tensor, wants: tuple[bool, bool]) -> tuple[Tensor | None, Tensor | None]:
+        inputs = (x.requires_grad_(wants[0]), theta.requires_grad_(wants[1]))
         with torch.enable_grad():
-            modelled = ctx.twin(*inputs)
+            modelled = twin(*inputs)
             needed = [t for t, want in zip(inputs, wants, strict=True) if want]
             grads = iter(torch.autograd.grad(modelled, needed, grad)) if needed else iter(())
         g_x, g_theta = (next(grads) if want else None for want in wants)
-        return g_x, g_theta, None, None
+        return g_x, g_theta
+
+    return rule
 
 
 def physics_aware(x: Tensor, theta: Tensor, device: LayerFn, twin: LayerFn) -> Tensor:
-    """One PAT layer call (see :class:`PhysicsAware`)."""
-    return PhysicsAware.apply(x, theta, device, twin)
+    """One PAT layer call: the device forward, the twin's VJP backward (:class:`MeasuredLayer`)."""
+    return MeasuredLayer.apply(x, theta, device, twin_vjp(twin))
 
 
 def pat_runner(

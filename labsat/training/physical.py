@@ -27,6 +27,9 @@ from labsat.training.network import ControlShape
 LayerFn = Callable[[Tensor, Tensor], Tensor]
 """``(x (B, in) ≥ 0, θ (out, in)) -> y (B, out)``: one physical layer, on the device or in a model."""
 
+LayerBackwardFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
+"""``(x, θ, ∂L/∂y (B, out)) -> (∂L/∂x (B, in), ∂L/∂θ)``: a backward pass the device runs itself, at input ``x``."""
+
 
 class LayerSystem(Protocol):
     """What a System must offer to be trained on (``MRRBankSystem`` does)."""
@@ -58,6 +61,14 @@ class PhysicalLayer:
     An MZI mesh's controls are its heater vector, whatever the layer's widths."""
     initial_controls: Callable[[tuple[int, ...], torch.Generator], Tensor] | None = None
     """Seeded starting controls of a given shape; None: random weights realised through the twin."""
+    system_backward: LayerBackwardFn | None = None
+    """The device's own backward pass (e.g. an optical probe through a saturable absorber); None: it has none.
+
+    Only optical backprop (``obp``) uses it; every other method's backward goes through the twin."""
+    disturbed: Callable[[dict[str, float]], PhysicalLayer] | None = None
+    """This layer with non-trainable disturbance parameters (a mask's rotation, shift, scale) moved by the given
+    offsets: the twin re-modelled there, the device realising it where it can. FD-SAT
+    (:mod:`labsat.training.fdsat`) trains against the worst such offset; None: the system has none."""
 
     @classmethod
     def from_system(cls, system: LayerSystem, twin_layer: LayerFn) -> PhysicalLayer:
