@@ -10,8 +10,10 @@ masks (δ ~ U(0, ``--fd-delta-max``]°, gain ``--fd-gain``). Each trained networ
 450-image test split with the masks rotated (bilinear resampling) in the model that plays the device.
 ``--grid`` below 128 runs the same system shrunk (``DiffractiveOptics.resized``: distances scale with the
 square, Fresnel numbers kept) for quick looks; ``--geometry matched`` uses ``f = N·dx²/λ`` (see
-``GEOMETRIES``). ``--variants`` adds ablations: ``sat`` (SAM only) and ``fd`` (FD-SAT's rotations with ρ = 0).
-Rewrites its section of benchmarks/RESULTS.md (one per geometry).
+:func:`geometry`). ``--variants`` adds ablations: ``sat`` (SAM only) and ``fd`` (FD-SAT's rotations with ρ = 0).
+``--propagation circular`` swaps in the reference code's unpadded, aliased
+propagation (unphysical) to show what the paper's BP collapse rests on. Rewrites its section of
+benchmarks/RESULTS.md (one per geometry and propagation).
 """
 
 from __future__ import annotations
@@ -44,15 +46,29 @@ VARIANTS = {
     "fd": ("FD-SAT rotations, ρ = 0", {"method": "sat", "rho": 0.0, "fd_disturbance": "rotation"}),
 }
 
+NOTES = (
+    "Why plain BP is this robust here, unlike the paper's BP (12 % at 1°): a mask feature of period p near "
+    "the Fourier plane of a lens of focal length f sends its light λf/p off axis on the camera, so only "
+    "features coarser than λf/h (h ≈ 64 µm, the half-width of the detector layout) steer light onto the "
+    "detectors; finer ones, including what is left of the random initial phases, scatter out of the "
+    "aperture. At f = 5 mm that is about 40 µm (20 px), and 1° moves a mask pixel 60 px off axis by only "
+    "1 px. At f = N·dx²/λ (`--geometry matched`, f ≈ 0.96 mm) it is about 8 µm (4 px), and BP loses "
+    "accuracy much faster. The 8×8 digits also put less light far from the axis at the masks than the paper's 28×28 "
+    "MNIST (their finest input period is 3.5× coarser), and the paper's propagation is neither zero-padded "
+    "nor band-limited, so light scattered by pixel-scale mask features wraps back onto its detectors "
+    "there instead of leaving the aperture: `--propagation circular` runs that model, and BP collapses there."
+)
+"""What the table means: printed under it."""
 
-def geometry(name: str, grid: int, upsampling: str) -> DiffractiveOptics:
+
+def geometry(name: str, grid: int, upsampling: str, propagation: str) -> DiffractiveOptics:
     """``reference``: the paper's distances; ``matched``: all distances scaled so that ``f = N·dx²/λ``.
 
     At ``f = N·dx²/λ`` the lens maps the SLM's whole diffraction cone (±1/(2dx)) onto the N-pixel camera, so
     every spatial frequency a mask pixel can write reaches the detectors; at the reference f = 5 mm (5.2× that)
-    only mask features coarser than about 10 px steer light onto them.
+    only mask features coarser than about 20 px steer light onto the detectors.
     """
-    optics = DiffractiveOptics(input_upsampling=upsampling)  # type: ignore[arg-type]
+    optics = DiffractiveOptics(input_upsampling=upsampling, propagation=propagation)  # type: ignore[arg-type]
     if name == "matched":
         factor = optics.grid * optics.pixel_um**2 / (optics.wavelength_nm * 1e-3) / (optics.focal_mm * 1e3)
         optics = dataclasses.replace(optics, **{field: getattr(optics, field) * factor for field in DISTANCES})
@@ -73,6 +89,12 @@ def main() -> None:
     parser.add_argument("--grid", type=int, default=128)
     parser.add_argument("--geometry", choices=("reference", "matched"), default="reference")
     parser.add_argument("--input-upsampling", choices=("bilinear", "nearest"), default="bilinear")
+    parser.add_argument(
+        "--propagation",
+        choices=("band-limited", "circular"),
+        default="band-limited",
+        help="circular: the reference code's unpadded, aliased propagation (unphysical; reproduces its BP collapse)",
+    )
     parser.add_argument("--lr", type=float, default=0.1, help="Adam step on the phases (rad)")
     parser.add_argument("--rho", type=float, default=0.1, help="adaptive SAM radius (scale-free)")
     parser.add_argument("--fd-delta-max", type=float, default=1.0, help="largest random rotation step (degrees)")
@@ -87,7 +109,7 @@ def main() -> None:
         reuse_freed_memory()
     variants = args.variants.split(",")
     started = time.perf_counter()
-    optics = geometry(args.geometry, args.grid, args.input_upsampling)
+    optics = geometry(args.geometry, args.grid, args.input_upsampling, args.propagation)
     dataset = on_device(load_dataset("digits"), device)
     twin = DiffractiveModel(optics, device=device)
     rotated = {angle: diffractive_physical_layer(twin.with_misalignment(Misalignment(angle))) for angle in ROTATIONS}
@@ -125,26 +147,18 @@ def main() -> None:
             f"(target: SAT + FD-SAT ≥ 80 % where BP < 50 %: "
             f"{'met' if at('sat+fd', 1.0) >= 0.8 and at('bp', 1.0) < 0.5 else 'not met'})."
         )
-    notes = (
-        "Why plain BP is this robust here, unlike the paper's BP (12 % at 1°): a mask feature of period p near "
-        "the Fourier plane of a lens of focal length f sends its light λf/p off axis on the camera, so only "
-        "features coarser than λf/w (w ≈ 128 µm, the width of the detector layout) steer light onto the "
-        "detectors; finer ones, including what is left of the random initial phases, scatter out of the "
-        "aperture. At f = 5 mm that is about 20 px, and 1° moves a mask pixel 60 px off axis by only 1 px. "
-        "At f = N·dx²/λ (`--geometry matched`, f ≈ 0.96 mm) it is about 4 px, and BP loses accuracy much "
-        "faster. The 8×8 digits also put less light far from the axis at the masks than the paper's 28×28 "
-        "MNIST (its finest input period is 3.5× coarser), and the paper's propagation is neither zero-padded "
-        "nor band-limited, so light scattered by pixel-scale mask features wraps back onto its detectors "
-        "there instead of leaving the aperture."
-    )
+    suffix = [
+        part for part, default in ((args.geometry, "reference"), (args.propagation, "band-limited")) if part != default
+    ]
+    setting = f"{args.geometry} geometry, {args.propagation} propagation"
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU, 1 thread"
     command = shlex.join(["python", "benchmarks/bench_d2nn.py", *sys.argv[1:]])
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = "\n".join([
-        "## D2NN on digits: BP vs SAT + FD-SAT under mask rotation (`bench_d2nn.py`)",
+        f"## D2NN on digits: BP vs SAT + FD-SAT under mask rotation (`bench_d2nn.py`, {setting})",
         "",
         f"`{command}` — {stamp}, nproc {os.cpu_count()}, {where}, wall {time.perf_counter() - started:.0f} s. "
-        f"{args.geometry} geometry on a {optics.grid}² grid (f = {optics.focal_mm:.3g} mm, input upsampling "
+        f"{setting} on a {optics.grid}² grid (f = {optics.focal_mm:.3g} mm, input upsampling "
         f"{optics.input_upsampling}), {args.epochs} epochs, batch 32, Adam lr {args.lr} rad; SAT: adaptive ρ = "
         f"{args.rho}; FD-SAT: δ ~ U(0, {args.fd_delta_max}]°, gain {args.fd_gain}. Accuracy (%) on the full "
         f"450-image test split with both masks rotated, mean ± std over {args.seeds} seeds.",
@@ -155,11 +169,11 @@ def main() -> None:
         "",
         verdict,
         "",
-        notes,
+        NOTES,
     ])  # fmt: skip
     print(body)
     if not args.no_write:
-        write_section("bench_d2nn" if args.geometry == "reference" else f"bench_d2nn_{args.geometry}", body)
+        write_section("_".join(["bench_d2nn", *suffix]), body)
 
 
 if __name__ == "__main__":

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 
 from labsat.datasets import load_dataset
 from labsat.physics.diffractive import DiffractiveModel, DiffractiveOptics, Misalignment
+from labsat.training.checkpoint import load_checkpoint
 from labsat.training.diffractive import PHASE_RANGE, diffractive_physical_layer
 from labsat.training.evaluate import predict
 from labsat.training.fdsat import adversarial_offset
@@ -109,11 +111,20 @@ def test_fd_sat_probes_uphill_and_trains_at_a_misalignment(twin: DiffractiveMode
     assert loss_at(trainer.net, twin, 1.0, digits.train) < 0.9 * before
 
 
-def test_fd_sat_runs_are_reproducible(twin: DiffractiveModel, digits) -> None:
-    config = TrainConfig(**{**CONFIG, "epochs": 1})
-    first, second = (train(config, diffractive_physical_layer(twin), digits.subset(32, 10, 0)) for _ in range(2))
-    assert torch.equal(first.net.theta[0], second.net.theta[0])
-    assert [s.loss for s in first.steps] == [s.loss for s in second.steps]
+def test_fd_sat_runs_are_reproducible_and_resume_exactly(twin: DiffractiveModel, digits, tmp_path: Path) -> None:
+    data = digits.subset(32, 10, 0)
+    whole_config = TrainConfig(**{**CONFIG, "epochs": 2})
+    whole, again = (train(whole_config, diffractive_physical_layer(twin), data) for _ in range(2))
+    assert [s.loss for s in whole.steps] == [s.loss for s in again.steps]
+
+    first = TrainConfig(**{**CONFIG, "epochs": 1})
+    train(first, diffractive_physical_layer(twin), data, checkpoints=tmp_path)
+    saved = load_checkpoint(tmp_path)
+    saved["settings"] = whole_config.settings()  # the same run with a longer plan (see test_training)
+    torch.save(saved, tmp_path / "checkpoint.pt")
+    resumed = train(whole_config, diffractive_physical_layer(twin), data, checkpoints=tmp_path, resume=True)
+    assert [s.loss for s in resumed.steps] == [s.loss for s in whole.steps]
+    assert torch.equal(resumed.net.theta[0], whole.net.theta[0])
 
 
 def test_pat_with_fd_sat_measures_on_the_moved_device(twin: DiffractiveModel, digits) -> None:

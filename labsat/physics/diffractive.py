@@ -80,6 +80,11 @@ class DiffractiveOptics:
     shown as blocks, as a DMD shows them); ``detector_px`` the side of a detector square (None: 9 px
     scaled to the grid). ``mask_spacing_mm`` separates consecutive masks. ``nonlinearity`` switches the
     intensity threshold after each mask (:func:`threshold_nonlinearity`).
+
+    ``propagation="circular"`` is the reference code's model, not a physical one: an unpadded FFT with the
+    full transfer function, undersampled at these distances, so light leaving one side re-enters at the
+    other and pixel-scale mask features keep steering light onto the detectors. It is kept to reproduce the
+    paper's numbers and to show what they rest on (its BP collapse under mask rotation).
     """
 
     grid: int = 128
@@ -96,6 +101,7 @@ class DiffractiveOptics:
     input_size: int | None = None
     input_upsampling: Literal["bilinear", "nearest"] = "bilinear"
     detector_px: int | None = None
+    propagation: Literal["band-limited", "circular"] = "band-limited"
 
     def __post_init__(self) -> None:
         if self.grid < 16 or self.masks < 1:
@@ -221,28 +227,31 @@ def mask_transmittance(phase: Tensor, misalignment: Misalignment) -> Tensor:
 
 @functools.lru_cache(maxsize=32)
 def transfer_function(
-    grid: int, pixel_um: float, wavelength_nm: float, distance_mm: float, device: torch.device
+    grid: int, pixel_um: float, wavelength_nm: float, distance_mm: float, device: torch.device, circular: bool = False
 ) -> Tensor:
     """Band-limited angular-spectrum transfer function ``(2N, 2N)`` complex64 (unshifted FFT order).
 
     ``H = exp(i·2πz·(√(1/λ² − f²) − 1/λ))`` (the common phase ``e^{ikz}`` dropped: it changes no intensity
     and would cost float32 precision), zero outside ``|f_x|, |f_y| < 1/(λ√((2Δf·z)² + 1))`` with
     ``Δf = 1/(2N·dx)``, where the chirp of ``H`` is sampled more coarsely than Nyquist, and beyond the
-    evanescent cut-off. Computed in float64, cached per geometry and device.
+    evanescent cut-off. Computed in float64, cached per geometry and device. ``circular``: the reference code's
+    ``(N, N)`` function without the band limit (see :class:`DiffractiveOptics`).
     """
-    size = 2 * grid
+    size = grid if circular else 2 * grid
     wavelength, z = wavelength_nm * 1e-3, distance_mm * 1e3  # µm
     freq = torch.fft.fftfreq(size, d=pixel_um, dtype=torch.float64, device=device)
     fy, fx = torch.meshgrid(freq, freq, indexing="ij")
     argument = 1.0 / wavelength**2 - fx.square() - fy.square()
     phase = 2 * math.pi * z * (argument.clamp_min(0).sqrt() - 1.0 / wavelength)
-    limit = 1.0 / (wavelength * math.sqrt((2 * z / (size * pixel_um)) ** 2 + 1))
+    limit = math.inf if circular else 1.0 / (wavelength * math.sqrt((2 * z / (size * pixel_um)) ** 2 + 1))
     passed = (fx.abs() < limit) & (fy.abs() < limit) & (argument > 0)
     return torch.polar(passed.double(), phase).to(torch.complex64)
 
 
 def propagate(field: Tensor, transfer: Tensor) -> Tensor:
     """Free-space propagation of ``field`` ``(..., N, N)`` with a ``(2N, 2N)`` :func:`transfer_function`.
+
+    (A circular ``(N, N)`` one gives the unpadded, wrapping convolution of the reference code.)
 
     ``fft2(field, s=(2N, 2N))`` zero-pads at the far edges, which is all a linear convolution needs: the
     output's first ``N × N`` block never receives light that wrapped around.
@@ -286,7 +295,8 @@ class _Constants:
 
     def transfer(self, distance_mm: float) -> Tensor:
         o = self.optics
-        return transfer_function(o.grid, o.pixel_um, o.wavelength_nm, distance_mm, self.device)
+        circular = o.propagation == "circular"
+        return transfer_function(o.grid, o.pixel_um, o.wavelength_nm, distance_mm, self.device, circular)
 
     @functools.cached_property
     def lens(self) -> Tensor:

@@ -45,7 +45,10 @@ def control_shape(twin: DiffractiveModel) -> ControlShape:
 
 
 def initial_phases(shape: tuple[int, ...], generator: torch.Generator) -> Tensor:
-    """Uniform phases in [0, 2π): the paper's start, which spreads the light over all detectors."""
+    """Uniform phases in [0, 2π), the paper's start (zeros would sit on the clamp at 0, half their steps cut off).
+
+    They scatter most light out of the aperture at first; training gathers it onto the detectors.
+    """
     return 2 * math.pi * torch.rand(shape, generator=generator)
 
 
