@@ -58,7 +58,16 @@ NOTES = (
     "nor band-limited, so light scattered by pixel-scale mask features wraps back onto its detectors "
     "there instead of leaving the aperture: `--propagation circular` runs that model, and BP collapses there."
 )
-"""What the table means: printed under it."""
+"""What the table means, printed under it (physical propagation)."""
+
+CIRCULAR_NOTES = (
+    "This is the reference code's propagation, not a physical model: an unpadded FFT whose transfer function "
+    "is undersampled at 4–5 mm and not band-limited, so light that pixel-scale mask features scatter out of "
+    "the aperture wraps around onto the detectors. Trained masks then rely on pixel-scale structure, which a "
+    "1° rotation moves by about a pixel: BP collapses as in the paper, and SAT + FD-SAT holds. With the "
+    "physical (padded, band-limited) propagation of the other D2NN sections, BP itself stays far more robust."
+)
+"""What the table means, printed under it (the reference code's circular propagation)."""
 
 
 def geometry(name: str, grid: int, upsampling: str, propagation: str) -> DiffractiveOptics:
@@ -169,7 +178,7 @@ def main() -> None:
         "",
         verdict,
         "",
-        NOTES,
+        CIRCULAR_NOTES if args.propagation == "circular" else NOTES,
     ])  # fmt: skip
     print(body)
     if not args.no_write:

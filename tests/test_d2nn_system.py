@@ -19,10 +19,13 @@ from typer.testing import CliRunner
 from labsat.bench import Bench, open_bench
 from labsat.benchfile import BenchFile, parse_bench
 from labsat.cli import app
+from labsat.datasets import Dataset, Split, load_dataset
 from labsat.errors import BenchFileError, Halted, LimitViolation
 from labsat.physics.diffractive import Misalignment
 from labsat.simulators.d2nn import D2NNChipSimulator
 from labsat.systems.d2nn import D2NNSystem
+from labsat.training.diffractive import diffractive_physical_layer
+from labsat.training.loop import TrainConfig, train
 
 CONFIG = Path(__file__).parents[1] / "config" / "sim-d2nn.yaml"
 CPU = torch.device("cpu")
@@ -215,3 +218,19 @@ def test_inputs_are_checked(noiseless: Bench) -> None:
         noiseless.system.forward(-torch.rand(2, 64), controls)
     with pytest.raises(ValueError, match=r"controls must be \(2, 32, 32\)"):
         noiseless.system.forward(torch.rand(2, 64), deepcopy(controls)[:1])
+
+
+@pytest.mark.parametrize("method", ["pat", "pat+sat"])
+def test_device_methods_train_the_d2nn_through_the_guarded_slms(noiseless: Bench, method: str) -> None:
+    """PAT and PAT+SAT run unchanged on the D2NN System: masks shown through the guard, the twin's VJP backward."""
+    system = noiseless.system
+    assert isinstance(system, D2NNSystem)
+    physical = diffractive_physical_layer(system.nominal_twin(), system.forward, stats=lambda: system.stats.copy())
+    digits = load_dataset("digits")
+    subset = Dataset("digits-head", Split(digits.train.x[:128], digits.train.y[:128]), digits.test, 10)
+    config = TrainConfig(method=method, epochs=3, batch_size=32, hidden=(), lr=0.1, rho=0.05, seed=0)
+    result = train(config, physical, subset)
+    losses = result.epoch_losses()
+    assert losses[-1] < losses[0]
+    assert result.cost.forwards == 3 * 4 * (2 if method == "pat+sat" else 1)
+    assert result.cost.bench_time_s > 0  # frames were shown and settled on the bench clock

@@ -195,6 +195,11 @@ def test_input_power_is_that_of_the_upscaled_image() -> None:
         assert float(power(field)) <= float(input_power.sum()) * (1 + 1e-4)  # the aperture only loses light
 
 
+def test_optics_refuse_unknown_options() -> None:
+    with pytest.raises(ValueError, match="propagation"):
+        DiffractiveOptics(propagation="fresnel")  # type: ignore[arg-type]
+
+
 def test_resized_optics_keep_the_fresnel_numbers() -> None:
     small = DiffractiveOptics(input_size=60).resized(32)
     assert (small.grid, small.input_size, small.square_px) == (32, 15, 2)

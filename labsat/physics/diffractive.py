@@ -111,6 +111,8 @@ class DiffractiveOptics:
         lengths = (self.pixel_um, self.wavelength_nm, self.focal_mm)
         if min(lengths) <= 0:
             raise ValueError(f"pixel, wavelength and focal length must be positive, got {lengths}")
+        if self.input_upsampling not in ("bilinear", "nearest") or self.propagation not in ("band-limited", "circular"):
+            raise ValueError(f"unknown input_upsampling {self.input_upsampling!r} or propagation {self.propagation!r}")
 
     def resized(self, grid: int) -> DiffractiveOptics:
         """The same system sampled on ``grid`` pixels of the same size: a smaller copy, for fast runs.
