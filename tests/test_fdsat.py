@@ -155,3 +155,11 @@ def test_pat_with_fd_sat_measures_on_the_moved_device(twin: DiffractiveModel, di
 def test_fd_sat_refuses_what_it_cannot_do(twin: DiffractiveModel, digits, changes, error) -> None:
     with pytest.raises(error):
         Trainer(TrainConfig(**{**CONFIG, **changes}), diffractive_physical_layer(twin), digits)
+
+
+def test_a_new_twin_drops_the_old_disturbance_model() -> None:
+    """``with_twin`` must not leave FD-SAT moving the twin it replaced."""
+    twin = DiffractiveModel(DiffractiveOptics().resized(16))
+    physical = diffractive_physical_layer(twin)
+    assert physical.disturbed is not None
+    assert physical.with_twin(twin.layer).disturbed is None

@@ -81,5 +81,8 @@ class PhysicalLayer:
         )
 
     def with_twin(self, twin_layer: LayerFn) -> PhysicalLayer:
-        """The same device with another model behind it (a corrected twin, a drifted twin, an ideal one)."""
-        return replace(self, twin_layer=twin_layer)
+        """The same device with another model behind it (a corrected twin, a drifted twin, an ideal one).
+
+        ``disturbed`` is dropped: it moves the old twin, and nothing says how to move the new one.
+        """
+        return replace(self, twin_layer=twin_layer, disturbed=None)
