@@ -8,6 +8,8 @@ for SAT: a phase error of the chip is the same size at every setting, while a vo
 lopsided set of phase errors. The System receives volts: each phase shift is wrapped into [0, 2π) and
 converted through the twin's heater model (``V = √(P·R)``, ``P = P_π·φ/π``), which is where a calibrated
 twin's fitted ``P_π`` and resistance pay off. A phase is periodic, so the control range is unbounded.
+A shift the heaters cannot reach inside their voltage range (a heater whose ``P_π·R`` needs more than the
+range for 2π) is set at the range's end: the guard is never asked for more than the bench file allows.
 """
 
 from __future__ import annotations
