@@ -156,15 +156,7 @@ class D2NNChipSimulator:
         fraction = self.model.layer(x, self._phase).to(torch.float64)
         relative = self.model.input_field(x)[1].to(torch.float64) / self.optics.image_px**2
         power = cfg.input_power_mw * relative.unsqueeze(1) * fraction
-        if cfg.noise and cfg.rin_sigma > 0:
-            # One laser lights the whole input: its intensity noise is common to a sample's every region.
-            power = power * (1 + cfg.rin_sigma * self._randn((power.shape[0], 1))).clamp_min(0)
-        volts = power * self.readout_volts_per_mw + cfg.dark_volts
-        if cfg.noise:
-            to_amps = cfg.responsivity_a_per_w * 1e-3
-            sigma_a = (cfg.thermal_noise_a**2 + cfg.shot_variance(to_amps * power)).sqrt()
-            volts = volts + sigma_a * (self.readout_volts_per_mw / to_amps) * self._randn(volts.shape)
-        return cfg.adc(volts)
+        return cfg.detect(power, self.readout_volts_per_mw, self._randn)
 
     def _randn(self, shape: tuple[int, ...] | torch.Size) -> Tensor:
         return torch.randn(shape, generator=self._noise, device=self.device, dtype=torch.float64)

@@ -19,7 +19,7 @@ import os
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple, Protocol
 
@@ -102,6 +102,21 @@ class DetectionConfig(_Strict):
     def shot_variance(self, current_a: Tensor) -> Tensor:
         """``2qIB`` (A²) for a photocurrent ``current_a``."""
         return 2 * ELEMENTARY_CHARGE_C * current_a * self.bandwidth_hz
+
+    def detect(self, power_mw: Tensor, volts_per_mw: Tensor, randn: Callable[[tuple[int, ...]], Tensor]) -> Tensor:
+        """Detector volts for optical powers ``(B, channels)`` from one laser: RIN, thermal and shot noise, the ADC.
+
+        The laser's intensity noise is common to a sample's every channel (one source lights them all), so it
+        scales each row; ``randn(shape)`` draws the noise (the simulator's seeded stream), RIN first.
+        """
+        if self.noise and self.rin_sigma > 0:
+            power_mw = power_mw * (1 + self.rin_sigma * randn((power_mw.shape[0], 1))).clamp_min(0)
+        volts = power_mw * volts_per_mw + self.dark_volts
+        if self.noise:
+            to_amps = self.responsivity_a_per_w * 1e-3
+            sigma_a = (self.thermal_noise_a**2 + self.shot_variance(to_amps * power_mw)).sqrt()
+            volts = volts + sigma_a * (volts_per_mw / to_amps) * randn(tuple(volts.shape))
+        return self.adc(volts)
 
 
 class InstrumentConfig(DetectionConfig):

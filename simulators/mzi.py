@@ -194,21 +194,9 @@ class MZIChipSimulator:
         return mod_volts
 
     def _measure(self, mod_volts: Tensor) -> Tensor:
-        """Detector volts for drives ``(B, N)``: RIN on the laser, the mesh, thermal and shot noise, the ADC."""
-        cfg = self.config
-        amplitudes = self.input_amplitudes(mod_volts)
-        if cfg.noise and cfg.rin_sigma > 0:
-            # One laser feeds every mode: its intensity noise is common to a sample's whole input vector.
-            amplitudes = amplitudes * (1 + cfg.rin_sigma * self._randn((amplitudes.shape[0], 1))).clamp_min(0).sqrt()
-        power = output_intensities(self._unitary, amplitudes)
-        volts = power * self.readout_volts_per_mw + cfg.dark_volts
-        if cfg.noise:
-            current = cfg.responsivity_a_per_w * 1e-3 * power
-            sigma_a = (cfg.thermal_noise_a**2 + cfg.shot_variance(current)).sqrt()
-            volts = volts + sigma_a * (self.readout_volts_per_mw / (cfg.responsivity_a_per_w * 1e-3)) * self._randn(
-                volts.shape
-            )
-        return cfg.adc(volts)
+        """Detector volts for drives ``(B, N)``: the mesh, then the laser's RIN, thermal and shot noise, the ADC."""
+        power = output_intensities(self._unitary, self.input_amplitudes(mod_volts))
+        return self.config.detect(power, self.readout_volts_per_mw, self._randn)
 
     def _randn(self, shape: tuple[int, ...] | torch.Size) -> Tensor:
         return torch.randn(shape, generator=self._noise, device=self.device, dtype=self.dtype)
