@@ -423,6 +423,21 @@ class SafetyGuard:
             raise errors[0]
 
 
+def clamp_inside(values: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """``values`` clamped into ``[low, high]`` in their own dtype, never past a limit once compared in float64.
+
+    A limit such as 2.2 V has no exact float32 form and rounds *up* (2.2000000477); a value clamped to it
+    would then be refused by the guard, which compares in float64. Such a bound is stepped one ulp inward.
+    """
+    lo = torch.tensor(low, dtype=values.dtype, device=values.device)
+    hi = torch.tensor(high, dtype=values.dtype, device=values.device)
+    if float(lo) < low:
+        lo = torch.nextafter(lo, hi)
+    if float(hi) > high:
+        hi = torch.nextafter(hi, lo)
+    return values.clamp(lo, hi)
+
+
 def ramp_points(start: np.ndarray, target: np.ndarray, max_step: np.ndarray) -> list[np.ndarray]:
     """The points of a straight ramp from ``start`` to ``target`` with no channel moving more than its
     ``max_step`` at once (``inf``: one step); empty when there is nothing to move.

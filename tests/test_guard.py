@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from conftest import BenchWriter, write_history
 
 from labsat.bench import Bench, open_bench
 from labsat.benchfile import ChannelLimits
 from labsat.clock import VirtualClock
 from labsat.errors import InstrumentError, LimitViolation, UnknownChannel
-from labsat.guard import GuardedVoltageSource, SafetyGuard
+from labsat.guard import GuardedVoltageSource, SafetyGuard, clamp_inside
 
 
 def _heater_limits(**changes: Any) -> Any:
@@ -253,3 +254,12 @@ def test_budget_counts_unknown_outputs_at_their_maximum() -> None:
         source.set_vector([1.0, 0.0, 0.0, 0.0])
     with pytest.raises(LimitViolation, match="bench budget 40 mW"):
         other.set({"d0": 1.0})  # 4 unknown channels at 16 mW each already exceed the budget
+
+
+def test_clamp_inside_never_rounds_past_a_limit_in_float32() -> None:
+    """2.2 has no exact float32 form and rounds up; the clamped value must still pass a float64 comparison."""
+    values = torch.tensor([-3.0, 1.0, 5.0], dtype=torch.float32)
+    clamped = clamp_inside(values, -0.1, 2.2)
+    assert float(clamped.max()) <= 2.2 and float(clamped.min()) >= -0.1
+    assert float(clamped[1]) == 1.0
+    assert float(clamped.max()) > 2.2 - 1e-6  # one ulp inside, not a coarse margin

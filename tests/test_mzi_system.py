@@ -146,3 +146,12 @@ def test_device_methods_train_an_encoded_mesh_network(mzi_bench: Bench, method: 
     assert losses[-1] < losses[0]
     assert result.cost.forwards > 0
     assert result.net.encoder is not None and result.net.layer_sizes == (10, 10)
+
+
+def test_a_modulator_beyond_its_range_saturates_instead_of_being_refused(mzi_bench: Bench) -> None:
+    """A readout whose V_π (2.5 V) lies above the modulators' 2.2 V top drives them at 2.2 V, never past it."""
+    system = mzi_bench.system
+    system.readout.modulator_v_pi = torch.full_like(system.readout.modulator_v_pi, 2.5)
+    y = system.forward(torch.ones(1, 10), torch.zeros(90))
+    assert torch.isfinite(y).all()
+    assert float(mzi_bench.source("modulators").values().max()) <= 2.2

@@ -21,7 +21,7 @@ import torch
 from labsat.benchfile import MRRSystemSpec, MZISystemSpec
 from labsat.clock import Clock
 from labsat.devices import BatchStreamer, Detector
-from labsat.guard import GuardedVoltageSource
+from labsat.guard import GuardedVoltageSource, clamp_inside
 
 
 @dataclass
@@ -67,9 +67,14 @@ class Readout:
             modulator_v_pi=torch.full((inputs,), spec.modulator_v_pi, device=device),
         )
 
-    def modulator_volts(self, x: torch.Tensor) -> torch.Tensor:
-        """Drive that makes the modulator pass fraction ``x`` ∈ [0, 1] of its full power (sin² curve)."""
-        return (2.0 * self.modulator_v_pi / math.pi) * torch.asin(x.clamp(0.0, 1.0).sqrt())
+    def modulator_volts(self, x: torch.Tensor, drive_range: tuple[float, float]) -> torch.Tensor:
+        """Drive that makes the modulator pass fraction ``x`` ∈ [0, 1] of its full power (sin² curve).
+
+        A fraction the modulator cannot reach inside ``drive_range`` (a calibrated ``V_π`` above the range's
+        top) is driven at the range's end: the light saturates there, and the guard is never asked for more.
+        """
+        volts = (2.0 * self.modulator_v_pi / math.pi) * torch.asin(x.clamp(0.0, 1.0).sqrt())
+        return clamp_inside(volts, *drive_range)
 
     def to_units(self, detector_volts: torch.Tensor) -> torch.Tensor:
         return (detector_volts - self.dark_volts) / self.volts_per_unit
@@ -172,7 +177,9 @@ class MRRBankSystem:
 
     def measure(self, x: torch.Tensor) -> torch.Tensor:
         """Σ_c w[r, c]·x[b, c] in logical units for inputs ``x`` ∈ [0, 1], shape ``(B, cols)``."""
-        return self.readout.to_units(self.measure_volts(self.readout.modulator_volts(x)))
+        return self.readout.to_units(
+            self.measure_volts(self.readout.modulator_volts(x, self.modulators.common_range()))
+        )
 
     # -- the layer operation -------------------------------------------------------------------------
 

@@ -82,7 +82,9 @@ class MZIMeshSystem:
 
     def measure(self, amplitudes: torch.Tensor) -> torch.Tensor:
         """Output intensities ``(B, N)`` for input amplitudes in [0, 1] ``(B, N)`` (power fraction ``x²``)."""
-        return self.readout.to_units(self.measure_volts(self.readout.modulator_volts(amplitudes.square())))
+        return self.readout.to_units(
+            self.measure_volts(self.readout.modulator_volts(amplitudes.square(), self.modulators.common_range()))
+        )
 
     # -- the layer operation -------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import math
 import torch
 from torch import Tensor
 
+from labsat.guard import clamp_inside
 from labsat.physics.mzi import MZIMeshModel, volts_for_phase
 from labsat.systems.mzi import MZIMeshSystem
 from labsat.training.physical import PhysicalLayer
@@ -49,7 +50,7 @@ def mesh_physical_layer(system: MZIMeshSystem, twin: MZIMeshModel, outputs: int 
     def system_forward(x: Tensor, shifts: Tensor) -> Tensor:
         with torch.no_grad():
             volts = volts_for_phase(twin.params, shifts.to(twin.theta_offset))
-        return system.forward(x, volts.clamp(*system.control_range).float())[:, :outputs]
+        return system.forward(x, clamp_inside(volts.float(), *system.control_range))[:, :outputs]
 
     def twin_layer(x: Tensor, shifts: Tensor) -> Tensor:
         return twin.phase_layer(x, shifts)[..., :outputs]
