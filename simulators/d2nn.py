@@ -30,7 +30,7 @@ from labsat.physics import default_device
 from labsat.physics.diffractive import CLASSES, DiffractiveModel, DiffractiveOptics, Misalignment
 from labsat.physics.slm import PhaseLUT
 from labsat.registry import BenchContext
-from labsat.simulators.mrr import DetectionConfig, _stream_seeds
+from labsat.simulators.mrr import DetectionConfig, _stream_seeds, relative_spread
 
 SLM_OPTIONS = frozenset({"role", "shape", "settle_time_s"})
 """Options a simulated SLM takes: ``shape`` and ``settle_time_s`` mean what they mean to the ``slm_screen`` driver."""
@@ -79,14 +79,11 @@ class D2NNChipSimulator:
         self.clock = clock
         self.device = torch.device(device) if device is not None else default_device()
         generator = torch.Generator().manual_seed(_stream_seeds(seed)[0])
-
-        def spread(count: int, relative: float) -> Tensor:
-            return (1 + relative * torch.randn(count, generator=generator, dtype=torch.float64)).clamp_min(0.1)
-
-        ranges = config.lut_phase_max_rad * spread(optics.masks, config.lut_spread)
+        ranges = config.lut_phase_max_rad * relative_spread(generator, (optics.masks,), config.lut_spread)
         self.luts = [PhaseLUT.power_law(float(r), config.lut_gamma) for r in ranges]
         gain = config.responsivity_a_per_w * 1e-3 * config.tia_gain_ohm
-        self.readout_volts_per_mw = (gain * spread(CLASSES, config.detector_gain_spread)).to(self.device)
+        gains = gain * relative_spread(generator, (CLASSES,), config.detector_gain_spread)
+        self.readout_volts_per_mw = gains.to(self.device)
         self.model = DiffractiveModel(
             optics, Misalignment(config.rotation_deg, config.shift_px, config.scale), self.device
         )

@@ -183,6 +183,11 @@ def _stream_seeds(seed: int) -> tuple[int, int]:
     return int(chip.generate_state(1, np.uint64)[0] >> 1), int(noise.generate_state(1, np.uint64)[0] >> 1)
 
 
+def relative_spread(generator: torch.Generator, shape: tuple[int, ...], relative: float) -> Tensor:
+    """``1 + relative·N(0, 1)`` (float64, CPU), clipped at 0.1 so an extreme draw cannot flip a sign."""
+    return (1 + relative * torch.randn(shape, generator=generator, dtype=torch.float64)).clamp_min(0.1)
+
+
 def chip_params(
     config: MRRSimConfig,
     rows: int,
@@ -199,7 +204,7 @@ def chip_params(
     generator = torch.Generator().manual_seed(_stream_seeds(seed)[0])
 
     def spread(shape: tuple[int, ...], relative: float) -> Tensor:
-        return (1 + relative * torch.randn(shape, generator=generator, dtype=torch.float64)).clamp_min(0.1)
+        return relative_spread(generator, shape, relative)
 
     offsets = torch.arange(cols, dtype=torch.float64) - (cols - 1) / 2
     channels = config.center_wavelength_nm + config.channel_spacing_nm * offsets
@@ -241,7 +246,49 @@ def draw_chips(
 # -- the simulated chip ---------------------------------------------------------------------------------
 
 
-class MRRChipSimulator:
+class IntegratedChipSimulator:
+    """What every simulated integrated chip shares: its config, seed, clock and torch device, the noise stream
+    of its seed, and the drives of its ``inputs`` modulators (set by the modulator instrument, read in batches).
+    """
+
+    def __init__(
+        self,
+        config: InstrumentConfig,
+        inputs: int,
+        seed: int,
+        clock: Clock,
+        device: torch.device | str | None,
+        dtype: torch.dtype,
+    ) -> None:
+        self.config = config
+        self.seed = seed
+        self.clock = clock
+        self.device = torch.device(device) if device is not None else default_device()
+        self.dtype = dtype
+        self._noise = torch.Generator(device=self.device).manual_seed(_stream_seeds(seed)[1])
+        self._modulator_volts = torch.zeros(inputs, device=self.device, dtype=dtype)
+
+    @property
+    def modulator_volts(self) -> Tensor:
+        """Present modulator drives ``(inputs,)``."""
+        return self._modulator_volts.clone()
+
+    def set_modulators(self, positions: Tensor, volts: Tensor) -> None:
+        """Drive modulator channels ``positions`` with ``volts`` (not quantised: the heater DAC is the fine one)."""
+        self._modulator_volts[positions.to(self.device)] = volts.to(self.device, self.dtype)
+
+    def _as_batch(self, mod_volts: Tensor) -> Tensor:
+        mod_volts = torch.as_tensor(mod_volts, device=self.device, dtype=self.dtype)
+        inputs = self._modulator_volts.shape[0]
+        if mod_volts.dim() != 2 or mod_volts.shape[1] != inputs:
+            raise ValueError(f"modulator volts must be (B, {inputs}), got {tuple(mod_volts.shape)}")
+        return mod_volts
+
+    def _randn(self, shape: tuple[int, ...] | torch.Size) -> Tensor:
+        return torch.randn(shape, generator=self._noise, device=self.device, dtype=self.dtype)
+
+
+class MRRChipSimulator(IntegratedChipSimulator):
     """One simulated MRR bank with its heater DAC, input modulators and balanced detectors.
 
     Ring ``(r, c)`` is heater channel ``r·cols + c``. The heater DAC quantises and clips what it is told
@@ -260,21 +307,16 @@ class MRRChipSimulator:
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float64,
     ) -> None:
-        self.config = config
+        super().__init__(config, cols, seed, clock, device, dtype)
+        self.config: MRRSimConfig = config
         self.rows = rows
         self.cols = cols
-        self.seed = seed
-        self.clock = clock
-        self.device = torch.device(device) if device is not None else default_device()
-        self.dtype = dtype
         self.truth = chip_params(config, rows, cols, seed, self.device, dtype)
-        self._noise = torch.Generator(device=self.device).manual_seed(_stream_seeds(seed)[1])
         zeros = torch.zeros(rows, cols, device=self.device, dtype=dtype)
         self._heater_volts = zeros.clone()
         self._power_target = zeros.clone()
         self._power_start = zeros.clone()
         self._settle_from = clock.now()
-        self._modulator_volts = torch.zeros(cols, device=self.device, dtype=dtype)
         self.ambient_delta_k = config.ambient_delta_k
 
     detector_kind = "balanced detector array"
@@ -295,11 +337,6 @@ class MRRChipSimulator:
         """Present heater DAC outputs ``(R, C)`` (after quantisation)."""
         return self._heater_volts.clone()
 
-    @property
-    def modulator_volts(self) -> Tensor:
-        """Present modulator drives ``(C,)``."""
-        return self._modulator_volts.clone()
-
     def quantise_heater_volts(self, volts: Tensor) -> Tensor:
         """What the heater DAC really outputs for ``volts``: nearest code within its range."""
         return self.config.quantise_heater_volts(volts)
@@ -318,10 +355,6 @@ class MRRChipSimulator:
         self._power_target = heater_power_mw(self._heater_volts, self.truth.heater_resistance_ohm)
         self._power_start = self._power_target.clone() if settled else start
         self._settle_from = now
-
-    def set_modulators(self, positions: Tensor, volts: Tensor) -> None:
-        """Drive modulator channels ``positions`` with ``volts`` (not quantised: the heater DAC is the fine one)."""
-        self._modulator_volts[positions.to(self.device)] = volts.to(self.device, self.dtype)
 
     def set_ambient(self, delta_k: float) -> None:
         """Chip temperature change from the reference, in K; every resonance moves by ``drift·ΔT``."""
@@ -395,12 +428,6 @@ class MRRChipSimulator:
         seeds = range(start, start + count)
         return draw_chips(self.config, self.rows, self.cols, seeds, self.device, self.dtype)
 
-    def _as_batch(self, mod_volts: Tensor) -> Tensor:
-        mod_volts = torch.as_tensor(mod_volts, device=self.device, dtype=self.dtype)
-        if mod_volts.dim() != 2 or mod_volts.shape[1] != self.cols:
-            raise ValueError(f"modulator volts must be (B, {self.cols}), got {tuple(mod_volts.shape)}")
-        return mod_volts
-
     def _tia_gain(self) -> Tensor:
         """Per-row transimpedance (Ω), spread included: volts per amp of balanced photocurrent."""
         return self.truth.readout_volts_per_mw / (self.config.responsivity_a_per_w * 1e-3)
@@ -441,9 +468,6 @@ class MRRChipSimulator:
             weights = weights_from_power(self.truth, self.effective_power_mw(at), self.ambient_delta_k)
             parts.append(balanced_readout(self.truth, weights, power_mw[begin : begin + chunk].unsqueeze(-2)))
         return torch.cat(parts).squeeze(-2)
-
-    def _randn(self, shape: torch.Size) -> Tensor:
-        return torch.randn(shape, generator=self._noise, device=self.device, dtype=self.dtype)
 
 
 # -- instruments ----------------------------------------------------------------------------------------

@@ -23,9 +23,8 @@ from pydantic import Field
 from torch import Tensor
 
 from labsat.clock import Clock
-from labsat.physics import default_device
 from labsat.physics.mzi import MZIChipParams, mzi_count, output_intensities, transfer_matrix
-from labsat.simulators.mrr import InstrumentConfig, _stream_seeds
+from labsat.simulators.mrr import InstrumentConfig, IntegratedChipSimulator, _stream_seeds, relative_spread
 
 
 class MZISimConfig(InstrumentConfig):
@@ -43,11 +42,6 @@ class MZISimConfig(InstrumentConfig):
     input_power_mw: float = Field(0.5, ge=0, description="Optical power per mode at full modulation.")
 
 
-def _spread(generator: torch.Generator, shape: tuple[int, ...], relative: float) -> Tensor:
-    """``1 + relative·N(0, 1)``, clipped at 0.1 so an extreme draw cannot flip a sign."""
-    return (1 + relative * torch.randn(shape, generator=generator, dtype=torch.float64)).clamp_min(0.1)
-
-
 def _draw(config: MZISimConfig, modes: int, seed: int) -> tuple[MZIChipParams, Tensor, Tensor]:
     """Mesh truth, modulator ``V_π`` per mode and detector gain (V/mW) per mode of chip ``seed``, on the CPU."""
     generator = torch.Generator().manual_seed(_stream_seeds(seed)[0])
@@ -56,17 +50,20 @@ def _draw(config: MZISimConfig, modes: int, seed: int) -> tuple[MZIChipParams, T
     def normal(std: float) -> Tensor:
         return std * torch.randn(count, generator=generator, dtype=torch.float64)
 
+    def spread(shape: tuple[int, ...], relative: float) -> Tensor:
+        return relative_spread(generator, shape, relative)
+
     params = MZIChipParams(
         theta_offset=normal(config.sigma_ph),
         phi_offset=normal(config.sigma_ph),
         split_in=normal(config.sigma_bs),
         split_out=normal(config.sigma_bs),
-        p_pi_mw=config.p_pi_mw * _spread(generator, (count,), config.p_pi_spread),
-        heater_resistance_ohm=config.heater_resistance_ohm * _spread(generator, (count,), config.resistance_spread),
+        p_pi_mw=config.p_pi_mw * spread((count,), config.p_pi_spread),
+        heater_resistance_ohm=config.heater_resistance_ohm * spread((count,), config.resistance_spread),
     )
-    v_pi = config.modulator_v_pi * _spread(generator, (modes,), config.modulator_v_pi_spread)
+    v_pi = config.modulator_v_pi * spread((modes,), config.modulator_v_pi_spread)
     gain = config.responsivity_a_per_w * 1e-3 * config.tia_gain_ohm
-    return params, v_pi, gain * _spread(generator, (modes,), config.detector_gain_spread)
+    return params, v_pi, gain * spread((modes,), config.detector_gain_spread)
 
 
 def chip_params(
@@ -92,7 +89,7 @@ def draw_chips(
     return MZIChipParams(**{name: torch.stack([getattr(c, name) for c in chips]) for name in chips[0].tensors()})
 
 
-class MZIChipSimulator:
+class MZIChipSimulator(IntegratedChipSimulator):
     """One simulated N-mode mesh with its heater DAC (``N(N−1)`` channels), modulators (``N``) and detectors (``N``).
 
     A modulator at drive ``V`` passes amplitude ``√P_in·sin(πV/(2V_π))`` into its mode (power ``sin²``, as
@@ -111,19 +108,14 @@ class MZIChipSimulator:
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.float64,
     ) -> None:
-        self.config = config
+        super().__init__(config, modes, seed, clock, device, dtype)
+        self.config: MZISimConfig = config
         self.modes = modes
-        self.seed = seed
-        self.clock = clock
-        self.device = torch.device(device) if device is not None else default_device()
-        self.dtype = dtype
         truth, v_pi, gain = _draw(config, modes, seed)
         self.truth = truth.to(self.device, dtype)
         self.modulator_v_pi = v_pi.to(self.device, dtype)
         self.readout_volts_per_mw = gain.to(self.device, dtype)
-        self._noise = torch.Generator(device=self.device).manual_seed(_stream_seeds(seed)[1])
         self._heater_volts = torch.zeros(2 * mzi_count(modes), device=self.device, dtype=dtype)
-        self._modulator_volts = torch.zeros(modes, device=self.device, dtype=dtype)
         self._unitary = transfer_matrix(self.truth, self._heater_volts)
 
     @property
@@ -139,10 +131,6 @@ class MZIChipSimulator:
         return self._heater_volts.clone()
 
     @property
-    def modulator_volts(self) -> Tensor:
-        return self._modulator_volts.clone()
-
-    @property
     def unitary(self) -> Tensor:
         """The mesh's present transfer matrix (ground truth; for tests and error reports)."""
         return self._unitary.clone()
@@ -153,9 +141,6 @@ class MZIChipSimulator:
         heaters[positions.to(self.device)] = self.config.quantise_heater_volts(volts.to(self.device, self.dtype))
         self._heater_volts = heaters
         self._unitary = transfer_matrix(self.truth, heaters)
-
-    def set_modulators(self, positions: Tensor, volts: Tensor) -> None:
-        self._modulator_volts[positions.to(self.device)] = volts.to(self.device, self.dtype)
 
     # -- measurement ------------------------------------------------------------------------------------
 
@@ -187,16 +172,7 @@ class MZIChipSimulator:
         start = self.seed + 1 if first_seed is None else first_seed
         return draw_chips(self.config, self.modes, range(start, start + count), self.device, self.dtype)
 
-    def _as_batch(self, mod_volts: Tensor) -> Tensor:
-        mod_volts = torch.as_tensor(mod_volts, device=self.device, dtype=self.dtype)
-        if mod_volts.dim() != 2 or mod_volts.shape[1] != self.modes:
-            raise ValueError(f"modulator volts must be (B, {self.modes}), got {tuple(mod_volts.shape)}")
-        return mod_volts
-
     def _measure(self, mod_volts: Tensor) -> Tensor:
         """Detector volts for drives ``(B, N)``: the mesh, then the laser's RIN, thermal and shot noise, the ADC."""
         power = output_intensities(self._unitary, self.input_amplitudes(mod_volts))
         return self.config.detect(power, self.readout_volts_per_mw, self._randn)
-
-    def _randn(self, shape: tuple[int, ...] | torch.Size) -> Tensor:
-        return torch.randn(shape, generator=self._noise, device=self.device, dtype=self.dtype)

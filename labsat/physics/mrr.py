@@ -24,11 +24,13 @@ import functools
 import math
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from labsat.physics.chip import ChipTensors, register_chip_tensors
 
 TemperatureShift = float | Tensor
 """A uniform chip temperature change ΔT in K: a float, or a tensor broadcastable to the ring grid."""
@@ -54,7 +56,7 @@ TENSOR_FIELDS = (
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class MRRChipParams:
+class MRRChipParams(ChipTensors):
     """Everything that distinguishes one MRR chip (plus its modulators and detectors) from another.
 
     ``rest_resonance_nm`` is the resonance with the heater off at the reference temperature: the
@@ -67,6 +69,8 @@ class MRRChipParams:
     (``1e3/R``, ``2/FWHM``, …) are cached per instance while no tensor requires grad; in-place edits of
     a tensor invalidate them, edits through ``.data`` do not (autograd cannot see those either).
     """
+
+    FIELDS: ClassVar[tuple[str, ...]] = TENSOR_FIELDS
 
     channel_wavelength_nm: Tensor  # (*S, C)
     rest_resonance_nm: Tensor  # (*S, R, C)
@@ -127,14 +131,6 @@ class MRRChipParams:
     def batch_shape(self) -> torch.Size:
         """Leading chip-population dimensions ``S`` (empty for a single chip)."""
         return self.rest_resonance_nm.shape[:-2]
-
-    def tensors(self) -> dict[str, Tensor]:
-        """The tensor fields by name."""
-        return {name: getattr(self, name) for name in TENSOR_FIELDS}
-
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> MRRChipParams:
-        """A copy with every tensor moved to ``device`` and/or cast to the floating ``dtype``."""
-        return replace(self, **{name: t.to(device=device, dtype=dtype) for name, t in self.tensors().items()})
 
     def select(self, index: int) -> MRRChipParams:
         """Chip ``index`` of a population (first batch dimension); the kernel is shared."""
@@ -815,15 +811,7 @@ class MRRBankModel(nn.Module):
 
     def __init__(self, params: MRRChipParams, trainable: Iterable[str] = ()) -> None:
         super().__init__()
-        trainable = set(trainable)
-        unknown = trainable - set(TENSOR_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown chip parameters {sorted(unknown)}; known: {', '.join(TENSOR_FIELDS)}")
-        for name, value in params.tensors().items():
-            if name in trainable:
-                self.register_parameter(name, nn.Parameter(value.detach().clone()))
-            else:
-                self.register_buffer(name, value)
+        register_chip_tensors(self, params, trainable)
         self.drift_nm_per_k = params.drift_nm_per_k
         self.spectral_crosstalk = params.spectral_crosstalk
         self._held_params: tuple[tuple[Tensor, ...], MRRChipParams] | None = None

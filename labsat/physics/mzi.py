@@ -31,10 +31,12 @@ import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from labsat.physics.chip import ChipTensors, register_chip_tensors
 from labsat.physics.mrr import heater_power_mw
 
 MAX_SPLIT_ERROR = 0.99
@@ -78,13 +80,15 @@ def columns(modes: int) -> tuple[tuple[int, int, int], ...]:
 
 
 @dataclass(frozen=True, kw_only=True, eq=False)
-class MZIChipParams:
+class MZIChipParams(ChipTensors):
     """Everything that distinguishes one MZI mesh chip from another; all fields are ``(*S, M)``.
 
     ``theta_offset``/``phi_offset`` are the phases (rad) with the heaters off: fabrication phase errors.
     ``split_in``/``split_out`` are the two couplers' split errors ε (clipped where used, not here, so a
     fitted twin keeps a gradient). Frozen: use :func:`dataclasses.replace` for a changed chip.
     """
+
+    FIELDS: ClassVar[tuple[str, ...]] = TENSOR_FIELDS
 
     theta_offset: Tensor
     phi_offset: Tensor
@@ -112,12 +116,6 @@ class MZIChipParams:
     def batch_shape(self) -> torch.Size:
         """Leading chip-population dimensions ``S`` (empty for a single chip)."""
         return self.theta_offset.shape[:-1]
-
-    def tensors(self) -> dict[str, Tensor]:
-        return {name: getattr(self, name) for name in TENSOR_FIELDS}
-
-    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> MZIChipParams:
-        return replace(self, **{name: t.to(device=device, dtype=dtype) for name, t in self.tensors().items()})
 
     def select(self, index: int) -> MZIChipParams:
         """Chip ``index`` of a population (first batch dimension)."""
@@ -248,15 +246,7 @@ class MZIMeshModel(nn.Module):
 
     def __init__(self, params: MZIChipParams, trainable: Iterable[str] = ()) -> None:
         super().__init__()
-        trainable = set(trainable)
-        unknown = trainable - set(TENSOR_FIELDS)
-        if unknown:
-            raise ValueError(f"unknown chip parameters {sorted(unknown)}; known: {', '.join(TENSOR_FIELDS)}")
-        for name, value in params.tensors().items():
-            if name in trainable:
-                self.register_parameter(name, nn.Parameter(value.detach().clone()))
-            else:
-                self.register_buffer(name, value)
+        register_chip_tensors(self, params, trainable)
 
     @property
     def params(self) -> MZIChipParams:
