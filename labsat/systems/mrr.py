@@ -131,11 +131,14 @@ def measure_batch(
     return readings.to(torch.float32)
 
 
-@dataclass
-class MRRBankSystem:
-    """A rows×cols MRR bank driven through guarded devices."""
+@dataclass(kw_only=True)
+class HeaterChipSystem:
+    """What an integrated chip's System is made of: heaters and input modulators through the guard, detectors,
+    the bench clock, the readout that turns volts into layer units, and the query counters.
 
-    spec: MRRSystemSpec
+    MRR banks and MZI meshes share it; each adds its spec, the shape of its controls and its layer operation.
+    """
+
     heaters: GuardedVoltageSource
     modulators: GuardedVoltageSource
     detectors: Detector
@@ -144,6 +147,30 @@ class MRRBankSystem:
     streamer: BatchStreamer | None = None
     readout: Readout = field(init=False)
     stats: QueryStats = field(default_factory=QueryStats)
+
+    @property
+    def control_range(self) -> tuple[float, float]:
+        """The heater voltage range every heater allows."""
+        return self.heaters.common_range()
+
+    def measure_volts(self, modulator_volts: torch.Tensor) -> torch.Tensor:
+        """Detector volts ``(B, outputs)`` for modulator drives ``(B, inputs)`` at the present heater setting."""
+        return measure_batch(
+            self.modulators, self.detectors, self.streamer, modulator_volts, self.clock, self.stats
+        ).to(self.torch_device)
+
+    def measure(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs in layer units for modulators passing fractions ``x`` ∈ [0, 1] of full power ``(B, inputs)``."""
+        return self.readout.to_units(
+            self.measure_volts(self.readout.modulator_volts(x, self.modulators.common_range()))
+        )
+
+
+@dataclass(kw_only=True)
+class MRRBankSystem(HeaterChipSystem):
+    """A rows×cols MRR bank driven through guarded devices."""
+
+    spec: MRRSystemSpec
 
     def __post_init__(self) -> None:
         self.readout = Readout.nominal(self.spec, self.rows, self.cols, self.torch_device)
@@ -156,11 +183,6 @@ class MRRBankSystem:
     def cols(self) -> int:
         return self.spec.cols
 
-    @property
-    def control_range(self) -> tuple[float, float]:
-        """The heater voltage range every ring allows."""
-        return self.heaters.common_range()
-
     # -- device-level building blocks (calibration uses these directly) ------------------------------
 
     def program(self, heater_volts: torch.Tensor) -> None:
@@ -168,18 +190,6 @@ class MRRBankSystem:
         if tuple(heater_volts.shape) != (self.rows, self.cols):
             raise ValueError(f"heater map must be ({self.rows}, {self.cols}), got {tuple(heater_volts.shape)}")
         program_heaters(self.heaters, heater_volts.reshape(-1), self.clock, self.spec.settle_time_s, self.stats)
-
-    def measure_volts(self, modulator_volts: torch.Tensor) -> torch.Tensor:
-        """Detector volts ``(B, rows)`` for modulator drives ``(B, cols)`` at the present heater map."""
-        return measure_batch(
-            self.modulators, self.detectors, self.streamer, modulator_volts, self.clock, self.stats
-        ).to(self.torch_device)
-
-    def measure(self, x: torch.Tensor) -> torch.Tensor:
-        """Σ_c w[r, c]·x[b, c] in logical units for inputs ``x`` ∈ [0, 1], shape ``(B, cols)``."""
-        return self.readout.to_units(
-            self.measure_volts(self.readout.modulator_volts(x, self.modulators.common_range()))
-        )
 
     # -- the layer operation -------------------------------------------------------------------------
 

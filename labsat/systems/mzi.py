@@ -14,31 +14,20 @@ there is no tiling of a unitary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from labsat.benchfile import MZISystemSpec
-from labsat.clock import Clock
-from labsat.devices import BatchStreamer, Detector
-from labsat.guard import GuardedVoltageSource
 from labsat.physics.mzi import MZIChipParams, MZIMeshModel, mzi_count
-from labsat.systems.mrr import QueryStats, Readout, measure_batch, program_heaters
+from labsat.systems.mrr import HeaterChipSystem, Readout, program_heaters
 
 
-@dataclass
-class MZIMeshSystem:
+@dataclass(kw_only=True)
+class MZIMeshSystem(HeaterChipSystem):
     """An N-mode rectangular mesh driven through guarded devices."""
 
     spec: MZISystemSpec
-    heaters: GuardedVoltageSource
-    modulators: GuardedVoltageSource
-    detectors: Detector
-    clock: Clock
-    torch_device: torch.device
-    streamer: BatchStreamer | None = None
-    readout: Readout = field(init=False)
-    stats: QueryStats = field(default_factory=QueryStats)
 
     def __post_init__(self) -> None:
         self.readout = Readout.nominal(self.spec, self.modes, self.modes, self.torch_device)
@@ -51,11 +40,6 @@ class MZIMeshSystem:
     def control_shape(self) -> tuple[int]:
         """Heater volts, one per channel: ``(N(N−1),)``."""
         return (2 * mzi_count(self.modes),)
-
-    @property
-    def control_range(self) -> tuple[float, float]:
-        """The heater voltage range every heater allows."""
-        return self.heaters.common_range()
 
     def nominal_params(self) -> MZIChipParams:
         """The design mesh (50:50 couplers, no phase errors, nominal ``P_π`` and R): the uncalibrated twin."""
@@ -74,17 +58,9 @@ class MZIMeshSystem:
             raise ValueError(f"heater vector must be {self.control_shape}, got {tuple(heater_volts.shape)}")
         program_heaters(self.heaters, heater_volts, self.clock, self.spec.settle_time_s, self.stats)
 
-    def measure_volts(self, modulator_volts: torch.Tensor) -> torch.Tensor:
-        """Detector volts ``(B, N)`` for modulator drives ``(B, N)`` at the present heater setting."""
-        streamer = self.streamer
-        readings = measure_batch(self.modulators, self.detectors, streamer, modulator_volts, self.clock, self.stats)
-        return readings.to(self.torch_device)
-
     def measure(self, amplitudes: torch.Tensor) -> torch.Tensor:
         """Output intensities ``(B, N)`` for input amplitudes in [0, 1] ``(B, N)`` (power fraction ``x²``)."""
-        return self.readout.to_units(
-            self.measure_volts(self.readout.modulator_volts(amplitudes.square(), self.modulators.common_range()))
-        )
+        return super().measure(amplitudes.square())
 
     # -- the layer operation -------------------------------------------------------------------------
 
