@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from results import RESULTS, reuse_freed_memory, write_section
+from results import add_write_option, publish, reuse_freed_memory
 
 from labsat.physics.diffractive import DiffractiveModel, DiffractiveOptics, propagate, transfer_function
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cuda-batch", type=int, default=256, help="samples per call on CUDA")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    add_write_option(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     reused = reuse_freed_memory()
@@ -156,10 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         f"Load average {os.getloadavg()[0]:.1f} at the end.\n"
     )
     body = header + "\n" + table(rows) + "\n\n" + notes
-    print(body)
-    if not args.no_write:
-        write_section(SECTION, body)
-        print(f"written to {RESULTS}")
+    publish(SECTION, body, args)
 
 
 if __name__ == "__main__":

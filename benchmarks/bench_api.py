@@ -43,7 +43,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from results import RESULTS, write_section
+from results import add_write_option, publish
 
 from labsat.api.pacing import DEFAULT_READ_RATE
 from labsat.client import LabsatClient
@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--max-read-rate", type=float, default=DEFAULT_READ_RATE, help="the service's read pacing (0: none)"
     )
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    add_write_option(parser)
     args = parser.parse_args(argv)
     params = {"dataset": "iris", "method": "pat", "epochs": args.epochs, "batch_size": args.batch_size}
     variants = loads(args.hz)
@@ -240,10 +240,7 @@ def main(argv: list[str] | None = None) -> None:
             "event loop's share of it, so a crowd polling beyond the rate waits (latency) instead of slowing the job.",
         ]
     )
-    print(body)
-    if not args.no_write:
-        write_section(SECTION, body)
-        print(f"written to {RESULTS}")
+    publish(SECTION, body, args)
 
 
 if __name__ == "__main__":

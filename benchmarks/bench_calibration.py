@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from results import RESULTS, write_section
+from results import add_write_option, publish
 
 from labsat.bench import builtin_bench_path, open_bench
 from labsat.calibration import CalibrationOptions, CalibrationRecord, calibrate
@@ -144,20 +144,18 @@ def render(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sweep-points", type=int, default=CalibrationOptions().sweep_points)
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    add_write_option(parser)
     args = parser.parse_args(argv)
     command = shlex.join(["python", "benchmarks/bench_calibration.py", *(argv if argv is not None else sys.argv[1:])])
     sweeps, bank_rows = sweep_rows(args.sweep_points)
     full, record, wall = full_rows(args.sweep_points)
     body = render(args.sweep_points, sweeps, bank_rows, full, record, wall, command)
-    print(body)
     for row in sweeps[1:]:
         cut = sweeps[0]["programs"] / row["programs"]
         if cut < bank_rows:
+            print(body)
             raise SystemExit(f"{row['mode']} cuts queries only {cut:.2f}×, less than the {bank_rows} detector rows")
-    if not args.no_write:
-        write_section(SECTION, body)
-        print(f"written to {RESULTS}")
+    publish(SECTION, body, args)
 
 
 if __name__ == "__main__":

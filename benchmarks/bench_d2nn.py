@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import torch
-from results import reuse_freed_memory, write_section
+from results import add_write_option, publish, reuse_freed_memory
 
 from labsat.datasets import Dataset, Split, load_dataset
 from labsat.physics.diffractive import DISTANCES, DiffractiveModel, DiffractiveOptics, Misalignment
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--fd-gain", type=float, default=0.03, help="FD-SAT ascent gain (degrees per loss/degree)")
     parser.add_argument("--variants", default="bp,sat+fd", help=f"comma-separated, of {', '.join(VARIANTS)}")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    add_write_option(parser)
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cpu":
@@ -180,9 +180,7 @@ def main() -> None:
         "",
         CIRCULAR_NOTES if args.propagation == "circular" else NOTES,
     ])  # fmt: skip
-    print(body)
-    if not args.no_write:
-        write_section("_".join(["bench_d2nn", *suffix]), body)
+    publish("_".join(["bench_d2nn", *suffix]), body, args)
 
 
 if __name__ == "__main__":

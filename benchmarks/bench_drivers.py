@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 import numpy as np
 import serial
-from results import RESULTS, write_section
+from results import add_write_option, publish
 
 from labsat.benchfile import ChannelLimits
 from labsat.drivers.instrument import Scpi
@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=0.5, help="length of one timed batch")
     parser.add_argument("--repeats", type=int, default=5, help="batches per case (the median is reported)")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    add_write_option(parser)
     args = parser.parse_args(argv)
     results = {**qontrol_cases(args.seconds, args.repeats), **scpi_cases(args.seconds, args.repeats)}
     ratios = [
@@ -208,10 +208,7 @@ def main(argv: list[str] | None = None) -> None:
             *[f"- {label}: {ratio:.2f}×" for label, ratio in ratios],
         ]
     )
-    print(body)
-    if not args.no_write:
-        write_section(SECTION, body)
-        print(f"written to {RESULTS}")
+    publish(SECTION, body, args)
 
 
 if __name__ == "__main__":

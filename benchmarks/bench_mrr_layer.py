@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from results import RESULTS, add_timing_options, timing_setup, write_section
+from results import add_timing_options, publish, timing_setup
 from torch import nn
 from torch.profiler import profile
 
@@ -163,7 +163,6 @@ def main(argv: list[str] | None = None) -> None:
     device, clock = timing_setup(args)
     rows = [run_case(case, device, args.repeats, args.warmup, clock) for case in CASES]
     body = table(rows) + "\n\n" + notes(rows)
-    print(body)
 
     command = shlex.join(["python", "benchmarks/bench_mrr_layer.py", *sys.argv[1:]])
     nproc = len(os.sched_getaffinity(0))
@@ -180,9 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.warmup} warm-up, {'thread CPU' if clock is time.thread_time else 'wall'} time, load average "
         f"{os.getloadavg()[0]:.1f} at the end. Target: MRR layer ≤ {TARGET:g}× nn.Linear.\n"
     )
-    if not args.no_write:
-        write_section(SECTION, header + "\n" + body)
-        print(f"written to {RESULTS}")
+    publish(SECTION, header + "\n" + body, args)
 
 
 if __name__ == "__main__":

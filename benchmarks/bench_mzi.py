@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from results import write_section
+from results import add_write_option, publish
 
 from labsat.bench import open_bench
 from labsat.benchfile import BenchFile, load_bench_file
@@ -139,6 +139,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=5)
     parser.add_argument("--rho", type=float, default=0.5)
     parser.add_argument("--workers", type=int, default=1, help="Processes training runs in parallel (1 thread each).")
+    add_write_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -209,8 +210,7 @@ def main() -> None:
         "|---|" + "---:|" * len(TRANSFER.values),
         *transfer_rows,
     ])  # fmt: skip
-    print(body)
-    write_section("bench_mzi", body)
+    publish("bench_mzi", body, args)
 
 
 if __name__ == "__main__":

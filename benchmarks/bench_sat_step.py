@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from results import RESULTS, add_timing_options, timing_setup, write_section
+from results import add_timing_options, publish, timing_setup
 from torch import Tensor, nn
 
 from labsat.sat import SAT
@@ -167,7 +167,6 @@ def main(argv: list[str] | None = None) -> None:
     device, clock = timing_setup(args)
     rows = [run_case(case, device, args.repeats, args.warmup, clock) for case in CASES]
     body = table(rows)
-    print(body)
 
     command = shlex.join(["python", "benchmarks/bench_sat_step.py", *sys.argv[1:]])
     nproc = len(os.sched_getaffinity(0))
@@ -185,9 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         "Two passes make 2.0 the floor for the passes; the base step and the gradient reset are paid once on "
         "both sides, so a ratio slightly below 2.0 is possible. Target <= 2.2.\n"
     )
-    if not args.no_write:
-        write_section(SECTION, header + "\n" + body)
-        print(f"written to {RESULTS}")
+    publish(SECTION, header + "\n" + body, args)
 
 
 if __name__ == "__main__":

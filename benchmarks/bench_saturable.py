@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 
 import torch
 import torch.nn.functional as F
-from results import write_section
+from results import add_write_option, publish
 from torch import Tensor
 
 from labsat.datasets import Dataset, load_dataset
@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--alphas", default="10,1,30", help="optical depths α0; the first also runs in-silico BP")
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    add_write_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     started = time.perf_counter()
@@ -141,9 +141,7 @@ def main() -> None:
         "|---:|---|---:|---:|---:|---:|---:|---:|",
         *rows,
     ])  # fmt: skip
-    print(body)
-    if not args.no_write:
-        write_section("bench_saturable", body)
+    publish("bench_saturable", body, args)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,19 @@ def write_section(name: str, body: str) -> None:
     RESULTS.write_text(pattern.sub(lambda _: f"{begin}\n{body}\n{end}", text))
 
 
+def add_write_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-write``: print the results only, leaving RESULTS.md alone (a trial run)."""
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+
+
+def publish(name: str, body: str, args: argparse.Namespace) -> None:
+    """Print section ``name`` and, unless ``--no-write``, write it into RESULTS.md and say so."""
+    print(body)
+    if not args.no_write:
+        write_section(name, body)
+        print(f"written to {RESULTS}")
+
+
 def add_timing_options(parser: argparse.ArgumentParser) -> None:
     """The options of the step-timing benchmarks: repeats, warm-up, device, CPU threads, --no-write."""
     parser.add_argument("--repeats", type=int, default=300)
@@ -32,7 +45,7 @@ def add_timing_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="intra-op CPU threads (1 keeps timings stable on a shared machine)"
     )
-    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    add_write_option(parser)
 
 
 def timing_setup(args: argparse.Namespace) -> tuple[torch.device, Callable[[], float]]:
