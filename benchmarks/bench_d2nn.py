@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import torch
-from results import add_write_option, publish, reuse_freed_memory
+from results import add_write_option, mean_std, publish, reuse_freed_memory
 
 from labsat.datasets import Dataset, Split, load_dataset
 from labsat.physics.diffractive import DISTANCES, DiffractiveModel, DiffractiveOptics, Misalignment
@@ -137,15 +137,11 @@ def main() -> None:
             cells = " ".join(f"{100 * a:.1f}" for a in results[variant][-1])
             print(f"seed {seed} {variant}: {cells} ({result.wall_s:.0f} s)", flush=True)
 
-    def cell(values: list[float]) -> str:
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
-
     def at(variant: str, angle: float) -> float:
         return statistics.mean(run[ROTATIONS.index(angle)] for run in results[variant])
 
     rows = [
-        f"| {VARIANTS[v][0]} | " + " | ".join(cell([run[i] for run in results[v]]) for i in range(len(ROTATIONS)))
+        f"| {VARIANTS[v][0]} | " + " | ".join(mean_std([run[i] for run in results[v]]) for i in range(len(ROTATIONS)))
         + f" | {statistics.mean(wall[v]) / args.epochs:.1f} |"
         for v in variants
     ]  # fmt: skip

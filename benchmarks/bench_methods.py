@@ -28,6 +28,7 @@ from datetime import date
 from pathlib import Path
 
 import torch
+from results import mean_std
 
 from labsat.bench import builtin_bench_path, open_bench
 from labsat.datasets import load_dataset
@@ -51,11 +52,6 @@ def nominal(twin: Twin) -> Twin:
         rest = design.model.rest_resonance_nm
         rest.fill_(float(rest.mean()))
     return design
-
-
-def mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.1f} ± {100 * spread:.1f}"
 
 
 def log(message: str) -> None:

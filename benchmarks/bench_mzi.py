@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
-from results import add_write_option, publish
+from results import add_write_option, mean_std, publish
 
 from labsat.bench import open_bench
 from labsat.benchfile import BenchFile, load_bench_file
@@ -168,18 +168,15 @@ def main() -> None:
         for label in RUNS
     ]
 
-    def cell(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{scale * statistics.mean(values):.{digits}f} ± {scale * spread:.{digits}f}"
-
     rows = [
-        f"| {label} | {cell(device_a[label])} | {cell(fresh[label])} | "
+        f"| {label} | {mean_std(device_a[label])} | {mean_std(fresh[label])} | "
         f"{100 * statistics.mean(fresh[label]) / max(statistics.mean(device_a[label]), 1e-9):.0f} % | "
-        f"{cell(lambda_max[label], 1.0, 2)} | {statistics.mean(queries[label]):.0f} |"
+        f"{mean_std(lambda_max[label], 1.0, 2)} | {statistics.mean(queries[label]):.0f} |"
         for label in RUNS
     ]
     coupler_cells = " | ".join(
-        f"σ_bs = {s}: {cell(v)} (NaN: {'yes' if any(math.isnan(a) for a in v) else 'none'})" for s, v in coupler.items()
+        f"σ_bs = {s}: {mean_std(v)} (NaN: {'yes' if any(math.isnan(a) for a in v) else 'none'})"
+        for s, v in coupler.items()
     )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     body = "\n".join([

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 
 import torch
 import torch.nn.functional as F
-from results import add_write_option, publish
+from results import add_write_option, mean_std, publish
 from torch import Tensor
 
 from labsat.datasets import Dataset, load_dataset
@@ -82,11 +82,6 @@ def gradient_cosine(alpha0: float, dataset: Dataset, epochs: int) -> float:
     return float(F.cosine_similarity(gradient(obp_runner(physical)), gradient(twin_runner(physical)), dim=0))
 
 
-def cell(values: list[float], scale: float = 100.0) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{scale * statistics.mean(values):.1f} ± {scale * spread:.1f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
@@ -118,9 +113,11 @@ def main() -> None:
         gap = [a - b for a, b in zip(acc["obp"], acc["pat"], strict=True)]
         cosine = gradient_cosine(alpha0, dataset, args.epochs)
         for method in methods:
-            extra = f"{cell(gap)} | {statistics.mean(ratios):.2f} | {cosine:.3f}" if method == "obp" else "— | — | —"
+            extra = "— | — | —"
+            if method == "obp":
+                extra = f"{mean_std(gap)} | {statistics.mean(ratios):.2f} | {cosine:.3f}"
             rows.append(
-                f"| {alpha0:g} | {LABELS[method]} | {cell(acc[method])} | {extra} | "
+                f"| {alpha0:g} | {LABELS[method]} | {mean_std(acc[method])} | {extra} | "
                 f"{statistics.mean(wall[method]):.1f} | {passes[method]} |"
             )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")

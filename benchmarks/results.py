@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import re
+import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,12 @@ def write_section(name: str, body: str) -> None:
     if not pattern.search(text):
         text = text.rstrip("\n") + "\n\n" + begin + end + "\n"
     RESULTS.write_text(pattern.sub(lambda _: f"{begin}\n{body}\n{end}", text))
+
+
+def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
+    """``mean ± std`` of ``values`` times ``scale`` (default: fractions as per cent); std 0 for one value."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{scale * statistics.mean(values):.{digits}f} ± {scale * spread:.{digits}f}"
 
 
 def add_write_option(parser: argparse.ArgumentParser) -> None:
