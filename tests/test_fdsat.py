@@ -10,8 +10,9 @@ import torch
 
 from labsat.datasets import load_dataset
 from labsat.physics.diffractive import DiffractiveModel, DiffractiveOptics, Misalignment
+from labsat.physics.slm import PHASE_RANGE
 from labsat.training.checkpoint import load_checkpoint
-from labsat.training.diffractive import PHASE_RANGE, diffractive_physical_layer
+from labsat.training.diffractive import diffractive_physical_layer
 from labsat.training.evaluate import predict
 from labsat.training.fdsat import adversarial_offset
 from labsat.training.loop import TrainConfig, Trainer, train

@@ -17,6 +17,9 @@ from torch import Tensor
 LEVELS = 256
 """Gray levels of an 8-bit SLM."""
 
+PHASE_RANGE = (0.0, 2 * math.pi)
+"""Mask phases (rad) an SLM shows in one period of its gray levels; its LUT wraps any other phase into it."""
+
 
 def wrap(phase: Tensor) -> Tensor:
     """Phase folded into ``[−π, π)``."""

@@ -15,7 +15,6 @@ readout gain and by the shown image's power relative to a full-on frame, which t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -27,11 +26,8 @@ from labsat.devices import BatchStreamer, Detector
 from labsat.errors import LabsatError
 from labsat.guard import GuardedSLM
 from labsat.physics.diffractive import DiffractiveModel, DiffractiveOptics
-from labsat.physics.slm import PhaseLUT
+from labsat.physics.slm import PHASE_RANGE, PhaseLUT
 from labsat.systems.mrr import QueryStats, measure_batch
-
-PHASE_RANGE = (0.0, 2 * math.pi)
-"""Controls are phases; the LUT wraps them, so one turn covers every setting."""
 
 
 @dataclass

@@ -22,12 +22,10 @@ import torch
 from torch import Tensor
 
 from labsat.physics.diffractive import CLASSES, DiffractiveModel
+from labsat.physics.slm import PHASE_RANGE
 from labsat.systems.mrr import QueryStats
 from labsat.training.network import ControlShape
 from labsat.training.physical import LayerFn, PhysicalLayer
-
-PHASE_RANGE = (0.0, 2 * math.pi)
-"""Mask phases (rad) an SLM shows in one period of its gray levels."""
 
 DeviceAt = Callable[[dict[str, float]], LayerFn]
 """``offsets -> forward``: the device with its mask frames moved by ``offsets`` (resampled before showing)."""
