@@ -9,7 +9,7 @@ from training_fakes import fake_physical
 from labsat.datasets import Dataset, load_dataset
 from labsat.physics.saturable import approximation_ratio, derivative, probe_transmission, saturation
 from labsat.simulators.saturable import SaturableLayerSimulator, SaturableSimConfig
-from labsat.training.loop import TrainConfig, Trainer, TrainingError, train
+from labsat.training.loop import TrainConfig, Trainer, train
 from labsat.training.methods import MethodError, parse_method
 from labsat.training.optical_backprop import OpticalBackpropError, obp_runner, optical_backprop
 from labsat.training.saturable import saturable_physical_layer
@@ -118,6 +118,6 @@ def test_initial_weights_stay_inside_the_slm_range() -> None:
 
 def test_a_run_with_obp_is_refused_before_any_step_without_a_probe_pass() -> None:
     physical, device = fake_physical()
-    with pytest.raises(TrainingError, match="optical backward"):
+    with pytest.raises(OpticalBackpropError, match="system_backward"):
         Trainer(TrainConfig(method="obp"), physical, load_dataset("iris"))
     assert device.stats.forwards == 0

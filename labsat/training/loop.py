@@ -167,11 +167,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, physical: PhysicalLayer, dataset: Dataset) -> None:
         self.config = config
         self.method = config.parsed
-        if self.method.base == "obp" and physical.system_backward is None:
-            raise TrainingError(
-                "method 'obp' needs a device with an optical backward (probe) pass, such as a saturable-absorber "
-                "network; this system has none"
-            )
+        if self.method.base == "obp":
+            obp_runner(physical)  # refuses a device without a backward pass now, before any step is paid for
         self.physical = physical
         self.dataset = dataset
         self.data_order = torch.Generator().manual_seed(config.seed)
