@@ -11,7 +11,8 @@ One SQLAlchemy 2 declarative :class:`Base` holds every table, so the service's j
 
 Calibration records are stored whole as JSON next to the columns a listing filters on (bench, time,
 procedures), so a record written by an older labsat still loads: the record model, not the table,
-carries the version.
+carries the version. A bank's and a mesh's records share the table; the JSON's ``kind`` says which
+(:mod:`labsat.calibration.stored`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from labsat.errors import LabsatError
 from labsat.paths import data_dir as default_data_dir
 
 if TYPE_CHECKING:
-    from labsat.calibration.record import CalibrationRecord
+    from labsat.calibration.stored import StoredCalibration
 
 DB_FILE = "store.db"
 ARTIFACTS = "artifacts"
@@ -175,7 +176,7 @@ class Store:
 
     # -- calibrations -------------------------------------------------------------------------------
 
-    def save_calibration(self, record: CalibrationRecord) -> str:
+    def save_calibration(self, record: StoredCalibration) -> str:
         """Insert or replace ``record`` (by its id); a run in progress saves itself here after each step."""
         row = CalibrationRow(
             id=record.id,
@@ -192,14 +193,14 @@ class Store:
             session.merge(row)
         return record.id
 
-    def get_calibration(self, calibration_id: str) -> CalibrationRecord:
+    def get_calibration(self, calibration_id: str) -> StoredCalibration:
         with self.session() as session:
             row = session.get(CalibrationRow, calibration_id)
             if row is None:
                 raise NotFound(f"no calibration {calibration_id!r} in the store at {self.url}")
             return _record(row)
 
-    def latest_calibration(self, bench: str, *, complete: bool = True) -> CalibrationRecord | None:
+    def latest_calibration(self, bench: str, *, complete: bool = True) -> StoredCalibration | None:
         """The newest record for ``bench`` (finished ones by default; ``complete=False`` for a run to resume)."""
         query = (
             select(CalibrationRow)
@@ -211,7 +212,7 @@ class Store:
             row = session.scalars(query).first()
             return None if row is None else _record(row)
 
-    def list_calibrations(self, bench: str | None = None) -> list[CalibrationRecord]:
+    def list_calibrations(self, bench: str | None = None) -> list[StoredCalibration]:
         """Every record (newest first), optionally for one bench, finished or not."""
         query = select(CalibrationRow).order_by(CalibrationRow.created.desc())
         if bench is not None:
@@ -253,10 +254,10 @@ class Store:
             return [_model_summary(row) for row in session.scalars(query)]
 
 
-def _record(row: CalibrationRow) -> CalibrationRecord:
-    from labsat.calibration.record import CalibrationRecord
+def _record(row: CalibrationRow) -> StoredCalibration:
+    from labsat.calibration.stored import record_from_stored
 
-    return CalibrationRecord.from_stored(row.record)
+    return record_from_stored(row.record)
 
 
 def _model_summary(row: ModelRow) -> ModelSummary:

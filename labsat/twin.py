@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from labsat.calibration.record import CalibrationRecord, ChipParameters
 from labsat.calibration.session import bench_identity
+from labsat.calibration.stored import latest_record_of
 from labsat.errors import LabsatError
 from labsat.physics.mrr import MRRBankModel, MRRChipParams, TemperatureShift, logical_weights
 from labsat.store import Store
@@ -140,15 +141,8 @@ class Twin(nn.Module):
 
 
 def latest_record(store: Store, bench_name: str, identity: str | None = None) -> CalibrationRecord:
-    """The newest finished calibration of a bench that can build a twin (optionally of one identity)."""
-    for record in store.list_calibrations(bench_name):
-        if record.complete and record.parameters is not None and identity in (None, record.bench_identity):
-            return record
-    raise LabsatError(
-        f"bench {bench_name!r} has no finished calibration"
-        + ("" if identity is None else " of these instruments and this chip")
-        + f" in the store at {store.url}: run `labsat calibrate --bench FILE` first"
-    )
+    """The newest finished bank calibration of a bench that can build a twin (optionally of one identity)."""
+    return latest_record_of(store, bench_name, identity, CalibrationRecord)
 
 
 def twin_for_bench(bench: Bench, store: Store | None = None, *, apply: bool = True) -> Twin:

@@ -72,7 +72,7 @@ def test_calibrated_twin_and_readout_match_the_device_in_phase_space() -> None:
 
 
 def test_the_bank_calibration_refuses_a_mesh_bench_by_name(tmp_path: Path) -> None:
-    """``labsat calibrate``/``train`` on a mesh bench: a clear refusal naming the bench and the mesh tools."""
+    """The bank's procedures (``calibrate``) on a mesh bench: a clear refusal naming the bench and the mesh tools."""
     store = Store(tmp_path / "store.db")
     try:
         refused = pytest.raises(LabsatError, match=r"'sim-mzi' is a 10-mode mesh.*calibrate_mesh")

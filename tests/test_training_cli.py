@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from labsat.calibration import CalibrationOptions, calibrate
+from labsat.calibration import CalibrationOptions, calibrate_bench
 from labsat.cli import app
 from labsat.store import Store
 from labsat.training import session
@@ -28,7 +28,9 @@ QUICK = CalibrationOptions(sweep_points=48, heater_maps=10, validation_maps=4)
 
 
 def test_train_json_round_trip_stores_the_model_and_resumes(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(session, "calibrate", lambda bench, store, **kw: calibrate(bench, store, options=QUICK, **kw))
+    monkeypatch.setattr(
+        session, "calibrate_bench", lambda bench, store, **kw: calibrate_bench(bench, store, options=QUICK, **kw)
+    )
     first = _train("--seed", "3")
     assert first["calibrated_now"] is True  # the bench had no calibration: one ran and was stored
     assert first["method"] == "pat" and first["dataset"] == "iris" and first["steps"] == 4  # 112 samples / 32

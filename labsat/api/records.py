@@ -9,7 +9,9 @@ from fastapi import APIRouter, Body, status
 from labsat.api.auth import OperateAccess, ReadAccess
 from labsat.api.deps import EngineDep
 from labsat.api.schemas import CalibrationSummary, DeployRequest, ModelInfo
+from labsat.calibration.mesh_record import MeshCalibrationRecord
 from labsat.calibration.record import CalibrationRecord
+from labsat.calibration.stored import summary_fields
 from labsat.jobs.model import Job
 
 router = APIRouter(tags=["records"])
@@ -17,25 +19,17 @@ router = APIRouter(tags=["records"])
 
 @router.get("/calibrations", summary="List calibrations")
 def list_calibrations(who: ReadAccess, engine: EngineDep, bench: str | None = None) -> list[CalibrationSummary]:
-    """Newest first, finished or not."""
-    return [
-        CalibrationSummary(
-            id=record.id,
-            bench=record.bench,
-            created=record.created,
-            complete=record.complete,
-            procedures=record.procedures,
-            flags=len(record.flags),
-            twin_weight_rms=record.validation.weight_rms if record.validation else None,
-        )
-        for record in engine.store.list_calibrations(bench)
-    ]
+    """Newest first, finished or not; a bank's records and a mesh's (``kind``) alike."""
+    return [CalibrationSummary(**summary_fields(record)) for record in engine.store.list_calibrations(bench)]
 
 
 @router.get("/calibrations/{calibration_id}", summary="Get a calibration record")
-def get_calibration(who: ReadAccess, calibration_id: str, engine: EngineDep) -> CalibrationRecord:
-    """The whole record: options, every procedure's fits and flags, chip parameters, twin validation.
-    Its plots and raw sweeps are under ``/api/artifacts/calibrations/{id}``."""
+def get_calibration(
+    who: ReadAccess, calibration_id: str, engine: EngineDep
+) -> CalibrationRecord | MeshCalibrationRecord:
+    """The whole record. A bank's: options, every procedure's fits and flags, chip parameters, twin validation;
+    its plots and raw sweeps are under ``/api/artifacts/calibrations/{id}``. A mesh's: the fit's options, the
+    fitted mesh and readout, its RMS figures and cost."""
     return engine.store.get_calibration(calibration_id)
 
 

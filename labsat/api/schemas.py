@@ -90,11 +90,13 @@ class EmergencyStopResult(BaseModel):
 class CalibrationSummary(BaseModel):
     id: str
     bench: str
+    kind: str = Field("mrr_bank", description="The system calibrated: mrr_bank or mzi_mesh.")
     created: datetime
     complete: bool
     procedures: list[str]
     flags: int
-    twin_weight_rms: float | None = None
+    twin_weight_rms: float | None = Field(None, description="MRR bank: the twin's validation RMS per weight.")
+    holdout_rms: float | None = Field(None, description="MZI mesh: the fitted twin's RMS on held-out settings.")
 
 
 class ModelInfo(BaseModel):

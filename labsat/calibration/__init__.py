@@ -1,9 +1,13 @@
-"""Calibration of an MRR bank: procedures that measure the chip, the record they fill, and the runner.
+"""Calibration: an MRR bank's procedures and the record they fill, an MZI mesh's whole-mesh fit and its record.
 
-``calibrate(bench, store)`` runs every procedure (see :mod:`labsat.calibration.runner`); the record it
-returns builds a twin (:mod:`labsat.twin`).
+``calibrate_bench(bench, store)`` calibrates whichever the bench is (:mod:`labsat.calibration.dispatch`):
+a bank with ``calibrate`` (every procedure, see :mod:`labsat.calibration.runner`), whose record builds a
+twin (:mod:`labsat.twin`); a mesh with :func:`~labsat.calibration.mzi.calibrate_mesh`, stored as a
+:class:`MeshCalibrationRecord` whose ``calibration().apply(system)`` is its twin.
 """
 
+from labsat.calibration.dispatch import calibrate_bench, record_type
+from labsat.calibration.mesh_record import MeshCalibrationOptions, MeshCalibrationRecord
 from labsat.calibration.record import (
     MEASUREMENTS,
     PROCEDURE_ORDER,
@@ -16,6 +20,7 @@ from labsat.calibration.record import (
 )
 from labsat.calibration.runner import calibrate
 from labsat.calibration.session import bench_identity
+from labsat.calibration.stored import StoredCalibration
 
 __all__ = [
     "MEASUREMENTS",
@@ -24,8 +29,13 @@ __all__ = [
     "CalibrationRecord",
     "ChipParameters",
     "Flag",
+    "MeshCalibrationOptions",
+    "MeshCalibrationRecord",
     "RecordComparison",
+    "StoredCalibration",
     "bench_identity",
     "calibrate",
+    "calibrate_bench",
     "compare",
+    "record_type",
 ]

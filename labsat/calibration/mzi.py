@@ -15,16 +15,22 @@ bench file's value and ``P_π`` absorbs its spread.
 Starting at the design, the fit sits in the basin of the true chip for phase errors of a few tenths of a
 radian (the device-A class). The fitted twin is judged on ``holdout`` further settings it never saw,
 against the design twin on the same readings.
+
+The readings are taken through the bench file's nominal readout, and the fitted readout is stored
+relative to it; :meth:`MeshCalibration.apply` sets nominal × fitted, so applying a calibration twice, or
+after another one, gives the same System.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
 
+from labsat.calibration.session import Progress
 from labsat.physics.mzi import (
     TENSOR_FIELDS,
     MZIChipParams,
@@ -34,11 +40,15 @@ from labsat.physics.mzi import (
     unitary_at,
     volts_for_phase,
 )
-from labsat.systems.mrr import QueryStats
+from labsat.systems.mrr import QueryStats, Readout
 from labsat.systems.mzi import MZIMeshSystem
 
 FITTED = ("theta_offset", "phi_offset", "split_in", "split_out", "p_pi_mw")
 """The mesh parameters calibration fits; the heater resistance stays nominal (see the module docstring)."""
+
+FIT_REPORTS = 50
+"""How often the fit reports its progress (phase ``"fit"``; measuring reports each setting as ``"measure"``):
+often enough for a progress bar, or for a job's cancel to land, without slowing the fit."""
 
 
 @dataclass(frozen=True)
@@ -71,22 +81,39 @@ class MeshCalibration:
         """Give ``system`` the fitted readout and return the fitted mesh as its twin.
 
         With the modulators' true ``V_π`` and the detectors' gains in the System's readout, what it
-        returns is the mesh's own output, which is what the twin models.
+        returns is the mesh's own output, which is what the twin models. The readout is set from the
+        nominal one (what the fit is relative to), never from whatever readout the System had.
         """
-        readout = system.readout
-        readout.modulator_v_pi = readout.modulator_v_pi / self.modulator_ratio.to(readout.modulator_v_pi)
-        readout.volts_per_unit = readout.volts_per_unit * self.detector_gain.to(readout.volts_per_unit)
-        return MZIMeshModel(self.params)
+        nominal = system.nominal_readout()
+        system.readout = Readout(
+            volts_per_unit=nominal.volts_per_unit * self.detector_gain.to(nominal.volts_per_unit),
+            dark_volts=nominal.dark_volts,
+            modulator_v_pi=nominal.modulator_v_pi / self.modulator_ratio.to(nominal.modulator_v_pi),
+        )
+        return MZIMeshModel(self.params.to(system.torch_device, torch.float32))
 
 
-def measure(system: MZIMeshSystem, settings: int, inputs: Tensor, generator: torch.Generator) -> MeshReadings:
-    """Program ``settings`` random phase patterns (through the design's heater model) and send ``inputs`` at each."""
+def measure(
+    system: MZIMeshSystem,
+    settings: int,
+    inputs: Tensor,
+    generator: torch.Generator,
+    report: Callable[[], None] | None = None,
+) -> MeshReadings:
+    """Program ``settings`` random phase patterns (through the design's heater model) and send ``inputs`` at each.
+
+    ``report`` is called after each setting.
+    """
     design = system.nominal_params().to("cpu", torch.float64)
     low, high = system.control_range
     phases = 2 * math.pi * torch.rand(settings, 2 * design.mzis, generator=generator, dtype=torch.float64)
     volts = volts_for_phase(design, phases).clamp(low, high)
-    outputs = torch.stack([system.forward(inputs, v.float()).double().cpu() for v in volts])
-    return MeshReadings(volts, inputs.double(), outputs)
+    outputs = []
+    for setting in volts:
+        outputs.append(system.forward(inputs, setting.float()).double().cpu())
+        if report is not None:
+            report()
+    return MeshReadings(volts, inputs.double(), torch.stack(outputs))
 
 
 def probe_inputs(modes: int, random: int, generator: torch.Generator) -> Tensor:
@@ -116,17 +143,28 @@ def calibrate_mesh(
     steps: int = 1500,
     lr: float = 0.02,
     seed: int = 0,
+    progress: Progress | None = None,
 ) -> MeshCalibration:
     """Measure the mesh at ``settings + holdout`` random settings and fit its phases, couplers and ``P_π``.
 
     Costs ``settings + holdout`` heater programs and as many device forwards of ``N + random_inputs``
-    samples; the fit itself runs on the bench PC (float64, Adam, ``steps`` full-batch steps).
+    samples; the fit itself runs on the bench PC (float64, Adam, ``steps`` full-batch steps). The
+    System's readout is reset to the nominal one first (see the module docstring) and left there.
     """
     generator = torch.Generator().manual_seed(seed)
+    system.readout = system.nominal_readout()
     before = system.stats.copy()
     inputs = probe_inputs(system.modes, random_inputs, generator)
-    fit_data = measure(system, settings, inputs, generator)
-    check = measure(system, holdout, inputs, generator)
+    measured = 0
+
+    def measured_one() -> None:
+        nonlocal measured
+        measured += 1
+        if progress is not None:
+            progress("measure", measured, settings + holdout)
+
+    fit_data = measure(system, settings, inputs, generator, measured_one)
+    check = measure(system, holdout, inputs, generator, measured_one)
     cost = system.stats.since(before)
 
     design = system.nominal_params().to("cpu", torch.float64)
@@ -140,13 +178,16 @@ def calibrate_mesh(
     def model() -> tuple[MZIChipParams, Tensor, Tensor]:
         return MZIChipParams(**tensors), log_ratio.exp(), log_gain.exp()
 
-    for _ in range(steps):
+    every = max(1, steps // FIT_REPORTS)
+    for step in range(steps):
         optimizer.zero_grad()
         params, ratio, gain = model()
         loss = (predict(params, ratio, gain, fit_data) - fit_data.outputs).square().mean()
         loss.backward()
         optimizer.step()
         schedule.step()
+        if progress is not None and ((step + 1) % every == 0 or step + 1 == steps):
+            progress("fit", step + 1, steps)
 
     with torch.no_grad():
         params, ratio, gain = model()

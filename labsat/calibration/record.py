@@ -271,6 +271,9 @@ class ChipParameters(_Model):
 class CalibrationRecord(_Model):
     """One calibration of one bench."""
 
+    kind: Literal["mrr_bank"] = Field(
+        "mrr_bank", description="The system calibrated; a record stored before mesh records existed has none."
+    )
     version: int = RECORD_VERSION
     id: str
     bench: str
@@ -309,6 +312,11 @@ class CalibrationRecord(_Model):
     @property
     def flags(self) -> list[Flag]:
         return [flag for name in self.procedures for flag in self.result(name).flags]  # type: ignore[union-attr]
+
+    @property
+    def builds_twin(self) -> bool:
+        """Finished, with the chip parameters a twin is made of."""
+        return self.complete and self.parameters is not None
 
     @classmethod
     def from_stored(cls, data: dict[str, Any]) -> CalibrationRecord:

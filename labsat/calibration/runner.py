@@ -58,9 +58,10 @@ def calibrate(
     """
     if not isinstance(bench.system, MRRBankSystem):
         raise LabsatError(
-            f"bench {bench.name!r} is a {bench.spec.system.label}: the stored calibration procedures (and so "
-            "`labsat calibrate`, `train` and `evaluate`) are those of an MRR weight bank; calibrate a mesh with "
-            "labsat.calibration.mzi.calibrate_mesh and an SLM's LUT with labsat.calibration.slm_lut.calibrate_slm_luts"
+            f"bench {bench.name!r} is a {bench.spec.system.label}: these are an MRR weight bank's calibration "
+            "procedures; labsat.calibration.calibrate_bench calibrates any bench `labsat calibrate` drives (a "
+            "mesh with labsat.calibration.mzi.calibrate_mesh); an SLM's LUT is calibrated with "
+            "labsat.calibration.slm_lut.calibrate_slm_luts"
         )
     identity = bench_identity(bench)
     if resume and only:
@@ -126,7 +127,11 @@ def _started(
         if name not in PROCEDURE_ORDER:
             raise LabsatError(f"unknown calibration procedure {name!r} (known: {', '.join(PROCEDURE_ORDER)})")
     previous = next(
-        (old for old in store.list_calibrations(bench.name) if old.complete and old.bench_identity == identity),
+        (
+            old
+            for old in store.list_calibrations(bench.name)
+            if isinstance(old, CalibrationRecord) and old.complete and old.bench_identity == identity
+        ),
         None,
     )
     if previous is not None:
@@ -139,7 +144,7 @@ def _started(
 
 def _resumed(bench: Bench, store: Store, identity: str) -> CalibrationRecord:
     unfinished = store.latest_calibration(bench.name, complete=False)
-    if unfinished is None:
+    if not isinstance(unfinished, CalibrationRecord):  # a mesh's records are only ever stored finished
         raise LabsatError(f"bench {bench.name!r} has no unfinished calibration to resume")
     if unfinished.bench_identity != identity:
         raise LabsatError(

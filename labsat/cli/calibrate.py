@@ -1,4 +1,8 @@
-"""``labsat calibrate`` and ``labsat calibrations``: run, list, show and compare calibrations."""
+"""``labsat calibrate`` and ``labsat calibrations``: run, list, show and compare calibrations.
+
+A bank's calibration (procedures, plots, flags) and a mesh's (one fit, its figures) are run by the same
+command (:func:`~labsat.calibration.calibrate_bench` picks which) and listed in the same table.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from labsat.benchfile import load_bench_file
-from labsat.calibration import PROCEDURE_ORDER, CalibrationOptions, CalibrationRecord, calibrate, compare
+from labsat.calibration import (
+    PROCEDURE_ORDER,
+    CalibrationOptions,
+    CalibrationRecord,
+    MeshCalibrationOptions,
+    MeshCalibrationRecord,
+    StoredCalibration,
+    calibrate_bench,
+    compare,
+)
 from labsat.calibration.figures import write_figures
+from labsat.calibration.stored import summary_fields
 from labsat.cli.app import BenchOption, DataDirOption, JsonOption, app, bench_session, emit, error_console, user_errors
 from labsat.errors import LabsatError
 from labsat.paths import data_dir as resolve_data_dir
@@ -24,6 +38,14 @@ OnlyOption = Annotated[
         f"{', '.join(PROCEDURE_ORDER)}.",
     ),
 ]
+_MESH = MeshCalibrationOptions()
+CLI_NAMES = {
+    "only": "--only",
+    "resume": "--resume",
+    "options": "--sweep-points",
+    "mesh": "--settings/--holdout/--fit-steps",
+}
+"""How a refused option is named to a CLI user (see :func:`~labsat.calibration.calibrate_bench`)."""
 
 
 def _summary(record: CalibrationRecord, store: Store, plots: list[str]) -> dict[str, Any]:
@@ -53,6 +75,45 @@ def _summary(record: CalibrationRecord, store: Store, plots: list[str]) -> dict[
         "artifacts": str(store.artifact_dir("calibrations", record.id)),
         "plots": plots,
     }
+
+
+def _mesh_summary(record: MeshCalibrationRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "bench": record.bench,
+        "kind": record.kind,
+        "bench_identity": record.bench_identity,
+        "created": record.created.isoformat(),
+        "complete": record.complete,
+        "modes": record.modes,
+        "options": record.options.model_dump(),
+        "fit_rms": record.fit_rms,
+        "holdout_rms": record.holdout_rms,
+        "design_holdout_rms": record.design_holdout_rms,
+        "cost": record.cost.model_dump(),
+    }
+
+
+def _mesh_tables(summary: dict[str, Any]) -> list[Table]:
+    table = Table(title=f"mesh calibration {summary['id']} of bench {summary['bench']}")
+    table.add_column("")
+    table.add_column("value", justify="right")
+    options, cost = summary["options"], summary["cost"]
+    modes = summary["modes"]
+    rows = [
+        ("mesh", f"{modes} modes, {modes * (modes - 1) // 2} MZIs"),
+        ("settings fitted / held out", f"{options['settings']} / {options['holdout']}"),
+        ("fit RMS", f"{summary['fit_rms']:.4g}"),
+        ("holdout RMS, calibrated twin", f"{summary['holdout_rms']:.4g}"),
+        ("holdout RMS, design twin", f"{summary['design_holdout_rms']:.4g}"),
+        ("heater programs", str(cost["programs"])),
+        ("samples", str(cost["samples"])),
+        ("bench time", f"{cost['bench_time_s']:.2f} s"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    table.caption = "RMS of twin − device in units of one input's full power"
+    return [table]
 
 
 def _summary_tables(summary: dict[str, Any]) -> list[Table]:
@@ -101,15 +162,31 @@ def calibrate_command(
         int | None,
         typer.Option("--sweep-points", min=16, help="Heater powers per ring sweep (default 96; not with --resume)."),
     ] = None,
+    settings: Annotated[
+        int | None, typer.Option(min=1, help=f"MZI mesh: random heater settings fitted (default {_MESH.settings}).")
+    ] = None,
+    holdout: Annotated[
+        int | None, typer.Option(min=1, help=f"MZI mesh: settings held out to judge the fit (default {_MESH.holdout}).")
+    ] = None,
+    fit_steps: Annotated[
+        int | None, typer.Option(min=1, help=f"MZI mesh: Adam steps of the fit (default {_MESH.steps}).")
+    ] = None,
     data_dir: DataDirOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Calibrate the bench's MRR bank and fit its twin; saves the record, its raw data and PNG plots."""
+    """Calibrate the bench and fit its twin: an MRR bank's procedures (record, raw data, PNG plots) or an
+    MZI mesh's whole-mesh fit (record and fit figures)."""
     store = Store(resolve_data_dir(data_dir))
-    options = CalibrationOptions() if sweep_points is None else CalibrationOptions(sweep_points=sweep_points)
+    options = None if sweep_points is None else CalibrationOptions(sweep_points=sweep_points)
+    mesh_values = {"settings": settings, "holdout": holdout, "steps": fit_steps}
+    given = {name: value for name, value in mesh_values.items() if value is not None}
+    mesh = MeshCalibrationOptions(**given) if given else None
     columns = (TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    again = "`labsat calibrate --resume` continues where the run stopped"
     try:
         with bench_session(bench, data_dir) as opened, Progress(*columns, console=error_console) as progress:
+            if opened.spec.system.type == "mzi_mesh":
+                again = "a mesh fit is stored only once finished: run `labsat calibrate` again"
             tasks: dict[str, Any] = {}
 
             def report(name: str, done: int, total: int) -> None:
@@ -117,36 +194,28 @@ def calibrate_command(
                     tasks[name] = progress.add_task(name, total=total)
                 progress.update(tasks[name], completed=done, total=total)
 
-            record = calibrate(opened, store, only=only, resume=resume, options=options, progress=report)
+            record = calibrate_bench(
+                opened, store, only=only, resume=resume, options=options, mesh=mesh, progress=report, names=CLI_NAMES
+            )
     except (KeyboardInterrupt, SystemExit):
-        error_console.print(
-            "[bold yellow]interrupted:[/] the bench is in its safe state; `labsat calibrate --resume` "
-            "continues where the run stopped"
-        )
+        error_console.print(f"[bold yellow]interrupted:[/] the bench is in its safe state; {again}")
         raise
+    if isinstance(record, MeshCalibrationRecord):
+        summary = _mesh_summary(record)
+        emit(summary, _mesh_tables(summary), json)
+        return
     plots = [str(path) for path in write_figures(record, store)]
     summary = _summary(record, store, plots)
     emit(summary, _summary_tables(summary), json)
 
 
-def _listing(records: list[CalibrationRecord]) -> tuple[list[dict[str, Any]], Table]:
-    rows = [
-        {
-            "id": record.id,
-            "bench": record.bench,
-            "created": record.created.isoformat(),
-            "procedures": record.procedures,
-            "complete": record.complete,
-            "flags": len(record.flags),
-            "twin_weight_rms": record.validation.weight_rms if record.validation else None,
-        }
-        for record in records
-    ]
-    table = Table(title="calibrations")
+def _listing(records: list[StoredCalibration]) -> tuple[list[dict[str, Any]], Table]:
+    rows = [{**summary_fields(record), "created": record.created.isoformat()} for record in records]
+    table = Table(title="calibrations", caption="twin rms: a bank's per weight, a mesh's holdout (output units)")
     for column in ("id", "bench", "created", "procedures", "state", "flags", "twin rms"):
         table.add_column(column, no_wrap=column in ("id", "created"))
     for row in rows:
-        rms = row["twin_weight_rms"]
+        rms = row["twin_weight_rms"] if row["holdout_rms"] is None else row["holdout_rms"]
         table.add_row(
             row["id"],
             row["bench"],
@@ -180,11 +249,22 @@ def calibrations_command(
         emit({"calibrations": rows}, [table], json)
     elif len(ids) == 1:
         record = store.get_calibration(ids[0])
+        if isinstance(record, MeshCalibrationRecord):
+            summary = _mesh_summary(record)
+            emit({**summary, "parameters": record.parameters.model_dump()}, _mesh_tables(summary), json)
+            return
         summary = _summary(record, store, [])
         parameters = record.parameters.model_dump() if record.parameters else None
         emit({**summary, "parameters": parameters}, _summary_tables(summary), json)
     else:
-        comparison = compare(store.get_calibration(ids[0]), store.get_calibration(ids[1]))
+        first, second = (store.get_calibration(calibration_id) for calibration_id in ids)
+        for record in (first, second):
+            if not isinstance(record, CalibrationRecord):
+                raise LabsatError(
+                    f"calibration {record.id} is a mesh fit; comparing is for MRR bank records "
+                    f"(show it with `labsat calibrations {record.id}`)"
+                )
+        comparison = compare(first, second)  # type: ignore[arg-type]
         table = Table(title=f"calibration {comparison.b} − {comparison.a}")
         for column in ("parameter", "count", "mean", "rms", "max |Δ|", "at"):
             table.add_column(column, justify="left" if column == "parameter" else "right")

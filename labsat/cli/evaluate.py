@@ -47,7 +47,9 @@ def evaluate(
     data: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Accuracy under drift, read noise and on fresh chips; λmax and trace; landscape; confusion; report."""
+    """Accuracy under drift, read noise and on fresh chips; λmax and trace; landscape; confusion; report.
+
+    On an MZI mesh bench: the accuracy on the device and on the calibrated twin (the sweeps model a bank)."""
     # Imported here, not at module level: matplotlib and the torch.func machinery would otherwise slow
     # every `labsat` command down, `labsat --help` included.
     from labsat.evaluation import report_data, report_tables
@@ -72,4 +74,7 @@ def evaluate(
     tables = report_tables(evaluations)
     emit({"report": str(report), **report_data(evaluations, grids=False)}, [_rich(t) for t in tables], as_json)
     if not as_json:
+        for evaluation in evaluations:
+            for note in evaluation.notes:
+                console.print(f"[bold yellow]{evaluation.name}:[/] {note}", highlight=False)
         console.print(f"report: [bold]{report}[/]")

@@ -58,7 +58,9 @@ def train(
     ] = None,
     epochs: Annotated[int, typer.Option(min=1)] = _DEFAULTS.epochs,
     batch_size: Annotated[int, typer.Option(min=1)] = _DEFAULTS.batch_size,
-    lr: Annotated[float, typer.Option(help="Adam learning rate of the controls (volts).")] = _DEFAULTS.lr,
+    lr: Annotated[
+        float, typer.Option(help="Adam learning rate of the controls (volts on a bank, radians on a mesh).")
+    ] = _DEFAULTS.lr,
     calibration: Annotated[
         str | None, typer.Option(help="Calibration id to build the twin from (default: newest; run one if none).")
     ] = None,
@@ -67,7 +69,9 @@ def train(
     data: DataDirOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Train a network on the bench (device forward passes, twin backward passes, SAT) and store it."""
+    """Train a network on the bench (device forward passes, twin backward passes, SAT) and store it.
+
+    On an MZI mesh bench the network is a trained encoder onto the modes and one pass through the mesh."""
     config = TrainConfig(method=method, ascent=ascent, epochs=epochs, batch_size=batch_size, lr=lr, rho=rho, seed=seed)
     parse_method(method, ascent)
     loaded = load_dataset(dataset, seed=seed)

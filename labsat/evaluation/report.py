@@ -43,6 +43,7 @@ class ModelEvaluation:
     landscape: Landscape | None = None
     confusion: Confusion | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # what a reader must know, e.g. which sweeps were not run and why
 
     def as_dict(self, *, grids: bool = True) -> dict[str, Any]:
         """Plain numbers for ``report.json`` and ``--json``; ``grids=False`` leaves out the landscape's grid."""
@@ -56,6 +57,7 @@ class ModelEvaluation:
             "landscape": None if self.landscape is None else _landscape_dict(self.landscape, grids),
             "confusion": self.confusion.as_dict() if self.confusion else None,
             "metadata": self.metadata,
+            "notes": self.notes,
         }
 
 
@@ -217,6 +219,11 @@ def write_report(
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Models: {html.escape(', '.join(names))}. Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.</p>",
+        *(
+            f"<p><strong>{html.escape(ev.name)}:</strong> {html.escape(note)}</p>"
+            for ev in evaluations
+            for note in ev.notes
+        ),
     ]
     for section in _sections(evaluations):
         parts.append(f"<h2>{html.escape(section.heading)}</h2>")

@@ -4,6 +4,10 @@ For each model: the chips of the bench read out with the calibration the model w
 own bench; another bench's newest otherwise), the perturbation sweeps, sharpness, landscape and
 confusion on those chips (:func:`~labsat.evaluation.photonic.evaluate_network`), and the accuracy
 measured on the device itself. Then one report for all of them, side by side.
+
+On an MZI mesh bench a model is measured on the device and its calibrated twin only
+(:mod:`labsat.evaluation.mesh` says why); a model trained on another kind of system, or a bench these
+commands do not drive (a D2NN), is refused before anything is measured.
 """
 
 from __future__ import annotations
@@ -14,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from labsat.datasets import load_dataset
 from labsat.evaluation.chips import bench_chips
+from labsat.evaluation.mesh import evaluate_on_mesh
 from labsat.evaluation.photonic import EvaluationSettings, evaluate_network
 from labsat.evaluation.report import ModelEvaluation, write_report
 from labsat.store import Store, new_id
+from labsat.systems.mzi import MZIMeshSystem
 from labsat.training.evaluate import accuracy
-from labsat.training.session import load_model
+from labsat.training.session import model_for_bench
 
 if TYPE_CHECKING:
     from labsat.bench import Bench
@@ -42,14 +48,17 @@ def evaluate_models(
     ``dataset_source`` maps a model's dataset label to what :func:`~labsat.datasets.load_dataset` opens.
     Returns the evaluations and the report's path.
     """
-    models = {model_id: load_model(store, model_id) for model_id in dict.fromkeys(model_ids)}
+    models = {model_id: model_for_bench(store, model_id, bench) for model_id in dict.fromkeys(model_ids)}
     evaluations = []
     for index, (model_id, (net, meta)) in enumerate(models.items(), start=1):
         if on_model is not None:
             on_model(index, len(models), model_id, meta)
+        test = load_dataset(dataset_source(meta.get("dataset", "digits")), seed=int(meta.get("seed", 0))).test
+        if isinstance(bench.system, MZIMeshSystem):
+            evaluations.append(evaluate_on_mesh(bench, store, model_id, net, meta, test, settings))
+            continue
         same_bench = meta.get("bench") == bench.name
         chips = bench_chips(bench, store, meta.get("calibration") if same_bench else None)
-        test = load_dataset(dataset_source(meta.get("dataset", "digits")), seed=int(meta.get("seed", 0))).test
         evaluation = evaluate_network(
             f"{meta.get('method', 'model')} {model_id}",
             net,

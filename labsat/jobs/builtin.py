@@ -19,7 +19,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from labsat.calibration import PROCEDURE_ORDER, CalibrationOptions, calibrate
+from labsat.calibration import (
+    PROCEDURE_ORDER,
+    CalibrationOptions,
+    MeshCalibrationOptions,
+    MeshCalibrationRecord,
+    calibrate_bench,
+)
 from labsat.calibration.figures import write_figures
 from labsat.datasets import BUILTIN, load_dataset
 from labsat.errors import LabsatError
@@ -32,9 +38,8 @@ from labsat.store import ARTIFACTS, Store
 from labsat.training.evaluate import accuracy
 from labsat.training.loop import StepRecord, TrainConfig
 from labsat.training.methods import ASCENTS, METHODS, parse_method
-from labsat.training.physical import PhysicalLayer
 from labsat.training.runners import device_runner
-from labsat.training.session import bench_twin, load_model, train_on_bench
+from labsat.training.session import bench_calibration, bench_layer, model_for_bench, train_on_bench
 
 DATASETS = "datasets"
 """Folder under the data directory whose entries REST clients may name as datasets."""
@@ -70,23 +75,44 @@ def _phase_progress(context: JobContext) -> Callable[[str, int, int], None]:
 
 
 class CalibrateParams(BaseModel):
-    """Calibrate the bench and fit its twin (``labsat calibrate``)."""
+    """Calibrate the bench and fit its twin (``labsat calibrate``): a bank's procedures or a mesh's fit."""
 
     model_config = ConfigDict(extra="forbid")
 
     only: list[Literal[PROCEDURE_ORDER]] | None = Field(  # type: ignore[valid-type]
-        None, description="Run only these procedures; the others come from the bench's latest calibration."
+        None, description="MRR bank: run only these procedures; the others come from the bench's latest calibration."
     )
-    options: CalibrationOptions = Field(default_factory=CalibrationOptions)
+    options: CalibrationOptions | None = Field(
+        None, description="MRR bank: how the procedures measure (omitted: every field's default)."
+    )
+    mesh: MeshCalibrationOptions | None = Field(
+        None, description="MZI mesh: how the fit measures and fits (omitted: every field's default)."
+    )
 
 
 def run_calibrate(context: JobContext, params: CalibrateParams) -> dict[str, Any]:
-    """A resumed job continues the bench's unfinished calibration, if there is one."""
+    """A resumed job continues the bench's unfinished calibration, if there is one (a mesh fit runs again)."""
     bench, store = context.bench, context.store
     resume = context.resuming and store.latest_calibration(bench.name, complete=False) is not None
-    record = calibrate(
-        bench, store, only=params.only, resume=resume, options=params.options, progress=_phase_progress(context)
+    record = calibrate_bench(
+        bench,
+        store,
+        only=params.only,
+        resume=resume,
+        options=params.options,
+        mesh=params.mesh,
+        progress=_phase_progress(context),
     )
+    if isinstance(record, MeshCalibrationRecord):
+        return {
+            "calibration": record.id,
+            "complete": record.complete,
+            "procedures": record.procedures,
+            "fit_rms": record.fit_rms,
+            "holdout_rms": record.holdout_rms,
+            "design_holdout_rms": record.design_holdout_rms,
+            "artifacts": [],
+        }
     plots = write_figures(record, store)
     return {
         "calibration": record.id,
@@ -154,7 +180,7 @@ def run_train(context: JobContext, params: TrainParams) -> dict[str, Any]:
     dataset = load_dataset(dataset_source(context.store, params.dataset), seed=params.seed)
     calibration = context.memo.get("calibration") or params.calibration
     if calibration is None:
-        _, record, calibrated_now = bench_twin(context.bench, context.store, None, _phase_progress(context))
+        record, calibrated_now = bench_calibration(context.bench, context.store, None, _phase_progress(context))
         calibration = record.id
         if calibrated_now:
             context.log(f"bench {context.bench.name} had no calibration: calibration {record.id} ran first")
@@ -248,12 +274,11 @@ class DeployParams(BaseModel):
 def run_deploy(context: JobContext, params: DeployParams) -> dict[str, Any]:
     """On its own bench a model uses the calibration it was trained with; elsewhere, that bench's newest."""
     bench, store = context.bench, context.store
-    net, meta = load_model(store, params.model)
+    net, meta = model_for_bench(store, params.model, bench)
     calibration = meta.get("calibration") if meta.get("bench") == bench.name else None
-    twin, record, _ = bench_twin(bench, store, calibration, _phase_progress(context))
+    physical, record, _ = bench_layer(bench, store, net.sizes[-1], calibration, _phase_progress(context))
     test = load_dataset(dataset_source(store, str(meta.get("dataset", "digits"))), seed=int(meta.get("seed", 0))).test
     context.progress(0, 1, "measure")
-    physical = PhysicalLayer.from_system(bench.system, twin.layer)
     before = physical.stats()
     device_accuracy = accuracy(net, test, device_runner(physical))
     context.progress(1, 1, "measure")

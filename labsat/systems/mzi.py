@@ -30,7 +30,11 @@ class MZIMeshSystem(HeaterChipSystem):
     spec: MZISystemSpec
 
     def __post_init__(self) -> None:
-        self.readout = Readout.nominal(self.spec, self.modes, self.modes, self.torch_device)
+        self.readout = self.nominal_readout()
+
+    def nominal_readout(self) -> Readout:
+        """The bench file's readout (one ``V_π``, one gain): what a mesh calibration fits its readout against."""
+        return Readout.nominal(self.spec, self.modes, self.modes, self.torch_device)
 
     @property
     def modes(self) -> int:

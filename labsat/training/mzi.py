@@ -15,13 +15,16 @@ range for 2π) is set at the range's end: the guard is never asked for more than
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from torch import Tensor
 
+from labsat.errors import LabsatError
 from labsat.guard import clamp_inside
 from labsat.physics.mzi import MZIMeshModel, volts_for_phase
 from labsat.systems.mzi import MZIMeshSystem
+from labsat.training.loop import TrainConfig
 from labsat.training.physical import PhysicalLayer
 
 PHASE_RANGE = (-math.inf, math.inf)
@@ -63,3 +66,35 @@ def mesh_physical_layer(system: MZIMeshSystem, twin: MZIMeshModel, outputs: int 
         control_shape=control_shape,
         initial_controls=initial_controls,
     )
+
+
+def mesh_network(config: TrainConfig, modes: int, classes: int) -> TrainConfig:
+    """``config`` fitted to a ``modes``-mode mesh: the SAT paper's mesh network, as ``labsat train`` builds it.
+
+    A mesh is one photonic layer no wider than its modes, read out on its first ``classes`` modes, so:
+
+    * a trained digital encoder maps the features onto the modes (``encoder``; default: all ``modes``);
+    * there are no hidden layers: the training default's (``TrainConfig().hidden``, sized for a bank that
+      tiles any width) is dropped, and any other ``hidden`` is refused;
+    * SAT's adaptive scaling is off where it would measure from the default ``"peak"`` reference: a phase
+      has no resonance to measure from, and scaling by ``|θ| + η`` from 0 rad would perturb 6.2 rad dozens
+      of times more than −0.08 rad, the same phase; SAM's plain ball over the phases treats them alike;
+    * weight-space ``bp`` is refused: it trains a weight matrix, and a mesh's layer ``|U(θ)x|²`` is none.
+    """
+    if config.parsed.weight_space:
+        raise LabsatError(
+            f"method {config.method!r} trains weights x·wᵀ and deploys them afterwards; a mesh's layer is |U(θ)x|², "
+            "not a weight matrix: train it in phase (bp-control, sat, pat, pat+sat, dat, nat, …)"
+        )
+    if classes > modes:
+        raise LabsatError(f"a {modes}-mode mesh reads at most {modes} classes; the dataset has {classes}")
+    if config.hidden not in ((), TrainConfig().hidden):
+        raise LabsatError(
+            f"a mesh network is an encoder and one pass through the mesh; it has no hidden layers "
+            f"(got hidden={list(config.hidden)})"
+        )
+    encoder = modes if config.encoder is None else config.encoder
+    if not 1 <= encoder <= modes:
+        raise LabsatError(f"a {modes}-mode mesh takes 1 to {modes} encoder outputs, not {encoder}")
+    adaptive = config.adaptive and config.theta_ref != "peak"
+    return replace(config, hidden=(), encoder=encoder, adaptive=adaptive)

@@ -9,6 +9,12 @@ here, once for every caller:
   DAT take their backward pass from it, weight-space BP is deployed through it — and a calibration is
   the only way labsat makes one, so refusing would just make the user type a second command. The
   calibration drives the heaters through the same guard as training.
+* **System.** A bank's twin is built from its record (:mod:`labsat.twin`) and trained in heater volts;
+  a mesh's is its fit applied to the System and trained in phase (:mod:`labsat.training.mzi`), with the
+  network a mesh affords (:func:`~labsat.training.mzi.mesh_network`). :func:`bench_layer` hides which:
+  the rest of a run, and evaluation and deployment after it, see one :class:`PhysicalLayer`. A system
+  the commands do not drive (a D2NN) is refused before anything runs
+  (:func:`~labsat.calibration.dispatch.record_type`).
 * **Result.** Accuracy is measured on the device over the full test split after training (the number
   that matters), and on the twin for comparison; the trained network is saved in the store as a model
   whose tensors are the photonic controls and the digital parameters.
@@ -21,20 +27,24 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from labsat.calibration import bench_identity, calibrate
+from labsat.calibration import bench_identity, calibrate_bench, record_type
+from labsat.calibration.mesh_record import MeshCalibrationRecord
 from labsat.calibration.record import CalibrationRecord
+from labsat.calibration.stored import StoredCalibration, latest_record_of
 from labsat.datasets import Dataset
 from labsat.errors import LabsatError
 from labsat.store import Store
 from labsat.systems.mrr import QueryStats
+from labsat.systems.mzi import MZIMeshSystem
 from labsat.training.checkpoint import run_directory
 from labsat.training.evaluate import accuracy
 from labsat.training.loop import StepCallback, TrainConfig, TrainResult, train
 from labsat.training.methods import parse_method
+from labsat.training.mzi import mesh_network, mesh_physical_layer
 from labsat.training.network import PhotonicNet
 from labsat.training.physical import PhysicalLayer
 from labsat.training.runners import device_runner, twin_runner
-from labsat.twin import Twin, apply_calibration, latest_record
+from labsat.twin import Twin, apply_calibration
 
 if TYPE_CHECKING:
     from labsat.bench import Bench
@@ -85,23 +95,62 @@ class TrainingRun:
         }
 
 
-def bench_twin(
+def bench_calibration(
     bench: Bench, store: Store, calibration: str | None = None, progress: CalibrationProgress | None = None
-) -> tuple[Twin, CalibrationRecord, bool]:
-    """The twin to train with, its record, and whether a calibration had to run for it (see module doc)."""
-    calibrated_now = False
+) -> tuple[StoredCalibration, bool]:
+    """The calibration to train with and whether it had to run now (see module doc), of the bench's kind."""
+    kind = record_type(bench)
     if calibration is not None:
         record = store.get_calibration(calibration)
         if record.bench != bench.name:
             raise LabsatError(f"calibration {calibration} belongs to bench {record.bench!r}, not {bench.name!r}")
-    else:
-        try:
-            record = latest_record(store, bench.name, bench_identity(bench))
-        except LabsatError:
-            record = calibrate(bench, store, progress=progress)
-            calibrated_now = True
+        if not isinstance(record, kind):
+            raise LabsatError(
+                f"calibration {calibration} is a {record.kind} calibration; bench {bench.name!r} is now a "
+                f"{bench.spec.system.label}"
+            )
+        return record, False
+    try:
+        return latest_record_of(store, bench.name, bench_identity(bench), kind), False
+    except LabsatError:
+        return calibrate_bench(bench, store, progress=progress), True
+
+
+def bench_twin(
+    bench: Bench, store: Store, calibration: str | None = None, progress: CalibrationProgress | None = None
+) -> tuple[Twin, CalibrationRecord, bool]:
+    """A bank's twin to train with, its record, and whether a calibration had to run for it (see module doc)."""
+    if record_type(bench) is not CalibrationRecord:
+        raise LabsatError(
+            f"bench_twin builds an MRR bank's twin; bench {bench.name!r} is a {bench.spec.system.label}: "
+            "bench_layer gives the layer any bench trains through"
+        )
+    record, calibrated_now = bench_calibration(bench, store, calibration, progress)
+    assert isinstance(record, CalibrationRecord)
     apply_calibration(bench.system, record)
     return Twin.from_record(record, bench.torch_device), record, calibrated_now
+
+
+def bench_layer(
+    bench: Bench,
+    store: Store,
+    outputs: int,
+    calibration: str | None = None,
+    progress: CalibrationProgress | None = None,
+) -> tuple[PhysicalLayer, StoredCalibration, bool]:
+    """The bench as training sees it (device and calibrated twin), its calibration, and whether that ran now.
+
+    The calibration's readout is applied to the System, so device and twin answer in the same units.
+    ``outputs`` is the network's last width: a mesh reads that many of its modes; a bank tiles any width.
+    """
+    record, calibrated_now = bench_calibration(bench, store, calibration, progress)
+    if isinstance(record, MeshCalibrationRecord):
+        assert isinstance(bench.system, MZIMeshSystem)
+        twin = record.calibration(bench.torch_device).apply(bench.system)
+        return mesh_physical_layer(bench.system, twin, outputs), record, calibrated_now
+    apply_calibration(bench.system, record)
+    twin = Twin.from_record(record, bench.torch_device)
+    return PhysicalLayer.from_system(bench.system, twin.layer), record, calibrated_now
 
 
 def train_on_bench(
@@ -118,8 +167,9 @@ def train_on_bench(
 ) -> TrainingRun:
     """Train ``config`` on ``bench`` and store the model; checkpoints go under the store's data directory."""
     parse_method(config.method, config.ascent)  # reject a bad method before calibration or device time is spent
-    twin, record, calibrated_now = bench_twin(bench, store, calibration, on_calibration)
-    physical = PhysicalLayer.from_system(bench.system, twin.layer)
+    if isinstance(bench.system, MZIMeshSystem):
+        config = mesh_network(config, bench.system.modes, dataset.n_classes)
+    physical, record, calibrated_now = bench_layer(bench, store, dataset.n_classes, calibration, on_calibration)
     checkpoints = run_directory(store.root, bench.name, dataset_label, {**config.settings(), "calibration": record.id})
     result = train(config, physical, dataset, checkpoints=checkpoints, resume=resume, on_step=on_step)
     before = physical.stats()
@@ -141,6 +191,7 @@ def train_on_bench(
     )
     metadata = {key: value for key, value in run.summary().items() if key != "model"}
     metadata["sizes"] = list(result.net.sizes)
+    metadata["system"] = bench.spec.system.type
     model_id = store.save_model(bench.name, config.method, result.net.snapshot(), metadata)
     return replace(run, model_id=model_id)
 
@@ -152,3 +203,21 @@ def load_model(store: Store, model_id: str) -> tuple[PhotonicNet, dict[str, Any]
     if sizes is None:
         raise LabsatError(f"model {model_id} was not saved by labsat training (its metadata has no layer sizes)")
     return PhotonicNet.from_snapshot(sizes, stored.controls), stored.metadata
+
+
+def model_for_bench(store: Store, model_id: str, bench: Bench) -> tuple[PhotonicNet, dict[str, Any]]:
+    """A stored model to run on ``bench``; refused if it was trained on another kind of system.
+
+    A bank's controls are heater volts per weight, a mesh's are phases per MZI: on the other system they
+    mean nothing (or do not even fit its shape).
+    """
+    record_type(bench)  # a system the commands do not drive is refused as such, not as a mismatch
+    net, metadata = load_model(store, model_id)
+    trained_on = metadata.get("system", "mrr_bank")  # models stored before meshes were trained are a bank's
+    if trained_on != bench.spec.system.type:
+        raise LabsatError(
+            f"model {model_id} was trained on bench {metadata.get('bench')!r}, a system of type {trained_on!r}; "
+            f"bench {bench.name!r} is a {bench.spec.system.label} ({bench.spec.system.type!r}), where its controls "
+            "mean nothing"
+        )
+    return net, metadata

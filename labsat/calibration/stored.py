@@ -1,0 +1,71 @@
+"""Every kind of calibration record the store holds, told apart by its ``kind``, and what they share.
+
+One table, one id space and one listing for all of them: ``labsat calibrations`` and the REST listing
+show a bank's record next to a mesh's, and ``--calibration ID`` names either. A record's ``kind`` is its
+system's ``type`` in the bench file; records stored before there was more than one kind carry none and
+are a bank's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from labsat.calibration.mesh_record import MeshCalibrationRecord
+from labsat.calibration.record import CalibrationRecord
+from labsat.errors import LabsatError
+
+if TYPE_CHECKING:
+    from labsat.store import Store
+
+StoredCalibration = CalibrationRecord | MeshCalibrationRecord
+"""A calibration record of any kind."""
+
+RECORD_TYPES: dict[str, type[CalibrationRecord] | type[MeshCalibrationRecord]] = {
+    "mrr_bank": CalibrationRecord,
+    "mzi_mesh": MeshCalibrationRecord,
+}
+"""The record class of each kind (a system ``type`` of the bench file)."""
+
+R = TypeVar("R", CalibrationRecord, MeshCalibrationRecord)
+
+
+def record_from_stored(data: dict[str, Any]) -> StoredCalibration:
+    """The record stored as ``data`` (JSON), as the class of its kind."""
+    kind = data.get("kind", "mrr_bank")
+    record_type = RECORD_TYPES.get(kind)
+    if record_type is None:
+        raise LabsatError(
+            f"calibration {data.get('id')!r} is of kind {kind!r}; this labsat reads {', '.join(RECORD_TYPES)}"
+        )
+    return record_type.from_stored(data)
+
+
+def latest_record_of(store: Store, bench_name: str, identity: str | None, record_type: type[R]) -> R:
+    """The newest finished ``record_type`` calibration of a bench that builds a twin (optionally of one identity)."""
+    for record in store.list_calibrations(bench_name):
+        if isinstance(record, record_type) and record.builds_twin and identity in (None, record.bench_identity):
+            return record
+    raise LabsatError(
+        f"bench {bench_name!r} has no finished calibration"
+        + ("" if identity is None else " of these instruments and this chip")
+        + f" in the store at {store.url}: run `labsat calibrate --bench FILE` first"
+    )
+
+
+def summary_fields(record: StoredCalibration) -> dict[str, Any]:
+    """What a listing shows of any record (the CLI's table and JSON, the REST listing)."""
+    if isinstance(record, CalibrationRecord):
+        weight_rms, holdout_rms = (record.validation.weight_rms if record.validation else None), None
+    else:
+        weight_rms, holdout_rms = None, record.holdout_rms
+    return {
+        "id": record.id,
+        "bench": record.bench,
+        "kind": record.kind,
+        "created": record.created,
+        "procedures": record.procedures,
+        "complete": record.complete,
+        "flags": len(record.flags),
+        "twin_weight_rms": weight_rms,
+        "holdout_rms": holdout_rms,
+    }
