@@ -220,9 +220,12 @@ def test_inputs_are_checked(noiseless: Bench) -> None:
         noiseless.system.forward(torch.rand(2, 64), deepcopy(controls)[:1])
 
 
-@pytest.mark.parametrize("method", ["pat", "pat+sat"])
-def test_device_methods_train_the_d2nn_through_the_guarded_slms(noiseless: Bench, method: str) -> None:
-    """PAT and PAT+SAT run unchanged on the D2NN System: masks shown through the guard, the twin's VJP backward."""
+@pytest.mark.parametrize(("method", "forwards_per_step"), [("pat", 1), ("pat+sat", 2), ("dat", 1), ("nat", 0)])
+def test_device_methods_train_the_d2nn_through_the_guarded_slms(
+    noiseless: Bench, method: str, forwards_per_step: int
+) -> None:
+    """The device methods run unchanged on the D2NN System: masks shown through the guard, the twin's VJP
+    backward (PAT, PAT+SAT), DAT's correctors fitted to the measured powers, NAT's noise fitted on the device."""
     system = noiseless.system
     assert isinstance(system, D2NNSystem)
     physical = diffractive_physical_layer(system.nominal_twin(), system.forward, stats=lambda: system.stats.copy())
@@ -232,5 +235,6 @@ def test_device_methods_train_the_d2nn_through_the_guarded_slms(noiseless: Bench
     result = train(config, physical, subset)
     losses = result.epoch_losses()
     assert losses[-1] < losses[0]
-    assert result.cost.forwards == 3 * 4 * (2 if method == "pat+sat" else 1)
+    noise_fit = config.noise_repeats if method == "nat" else 0  # NAT measures its noise once, before training
+    assert result.cost.forwards == 3 * 4 * forwards_per_step + noise_fit
     assert result.cost.bench_time_s > 0  # frames were shown and settled on the bench clock

@@ -45,6 +45,19 @@ def test_offset_follows_the_loss_uphill(rising: bool) -> None:
     assert step.offset == pytest.approx(step.delta + 0.1 * step.slope)
 
 
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_two_sided_steps_turn_either_way_and_still_climb(two_sided: bool) -> None:
+    def loss_at(offset: float) -> float:  # rises both ways from 0: uphill is away from the present offset
+        return offset**2
+
+    generator = torch.Generator().manual_seed(0)
+    steps = [adversarial_offset(loss_at, 0.0, 1.0, 0.1, generator, two_sided) for _ in range(200)]
+    negative = sum(step.delta < 0 for step in steps)
+    assert all(0 < abs(step.delta) <= 1.0 for step in steps)
+    assert (60 < negative < 140) if two_sided else negative == 0
+    assert all(step.offset * step.delta > step.delta**2 for step in steps)  # η·ĝ pushes further out, either way
+
+
 def test_offsets_are_seeded() -> None:
     def draw(seed: int) -> list[float]:
         generator = torch.Generator().manual_seed(seed)
@@ -100,15 +113,17 @@ def loss_at(net: PhotonicNet, twin: DiffractiveModel, rotation_deg: float, split
     return float(torch.nn.functional.cross_entropy(logits, split.y))
 
 
-def test_fd_sat_probes_uphill_and_trains_at_a_misalignment(twin: DiffractiveModel, digits) -> None:
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_fd_sat_probes_uphill_and_trains_at_a_misalignment(twin: DiffractiveModel, digits, two_sided: bool) -> None:
     physical = diffractive_physical_layer(twin)
-    trainer = Trainer(TrainConfig(**CONFIG), physical, digits)
+    trainer = Trainer(TrainConfig(**CONFIG, fd_two_sided=two_sided), physical, digits)
     before = loss_at(trainer.net, twin, 1.0, digits.train)
     offsets = []
     for epoch in range(CONFIG["epochs"]):
         trainer.run_epoch(lambda record: offsets.append(trainer.fd_sat.last))
         assert trainer.epoch == epoch + 1
-    assert all(0 < o.delta <= 1.0 and o.offset == pytest.approx(o.delta + 0.03 * o.slope) for o in offsets)
+    assert all(0 < abs(o.delta) <= 1.0 and o.offset == pytest.approx(o.delta + 0.03 * o.slope) for o in offsets)
+    assert any(o.delta < 0 for o in offsets) == two_sided
     assert loss_at(trainer.net, twin, 1.0, digits.train) < 0.9 * before
 
 

@@ -4,14 +4,16 @@ SAT flattens the loss in the trainable controls θ. A free-space system also has
 nobody can model well: where the phase masks sit (rotation, shift, scale). The SAT paper (Xu et al., §1.3 of
 the digest) finds an adversarial value of such a parameter ``p`` with one extra forward per step::
 
-    δ     ~ U(0, δmax]                          one-sided, random magnitude
+    δ     ~ U(0, δmax]                          one-sided, random magnitude (± with a random sign if two-sided)
     ĝ     = (L(θ, p + δ) − L(θ, p)) / δ         forward difference, measured at the unperturbed θ
     p_adv = p + δ + η·ĝ                         random step plus an un-normalised ascent step
 
 and takes SAT's descent gradient there: ``∇θ L(θ + ε, p_adv)``. ``p`` is an *offset* from wherever the
 layer's disturbance parameters are (:attr:`PhysicalLayer.disturbed`), and it is reset every step, so the
 optimizer never trains a misaligned layer into its state. The random δ alone already acts like training
-on random misalignments; η·ĝ pushes further where the loss rises fastest.
+on random misalignments; η·ĝ pushes further where the loss rises fastest. The paper's δ is one-sided, so
+the masks learn to tolerate a turn one way only; ``two_sided`` draws the sign of δ at random too, for a
+disturbance whose sign nobody knows in advance (a mount turns either way), and η·ĝ still points uphill.
 
 The loss is probed where the method measures its loss: through the twin for a twin ascent (in-silico SAT,
 no device query), on the device otherwise (one more device forward per step, at the moved masks).
@@ -42,13 +44,21 @@ class Adversary:
 
 
 def adversarial_offset(
-    loss_at: Callable[[float], float], loss: float, delta_max: float, gain: float, generator: torch.Generator
+    loss_at: Callable[[float], float],
+    loss: float,
+    delta_max: float,
+    gain: float,
+    generator: torch.Generator,
+    two_sided: bool = False,
 ) -> Adversary:
     """``p_adv − p = δ + η·(L(p + δ) − L(p))/δ`` with ``δ ~ U(0, δmax]``; ``loss_at(o)`` is ``L(p + o)``.
 
-    δ is drawn from (0, δmax] rather than [0, δmax) so the difference quotient never divides by zero.
+    δ is drawn from (0, δmax] rather than [0, δmax) so the difference quotient never divides by zero;
+    ``two_sided`` flips its sign with probability ½.
     """
     delta = delta_max * (1.0 - float(torch.rand((), generator=generator, dtype=torch.float64)))
+    if two_sided and float(torch.rand((), generator=generator, dtype=torch.float64)) < 0.5:
+        delta = -delta
     slope = (loss_at(delta) - loss) / delta
     return Adversary(delta, slope, delta + gain * slope)
 
@@ -70,6 +80,7 @@ class FDSAT:
         disturbance: str,
         delta_max: float,
         gain: float,
+        two_sided: bool = False,
     ) -> None:
         if not method.sat:
             raise MethodError(f"FD-SAT finds the adversarial disturbance for a SAT step; {method.name!r} has none")
@@ -85,6 +96,7 @@ class FDSAT:
         self.disturbance = disturbance
         self.delta_max = delta_max
         self.gain = gain
+        self.two_sided = two_sided
         self.probe: Callable[[PhysicalLayer], LayerRunner] = twin_runner if method.ascent == "twin" else device_runner
         self.generator = torch.Generator()
         self.last: Adversary | None = None
@@ -110,6 +122,7 @@ class FDSAT:
             self.delta_max,
             self.gain,
             self.generator,
+            self.two_sided,
         )
         return self.source(self.moved(self.last.offset))
 

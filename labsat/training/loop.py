@@ -53,7 +53,8 @@ class TrainConfig:
     digital front end (:class:`~labsat.training.network.DigitalEncoder`) of that width before the first
     photonic layer (a system with fewer inputs than the data has features). ``fd_disturbance`` turns SAT
     into FD-SAT (:mod:`~labsat.training.fdsat`) against that disturbance parameter (``"rotation"`` of a
-    D2NN's masks, …): random steps up to ``fd_delta_max``, ascent gain ``fd_gain``.
+    D2NN's masks, …): random steps up to ``fd_delta_max`` (either sign if ``fd_two_sided``), ascent gain
+    ``fd_gain``.
     """
 
     method: str = "pat+sat"
@@ -83,6 +84,7 @@ class TrainConfig:
     fd_disturbance: str | None = None
     fd_delta_max: float = 1.0
     fd_gain: float = 0.03
+    fd_two_sided: bool = False
     deploy_steps: int = 300
 
     @property
@@ -201,7 +203,7 @@ class Trainer:
         self._ascent: GradientSource | None = None
         self.fd_sat = None if config.fd_disturbance is None else FDSAT(
             physical, self.method, self._base_source, disturbance=config.fd_disturbance,
-            delta_max=config.fd_delta_max, gain=config.fd_gain,
+            delta_max=config.fd_delta_max, gain=config.fd_gain, two_sided=config.fd_two_sided,
         )  # fmt: skip
 
     # -- construction ---------------------------------------------------------------------------------
