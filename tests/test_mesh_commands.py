@@ -1,4 +1,4 @@
-"""``labsat calibrate``, ``train`` and ``evaluate`` (and their jobs) on an MZI mesh bench; a D2NN refused by name.
+"""``labsat calibrate``, ``train`` and ``evaluate`` (and their jobs) on an MZI mesh bench.
 
 A 4-mode mesh of device A's error class (12 heaters) and a short fit keep every calibration to a second or
 two; iris (3 classes) fits on its first modes.
@@ -6,7 +6,6 @@ two; iris (3 classes) fits on its first modes.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,9 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from cli_helpers import cli_json, cli_refusal
 from fastapi.testclient import TestClient
 from service_helpers import auth, token_table, wait_for
-from typer.testing import CliRunner
 
 from labsat.api.app import create_app
 from labsat.api.auth import Scope
@@ -24,14 +23,12 @@ from labsat.bench import open_bench
 from labsat.calibration import MeshCalibrationOptions, MeshCalibrationRecord, calibrate_bench
 from labsat.calibration.mzi import calibrate_mesh
 from labsat.calibration.stored import record_from_stored
-from labsat.cli import app
 from labsat.jobs.engine import JobEngine
 from labsat.physics.mzi import TENSOR_FIELDS
 from labsat.store import Store, new_id, utcnow
 from labsat.training import session
 from labsat.training.session import load_model
 
-runner = CliRunner()
 ROOT = Path(__file__).parents[1]
 BENCH = "sim-mzi-4"
 QUICK = MeshCalibrationOptions(settings=30, holdout=10, random_inputs=4, steps=300)
@@ -54,20 +51,6 @@ def mesh_bench(tmp_path: Path) -> Path:
     path = tmp_path / "mesh4.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-def _json(*args: str) -> dict[str, Any]:
-    result = runner.invoke(app, [*args, "--json"])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def _refused(*args: str) -> str:
-    """The one-line error of a refused command (exit 2, no traceback)."""
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 2, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    return " ".join(result.stderr.split())
 
 
 def _wrapped_rms(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -104,7 +87,7 @@ def test_a_mesh_calibration_survives_a_restart_of_the_store(mesh_bench: Path, da
 
 
 def test_labsat_calibrate_fits_the_mesh_closer_to_the_chip_than_the_design(mesh_bench: Path, data_dir: Path) -> None:
-    summary = _json("calibrate", "--bench", str(mesh_bench), *QUICK_FLAGS)
+    summary = cli_json("calibrate", "--bench", str(mesh_bench), *QUICK_FLAGS)
     assert summary["kind"] == "mzi_mesh" and summary["bench"] == BENCH and summary["cost"]["programs"] == 40
     assert summary["holdout_rms"] < 0.2 * summary["design_holdout_rms"]
 
@@ -117,12 +100,12 @@ def test_labsat_calibrate_fits_the_mesh_closer_to_the_chip_than_the_design(mesh_
         design_error = _wrapped_rms(torch.zeros_like(getattr(truth, name)), getattr(truth, name))
         assert _wrapped_rms(getattr(fitted, name), getattr(truth, name)) < 0.3 * design_error, name
 
-    listed = _json("calibrations", "--bench", str(mesh_bench))["calibrations"]
+    listed = cli_json("calibrations", "--bench", str(mesh_bench))["calibrations"]
     assert [(row["id"], row["kind"], row["procedures"]) for row in listed] == [(record.id, "mzi_mesh", ["mesh"])]
     assert listed[0]["holdout_rms"] == summary["holdout_rms"]
-    shown = _json("calibrations", record.id)
+    shown = cli_json("calibrations", record.id)
     assert shown["parameters"]["theta_offset"] == record.parameters.theta_offset
-    assert "mesh fit; comparing is for MRR bank records" in _refused("calibrations", record.id, record.id)
+    assert "mesh fit; comparing is for MRR bank records" in cli_refusal("calibrations", record.id, record.id)
 
 
 def test_labsat_train_calibrates_trains_and_evaluate_reloads_the_mesh_model(
@@ -132,7 +115,7 @@ def test_labsat_train_calibrates_trains_and_evaluate_reloads_the_mesh_model(
         session, "calibrate_bench", lambda bench, store, **kw: calibrate_bench(bench, store, mesh=QUICK)
     )
     args = ("train", "--bench", str(mesh_bench), "--method", "pat+sat", "--dataset", "iris", *TRAIN_FLAGS)
-    trained = _json(*args, "--epochs", "20")
+    trained = cli_json(*args, "--epochs", "20")
     assert trained["calibrated_now"] is True  # no calibration yet: a mesh fit ran first and was stored
     assert trained["test_accuracy_device"] > 0.5  # three classes: chance is 1/3
     assert trained["queries"]["forwards"] == 2 * trained["steps"]  # PAT+SAT: both SAM passes on the device
@@ -143,10 +126,10 @@ def test_labsat_train_calibrates_trains_and_evaluate_reloads_the_mesh_model(
     assert net.sizes == (4, 3) and net.layer_sizes == (4, 3)  # iris → 4 encoder amplitudes → first 3 of 4 modes
     assert tuple(net.theta[0].shape) == (12,)  # one phase per heater
     assert metadata["system"] == "mzi_mesh" and metadata["calibration"] == trained["calibration"]
-    again = _json(*args, "--epochs", "1")
+    again = cli_json(*args, "--epochs", "1")
     assert again["calibrated_now"] is False and again["calibration"] == trained["calibration"]
 
-    result = _json("evaluate", "--bench", str(mesh_bench), "-m", trained["model"])
+    result = cli_json("evaluate", "--bench", str(mesh_bench), "-m", trained["model"])
     (model,) = result["models"]
     assert model["accuracy"] == trained["test_accuracy_twin"]  # the same twin, rebuilt from the stored record
     assert abs(model["device_accuracy"] - trained["test_accuracy_device"]) <= 0.1  # the device has read noise
@@ -155,20 +138,19 @@ def test_labsat_train_calibrates_trains_and_evaluate_reloads_the_mesh_model(
 
 
 def test_refusals_name_the_bench_and_the_reason(mesh_bench: Path, tmp_path: Path) -> None:
-    only = _refused("calibrate", "--bench", str(mesh_bench), "--only", "rings")
+    only = cli_refusal("calibrate", "--bench", str(mesh_bench), "--only", "rings")
     assert f"--only: for an MRR bank's calibration procedures only; bench '{BENCH}' is a 4-mode mesh" in only
-    mesh_on_bank = _refused("calibrate", "--settings", "20")
+    mesh_on_bank = cli_refusal("calibrate", "--settings", "20")
     assert "--settings/--holdout/--fit-steps: for an MZI mesh's fit only; bench 'sim-mrr' is a 8x8 bank" in mesh_on_bank
-    bp = _refused("train", "--bench", str(mesh_bench), "--method", "bp", "--dataset", "iris")
+    bp = cli_refusal("train", "--bench", str(mesh_bench), "--method", "bp", "--dataset", "iris")
     assert "a mesh's layer is |U(θ)x|², not a weight matrix" in bp
-    wide = _refused("train", "--bench", str(mesh_bench), "--dataset", "digits")
+    wide = cli_refusal("train", "--bench", str(mesh_bench), "--dataset", "digits")
     assert "a 4-mode mesh reads at most 4 classes; the dataset has 10" in wide
-
-    d2nn = str(ROOT / "config" / "sim-d2nn.yaml")
-    for command in (["calibrate"], ["train", "--epochs", "1"], ["evaluate", "-m", "feedc0ffee00"]):
-        message = _refused(*command, "--bench", d2nn)
-        assert "bench 'sim-d2nn' is a 2-mask D2NN" in message and "stays on the Python API" in message, command
-    assert Store().list_calibrations() == []
+    fd = cli_refusal(
+        "train", "--bench", str(mesh_bench), "--dataset", "iris", "--method", "sat", "--fd-disturbance", "scale"
+    )
+    assert f"FD-SAT (fd_disturbance 'scale') trains against a D2NN's mask misalignment; bench '{BENCH}'" in fd
+    assert Store().list_calibrations() == []  # every refusal came before any calibration
 
 
 def test_the_rest_jobs_calibrate_train_and_deploy_on_a_mesh(mesh_bench: Path, data_dir: Path) -> None:

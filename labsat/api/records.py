@@ -9,6 +9,7 @@ from fastapi import APIRouter, Body, status
 from labsat.api.auth import OperateAccess, ReadAccess
 from labsat.api.deps import EngineDep
 from labsat.api.schemas import CalibrationSummary, DeployRequest, ModelInfo
+from labsat.calibration.d2nn_record import D2NNCalibrationRecord
 from labsat.calibration.mesh_record import MeshCalibrationRecord
 from labsat.calibration.record import CalibrationRecord
 from labsat.calibration.stored import summary_fields
@@ -19,17 +20,18 @@ router = APIRouter(tags=["records"])
 
 @router.get("/calibrations", summary="List calibrations")
 def list_calibrations(who: ReadAccess, engine: EngineDep, bench: str | None = None) -> list[CalibrationSummary]:
-    """Newest first, finished or not; a bank's records and a mesh's (``kind``) alike."""
+    """Newest first, finished or not; a bank's records, a mesh's and a D2NN's (``kind``) alike."""
     return [CalibrationSummary(**summary_fields(record)) for record in engine.store.list_calibrations(bench)]
 
 
 @router.get("/calibrations/{calibration_id}", summary="Get a calibration record")
 def get_calibration(
     who: ReadAccess, calibration_id: str, engine: EngineDep
-) -> CalibrationRecord | MeshCalibrationRecord:
+) -> CalibrationRecord | MeshCalibrationRecord | D2NNCalibrationRecord:
     """The whole record. A bank's: options, every procedure's fits and flags, chip parameters, twin validation;
     its plots and raw sweeps are under ``/api/artifacts/calibrations/{id}``. A mesh's: the fit's options, the
-    fitted mesh and readout, its RMS figures and cost."""
+    fitted mesh and readout, its RMS figures and cost. A D2NN's: the fit's options, every mask SLM's fitted
+    LUT with its RMS against the nominal one and its fit residual, and the cost."""
     return engine.store.get_calibration(calibration_id)
 
 

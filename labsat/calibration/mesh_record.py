@@ -5,8 +5,8 @@ A mesh is not calibrated by a chain of procedures that each measure one part of 
 measures the whole mesh at random settings and fits every MZI at once. So its record is one fit, not a
 list of procedure results: how it measured (:class:`MeshCalibrationOptions`), what it fitted (every
 MZI's phase offsets, couplers and ``P_π``, and the readout around the mesh), how well the fit predicts
-settings it never saw, and what it cost. It shares the store's calibrations table, ids and listing with
-the banks' records; its ``kind`` tells the two apart.
+settings it never saw, and what it cost. What it shares with the other records of one fit (a D2NN's) is
+:class:`~labsat.calibration.fitted.FitRecord`; its ``kind`` tells it apart from a bank's.
 
 Fitted tensors are stored as JSON lists (a 10-mode mesh has 45 MZIs: a few hundred numbers), so a
 record is self-contained and :meth:`MeshCalibrationRecord.calibration` rebuilds the twin after a restart.
@@ -15,14 +15,14 @@ record is self-contained and :meth:`MeshCalibrationRecord.calibration` rebuilds 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
 
+from labsat.calibration.fitted import FitRecord
 from labsat.calibration.mzi import MeshCalibration
-from labsat.calibration.record import Cost, Flag, _Model
-from labsat.errors import LabsatError
+from labsat.calibration.record import Cost, _Model
 from labsat.physics.mzi import TENSOR_FIELDS, MZIChipParams
 from labsat.systems.mrr import QueryStats
 
@@ -57,42 +57,23 @@ class MeshParameters(_Model):
     detector_gain: list[float] = Field(description="Per mode, measured over true output intensity.")
 
 
-class MeshCalibrationRecord(_Model):
+class MeshCalibrationRecord(FitRecord):
     """One calibration of one MZI mesh bench: the fit, its figures, its cost."""
+
+    PROCEDURE: ClassVar[str] = MESH_PROCEDURE
+    LABEL: ClassVar[str] = "mesh"
 
     kind: Literal["mzi_mesh"] = "mzi_mesh"
     version: int = MESH_RECORD_VERSION
-    id: str
-    bench: str
-    bench_identity: str
-    created: datetime
-    finished: datetime
     modes: int
     options: MeshCalibrationOptions = Field(default_factory=MeshCalibrationOptions)
     parameters: MeshParameters
     fit_rms: float = Field(description="RMS error on the fitted settings, in units of one input's full power.")
     holdout_rms: float = Field(description="RMS error of the fitted twin on the held-out settings.")
     design_holdout_rms: float = Field(description="RMS error of the design (uncalibrated) twin on the same.")
-    cost: Cost = Field(default_factory=Cost)
-    complete: bool = True
 
-    @property
-    def procedures(self) -> list[str]:
-        return [MESH_PROCEDURE]
-
-    @property
-    def flags(self) -> list[Flag]:
-        """A mesh fit flags nothing: its holdout RMS against the design's is the figure to look at."""
-        return []
-
-    @property
-    def delta_t_k(self) -> None:
-        """A mesh bench reports no chip temperature."""
-        return None
-
-    @property
-    def builds_twin(self) -> bool:
-        return self.complete
+    def figures(self) -> dict[str, Any]:
+        return {"fit_rms": self.fit_rms, "holdout_rms": self.holdout_rms, "design_holdout_rms": self.design_holdout_rms}
 
     def calibration(self, device: torch.device | str | None = None) -> MeshCalibration:
         """The fit as :func:`~labsat.calibration.mzi.calibrate_mesh` returned it; ``.apply(system)`` gives the twin."""
@@ -145,14 +126,3 @@ class MeshCalibrationRecord(_Model):
             design_holdout_rms=calibration.design_holdout_rms,
             cost=Cost().plus(calibration.cost),
         )
-
-    @classmethod
-    def from_stored(cls, data: dict[str, Any]) -> MeshCalibrationRecord:
-        """Load stored JSON; a record from a newer labsat is refused rather than misread."""
-        version = data.get("version")
-        if version != MESH_RECORD_VERSION:
-            raise LabsatError(
-                f"mesh calibration {data.get('id')!r} has record version {version}; this labsat reads version "
-                f"{MESH_RECORD_VERSION}"
-            )
-        return cls.model_validate(data)

@@ -80,7 +80,7 @@ def bench_identity(bench: Bench) -> str:
     """
     devices: dict[str, Any] = {}
     for name, spec in bench.spec.devices.items():
-        device = bench.sources.get(name) or bench.detectors.get(name)
+        device = bench.sources.get(name) or bench.detectors.get(name) or bench.slms.get(name)
         devices[name] = {
             "driver": spec.driver,
             "address": spec.address,

@@ -19,8 +19,8 @@ levels must differ by less than π, true of any LC SLM at 8 bits).
 The twin must know what it is built from, the optical geometry and the masks' alignment; the LUT, the
 detector gains and offsets and the laser power are what the fit leaves free. The result is a list of
 :class:`~labsat.physics.slm.PhaseLUT` (one per mask SLM) for :meth:`D2NNSystem.use_luts
-<labsat.systems.d2nn.D2NNSystem.use_luts>`. It is not stored in a calibration record: that record holds
-an MRR bank's procedures and parameters (rows, columns, ring fits), not a D2NN's.
+<labsat.systems.d2nn.D2NNSystem.use_luts>`; ``labsat calibrate`` stores them as a D2NN calibration record
+(:mod:`labsat.calibration.d2nn_record`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from labsat.calibration.session import Progress
 from labsat.errors import LabsatError
 from labsat.physics.diffractive import DiffractiveModel
 from labsat.physics.slm import LEVELS, PhaseLUT, wrap
@@ -55,11 +56,13 @@ def calibrate_slm_luts(
     repeats: int = 4,
     template_points: int = 256,
     iterations: int = 6,
+    progress: Progress | None = None,
 ) -> LUTCalibration:
     """Measure and fit every mask SLM's LUT (see the module docstring).
 
     ``step`` measures every ``step``-th gray level (gray 0 and 255 always) and interpolates between them;
     ``repeats`` detector readings are averaged per level; ``template_points`` sample ``Δ`` over one turn.
+    ``progress("slm_luts", done, masks)`` hears of each mask SLM as it is finished.
     """
     if not 1 <= step < 128 or repeats < 1 or template_points < 16 or iterations < 1:
         raise LabsatError("step must be in 1..127, repeats and iterations at least 1, template_points at least 16")
@@ -68,7 +71,10 @@ def calibrate_slm_luts(
     twin = system.nominal_twin()
     nominal = (system.spec.readout_volts_per_unit, system.spec.readout_dark_volts)
     luts, residuals = [], []
-    for mask in range(len(system.masks)):
+    masks = len(system.masks)
+    for mask in range(masks):
+        if progress is not None:
+            progress("slm_luts", mask, masks)
         readings = _split_readings(system, mask, grays, repeats)
         template = _split_template(twin, system, mask, template_points)
         delta, residual = _fit(readings, template, nominal, iterations)
@@ -76,6 +82,8 @@ def calibrate_slm_luts(
         full = _interpolate(torch.tensor(grays, dtype=torch.float64), phase, LEVELS)
         luts.append(PhaseLUT(full))
         residuals.append(residual)
+    if progress is not None:
+        progress("slm_luts", masks, masks)
     return LUTCalibration(luts, residuals, system.stats.since(before))
 
 

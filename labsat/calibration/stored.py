@@ -1,7 +1,7 @@
 """Every kind of calibration record the store holds, told apart by its ``kind``, and what they share.
 
 One table, one id space and one listing for all of them: ``labsat calibrations`` and the REST listing
-show a bank's record next to a mesh's, and ``--calibration ID`` names either. A record's ``kind`` is its
+show a bank's record next to a mesh's or a D2NN's, and ``--calibration ID`` names any. A record's ``kind`` is its
 system's ``type`` in the bench file; records stored before there was more than one kind carry none and
 are a bank's.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from labsat.calibration.d2nn_record import D2NNCalibrationRecord
 from labsat.calibration.mesh_record import MeshCalibrationRecord
 from labsat.calibration.record import CalibrationRecord
 from labsat.errors import LabsatError
@@ -17,16 +18,19 @@ from labsat.errors import LabsatError
 if TYPE_CHECKING:
     from labsat.store import Store
 
-StoredCalibration = CalibrationRecord | MeshCalibrationRecord
+StoredCalibration = CalibrationRecord | MeshCalibrationRecord | D2NNCalibrationRecord
 """A calibration record of any kind."""
 
-RECORD_TYPES: dict[str, type[CalibrationRecord] | type[MeshCalibrationRecord]] = {
+RecordType = type[CalibrationRecord] | type[MeshCalibrationRecord] | type[D2NNCalibrationRecord]
+
+RECORD_TYPES: dict[str, RecordType] = {
     "mrr_bank": CalibrationRecord,
     "mzi_mesh": MeshCalibrationRecord,
+    "d2nn": D2NNCalibrationRecord,
 }
 """The record class of each kind (a system ``type`` of the bench file)."""
 
-R = TypeVar("R", CalibrationRecord, MeshCalibrationRecord)
+R = TypeVar("R", CalibrationRecord, MeshCalibrationRecord, D2NNCalibrationRecord)
 
 
 def record_from_stored(data: dict[str, Any]) -> StoredCalibration:
@@ -54,10 +58,11 @@ def latest_record_of(store: Store, bench_name: str, identity: str | None, record
 
 def summary_fields(record: StoredCalibration) -> dict[str, Any]:
     """What a listing shows of any record (the CLI's table and JSON, the REST listing)."""
+    weight_rms = holdout_rms = None
     if isinstance(record, CalibrationRecord):
-        weight_rms, holdout_rms = (record.validation.weight_rms if record.validation else None), None
-    else:
-        weight_rms, holdout_rms = None, record.holdout_rms
+        weight_rms = record.validation.weight_rms if record.validation else None
+    elif isinstance(record, MeshCalibrationRecord):
+        holdout_rms = record.holdout_rms
     return {
         "id": record.id,
         "bench": record.bench,

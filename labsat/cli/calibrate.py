@@ -1,7 +1,7 @@
 """``labsat calibrate`` and ``labsat calibrations``: run, list, show and compare calibrations.
 
-A bank's calibration (procedures, plots, flags) and a mesh's (one fit, its figures) are run by the same
-command (:func:`~labsat.calibration.calibrate_bench` picks which) and listed in the same table.
+A bank's calibration (procedures, plots, flags), a mesh's and a D2NN's (one fit each, its figures) are run
+by the same command (:func:`~labsat.calibration.calibrate_bench` picks which) and listed in the same table.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from labsat.calibration import (
     PROCEDURE_ORDER,
     CalibrationOptions,
     CalibrationRecord,
+    D2NNCalibrationOptions,
+    D2NNCalibrationRecord,
     MeshCalibrationOptions,
     MeshCalibrationRecord,
     StoredCalibration,
@@ -24,6 +26,7 @@ from labsat.calibration import (
     compare,
 )
 from labsat.calibration.figures import write_figures
+from labsat.calibration.fitted import FitRecord
 from labsat.calibration.stored import summary_fields
 from labsat.cli.app import BenchOption, DataDirOption, JsonOption, app, bench_session, emit, error_console, user_errors
 from labsat.errors import LabsatError
@@ -39,11 +42,13 @@ OnlyOption = Annotated[
     ),
 ]
 _MESH = MeshCalibrationOptions()
+_D2NN = D2NNCalibrationOptions()
 CLI_NAMES = {
     "only": "--only",
     "resume": "--resume",
     "options": "--sweep-points",
     "mesh": "--settings/--holdout/--fit-steps",
+    "d2nn": "--lut-step/--lut-repeats",
 }
 """How a refused option is named to a CLI user (see :func:`~labsat.calibration.calibrate_bench`)."""
 
@@ -77,42 +82,64 @@ def _summary(record: CalibrationRecord, store: Store, plots: list[str]) -> dict[
     }
 
 
-def _mesh_summary(record: MeshCalibrationRecord) -> dict[str, Any]:
-    return {
+def _fit_summary(record: FitRecord) -> dict[str, Any]:
+    """A mesh's or a D2NN's record as the command prints it: where and how it ran, its figures, its cost."""
+    summary: dict[str, Any] = {
         "id": record.id,
         "bench": record.bench,
         "kind": record.kind,
         "bench_identity": record.bench_identity,
         "created": record.created.isoformat(),
         "complete": record.complete,
-        "modes": record.modes,
         "options": record.options.model_dump(),
-        "fit_rms": record.fit_rms,
-        "holdout_rms": record.holdout_rms,
-        "design_holdout_rms": record.design_holdout_rms,
+        **record.figures(),
         "cost": record.cost.model_dump(),
     }
+    if isinstance(record, MeshCalibrationRecord):
+        summary["modes"] = record.modes
+    elif isinstance(record, D2NNCalibrationRecord):
+        summary["masks"] = [mask.slm for mask in record.masks]
+    return summary
 
 
-def _mesh_tables(summary: dict[str, Any]) -> list[Table]:
-    table = Table(title=f"mesh calibration {summary['id']} of bench {summary['bench']}")
+def _fit_rows(summary: dict[str, Any]) -> tuple[str, list[tuple[str, str]], str]:
+    """The title, rows and caption of a fit record's table."""
+    options = summary["options"]
+    if summary["kind"] == "mzi_mesh":
+        modes = summary["modes"]
+        rows = [
+            ("mesh", f"{modes} modes, {modes * (modes - 1) // 2} MZIs"),
+            ("settings fitted / held out", f"{options['settings']} / {options['holdout']}"),
+            ("fit RMS", f"{summary['fit_rms']:.4g}"),
+            ("holdout RMS, calibrated twin", f"{summary['holdout_rms']:.4g}"),
+            ("holdout RMS, design twin", f"{summary['design_holdout_rms']:.4g}"),
+        ]
+        return "mesh calibration", rows, "RMS of twin − device in units of one input's full power"
+    levels = len({*range(0, 256, options["step"]), 255})
+    rows = [("gray levels measured × readings", f"{levels} × {options['repeats']} per mask and split")]
+    for index, slm in enumerate(summary["masks"]):
+        rows += [
+            (f"{slm}: LUT − nominal, RMS", f"{summary['lut_rms_vs_nominal'][index]:.4f} rad"),
+            (f"{slm}: phase at gray 255", f"{summary['lut_span_rad'][index]:.3f} rad"),
+            (f"{slm}: fit residual", f"{summary['fit_residual'][index]:.4f}"),
+        ]
+    caption = "LUT − nominal: common offset removed; residual: RMS misfit over the readings' spread"
+    return "D2NN SLM LUT calibration", rows, caption
+
+
+def _fit_tables(summary: dict[str, Any]) -> list[Table]:
+    title, rows, caption = _fit_rows(summary)
+    table = Table(title=f"{title} {summary['id']} of bench {summary['bench']}", caption=caption)
     table.add_column("")
     table.add_column("value", justify="right")
-    options, cost = summary["options"], summary["cost"]
-    modes = summary["modes"]
-    rows = [
-        ("mesh", f"{modes} modes, {modes * (modes - 1) // 2} MZIs"),
-        ("settings fitted / held out", f"{options['settings']} / {options['holdout']}"),
-        ("fit RMS", f"{summary['fit_rms']:.4g}"),
-        ("holdout RMS, calibrated twin", f"{summary['holdout_rms']:.4g}"),
-        ("holdout RMS, design twin", f"{summary['design_holdout_rms']:.4g}"),
-        ("heater programs", str(cost["programs"])),
+    cost = summary["cost"]
+    rows += [
+        ("programs", str(cost["programs"])),
         ("samples", str(cost["samples"])),
         ("bench time", f"{cost['bench_time_s']:.2f} s"),
     ]
     for name, value in rows:
         table.add_row(name, value)
-    table.caption = "RMS of twin − device in units of one input's full power"
     return [table]
 
 
@@ -171,22 +198,38 @@ def calibrate_command(
     fit_steps: Annotated[
         int | None, typer.Option(min=1, help=f"MZI mesh: Adam steps of the fit (default {_MESH.steps}).")
     ] = None,
+    lut_step: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=127, help=f"D2NN: measure every N-th gray level, interpolate the rest (default {_D2NN.step})."
+        ),
+    ] = None,
+    lut_repeats: Annotated[
+        int | None,
+        typer.Option(min=1, help=f"D2NN: detector readings averaged per gray level (default {_D2NN.repeats})."),
+    ] = None,
     data_dir: DataDirOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Calibrate the bench and fit its twin: an MRR bank's procedures (record, raw data, PNG plots) or an
-    MZI mesh's whole-mesh fit (record and fit figures)."""
+    """Calibrate the bench and fit its twin.
+
+    An MRR bank: its procedures (record, raw data, PNG plots). An MZI mesh: one whole-mesh fit.
+
+    A D2NN: the gray→phase LUT of each mask SLM, fitted by split-screen interference."""
     store = Store(resolve_data_dir(data_dir))
     options = None if sweep_points is None else CalibrationOptions(sweep_points=sweep_points)
     mesh_values = {"settings": settings, "holdout": holdout, "steps": fit_steps}
     given = {name: value for name, value in mesh_values.items() if value is not None}
     mesh = MeshCalibrationOptions(**given) if given else None
+    lut_values = {"step": lut_step, "repeats": lut_repeats}
+    lut_given = {name: value for name, value in lut_values.items() if value is not None}
+    d2nn = D2NNCalibrationOptions(**lut_given) if lut_given else None
     columns = (TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     again = "`labsat calibrate --resume` continues where the run stopped"
     try:
         with bench_session(bench, data_dir) as opened, Progress(*columns, console=error_console) as progress:
-            if opened.spec.system.type == "mzi_mesh":
-                again = "a mesh fit is stored only once finished: run `labsat calibrate` again"
+            if opened.spec.system.type != "mrr_bank":
+                again = "a fit is stored only once finished: run `labsat calibrate` again"
             tasks: dict[str, Any] = {}
 
             def report(name: str, done: int, total: int) -> None:
@@ -195,14 +238,22 @@ def calibrate_command(
                 progress.update(tasks[name], completed=done, total=total)
 
             record = calibrate_bench(
-                opened, store, only=only, resume=resume, options=options, mesh=mesh, progress=report, names=CLI_NAMES
+                opened,
+                store,
+                only=only,
+                resume=resume,
+                options=options,
+                mesh=mesh,
+                d2nn=d2nn,
+                progress=report,
+                names=CLI_NAMES,
             )
     except (KeyboardInterrupt, SystemExit):
         error_console.print(f"[bold yellow]interrupted:[/] the bench is in its safe state; {again}")
         raise
-    if isinstance(record, MeshCalibrationRecord):
-        summary = _mesh_summary(record)
-        emit(summary, _mesh_tables(summary), json)
+    if isinstance(record, FitRecord):
+        summary = _fit_summary(record)
+        emit(summary, _fit_tables(summary), json)
         return
     plots = [str(path) for path in write_figures(record, store)]
     summary = _summary(record, store, plots)
@@ -249,9 +300,13 @@ def calibrations_command(
         emit({"calibrations": rows}, [table], json)
     elif len(ids) == 1:
         record = store.get_calibration(ids[0])
-        if isinstance(record, MeshCalibrationRecord):
-            summary = _mesh_summary(record)
-            emit({**summary, "parameters": record.parameters.model_dump()}, _mesh_tables(summary), json)
+        if isinstance(record, FitRecord):
+            summary = _fit_summary(record)
+            if isinstance(record, MeshCalibrationRecord):
+                parameters = record.parameters.model_dump()
+            else:
+                parameters = {"luts": {mask.slm: mask.phase for mask in record.masks}}
+            emit({**summary, "parameters": parameters}, _fit_tables(summary), json)
             return
         summary = _summary(record, store, [])
         parameters = record.parameters.model_dump() if record.parameters else None
@@ -259,9 +314,9 @@ def calibrations_command(
     else:
         first, second = (store.get_calibration(calibration_id) for calibration_id in ids)
         for record in (first, second):
-            if not isinstance(record, CalibrationRecord):
+            if isinstance(record, FitRecord):
                 raise LabsatError(
-                    f"calibration {record.id} is a mesh fit; comparing is for MRR bank records "
+                    f"calibration {record.id} is a {record.LABEL} fit; comparing is for MRR bank records "
                     f"(show it with `labsat calibrations {record.id}`)"
                 )
         comparison = compare(first, second)  # type: ignore[arg-type]

@@ -49,7 +49,9 @@ def evaluate(
 ) -> None:
     """Accuracy under drift, read noise and on fresh chips; λmax and trace; landscape; confusion; report.
 
-    On an MZI mesh bench: the accuracy on the device and on the calibrated twin (the sweeps model a bank)."""
+    On an MZI mesh bench: the accuracy on the device and on the calibrated twin (the sweeps model a bank).
+
+    On a D2NN bench: the same, and the twin's accuracy with the masks rotated (the misalignment sweep)."""
     # Imported here, not at module level: matplotlib and the torch.func machinery would otherwise slow
     # every `labsat` command down, `labsat --help` included.
     from labsat.evaluation import report_data, report_tables

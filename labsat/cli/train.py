@@ -12,9 +12,10 @@ from labsat.cli.app import BenchOption, DataDirOption, JsonOption, app, bench_se
 from labsat.datasets import load_dataset
 from labsat.paths import data_dir
 from labsat.store import Store
+from labsat.training.diffractive import DISTURBANCES, check_disturbance
 from labsat.training.loop import StepRecord, TrainConfig
 from labsat.training.methods import ASCENTS, METHODS, parse_method
-from labsat.training.session import train_on_bench
+from labsat.training.session import bench_network, train_on_bench
 
 _DEFAULTS = TrainConfig()
 
@@ -59,8 +60,26 @@ def train(
     epochs: Annotated[int, typer.Option(min=1)] = _DEFAULTS.epochs,
     batch_size: Annotated[int, typer.Option(min=1)] = _DEFAULTS.batch_size,
     lr: Annotated[
-        float, typer.Option(help="Adam learning rate of the controls (volts on a bank, radians on a mesh).")
+        float, typer.Option(help="Adam learning rate of the controls (volts on a bank, radians on a mesh or D2NN).")
     ] = _DEFAULTS.lr,
+    fd_disturbance: Annotated[
+        str | None,
+        typer.Option(
+            help=f"FD-SAT against this misalignment of a D2NN's masks: {', '.join(DISTURBANCES)} (SAT methods; on "
+            "a bench in silico only: sat, nat+sat with the twin ascent).",
+        ),
+    ] = None,
+    fd_delta_max: Annotated[
+        float,
+        typer.Option(
+            help="FD-SAT: largest random step of the disturbance (degrees of rotation, pixels of shift, scale "
+            "fraction)."
+        ),
+    ] = _DEFAULTS.fd_delta_max,
+    fd_gain: Annotated[float, typer.Option(help="FD-SAT: gain of its ascent step.")] = _DEFAULTS.fd_gain,
+    fd_two_sided: Annotated[
+        bool, typer.Option("--fd-two-sided", help="FD-SAT: random steps of either sign (default: positive only).")
+    ] = _DEFAULTS.fd_two_sided,
     calibration: Annotated[
         str | None, typer.Option(help="Calibration id to build the twin from (default: newest; run one if none).")
     ] = None,
@@ -71,15 +90,31 @@ def train(
 ) -> None:
     """Train a network on the bench (device forward passes, twin backward passes, SAT) and store it.
 
-    On an MZI mesh bench the network is a trained encoder onto the modes and one pass through the mesh."""
-    config = TrainConfig(method=method, ascent=ascent, epochs=epochs, batch_size=batch_size, lr=lr, rho=rho, seed=seed)
+    On an MZI mesh bench the network is a trained encoder onto the modes and one pass through the mesh.
+
+    On a D2NN bench it is the image through the masks onto ten detectors, then a digital norm, scale and bias."""
+    config = TrainConfig(
+        method=method,
+        ascent=ascent,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        rho=rho,
+        seed=seed,
+        fd_disturbance=fd_disturbance,
+        fd_delta_max=fd_delta_max,
+        fd_gain=fd_gain,
+        fd_two_sided=fd_two_sided,
+    )
     parse_method(method, ascent)
+    if fd_disturbance is not None:
+        check_disturbance(fd_disturbance)
     loaded = load_dataset(dataset, seed=seed)
     store = Store(data_dir(data))
     steps_per_epoch = -(-len(loaded.train) // batch_size)
-    with (
-        bench_session(bench, data) as opened,
-        Progress(
+    with bench_session(bench, data) as opened:
+        bench_network(opened, config, loaded)  # what cannot run on this bench stops here, before any device time
+        with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
@@ -88,32 +123,31 @@ def train(
             console=console,
             disable=as_json,
             transient=as_json,
-        ) as progress,
-    ):
-        calibrating = progress.add_task("calibrating", total=None, status="", visible=False)
-        task = progress.add_task(f"{method} on {loaded.name}", total=epochs * steps_per_epoch, status="")
+        ) as progress:
+            calibrating = progress.add_task("calibrating", total=None, status="", visible=False)
+            task = progress.add_task(f"{method} on {loaded.name}", total=epochs * steps_per_epoch, status="")
 
-        def on_calibration(procedure: str, done: int, total: int) -> None:
-            progress.update(
-                calibrating, visible=True, description=f"calibrating: {procedure}", completed=done, total=total
+            def on_calibration(procedure: str, done: int, total: int) -> None:
+                progress.update(
+                    calibrating, visible=True, description=f"calibrating: {procedure}", completed=done, total=total
+                )
+
+            def on_step(record: StepRecord) -> None:
+                status = f"epoch {record.epoch + 1}/{epochs}  loss {record.loss:.3f}  fwd {record.cost.forwards}"
+                progress.update(task, completed=record.epoch * steps_per_epoch + record.step + 1, status=status)
+
+            run = train_on_bench(
+                opened,
+                store,
+                config,
+                loaded,
+                dataset_label=dataset,
+                calibration=calibration,
+                resume=resume,
+                on_step=on_step,
+                on_calibration=on_calibration,
             )
-
-        def on_step(record: StepRecord) -> None:
-            status = f"epoch {record.epoch + 1}/{epochs}  loss {record.loss:.3f}  fwd {record.cost.forwards}"
-            progress.update(task, completed=record.epoch * steps_per_epoch + record.step + 1, status=status)
-
-        run = train_on_bench(
-            opened,
-            store,
-            config,
-            loaded,
-            dataset_label=dataset,
-            calibration=calibration,
-            resume=resume,
-            on_step=on_step,
-            on_calibration=on_calibration,
-        )
-        progress.update(task, completed=epochs * steps_per_epoch)
+            progress.update(task, completed=epochs * steps_per_epoch)
     summary = run.summary()
     emit(summary, [_summary_table(summary)], as_json)
     if not as_json:

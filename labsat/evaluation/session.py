@@ -5,9 +5,9 @@ own bench; another bench's newest otherwise), the perturbation sweeps, sharpness
 confusion on those chips (:func:`~labsat.evaluation.photonic.evaluate_network`), and the accuracy
 measured on the device itself. Then one report for all of them, side by side.
 
-On an MZI mesh bench a model is measured on the device and its calibrated twin only
-(:mod:`labsat.evaluation.mesh` says why); a model trained on another kind of system, or a bench these
-commands do not drive (a D2NN), is refused before anything is measured.
+On an MZI mesh or a D2NN bench a model is measured on the device and its calibrated twin, plus a D2NN's
+mask-rotation sweep on the twin (:mod:`labsat.evaluation.layer` says why); a model trained on another
+kind of system is refused before anything is measured.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from labsat.datasets import load_dataset
 from labsat.evaluation.chips import bench_chips
-from labsat.evaluation.mesh import evaluate_on_mesh
+from labsat.evaluation.layer import evaluate_on_layer
 from labsat.evaluation.photonic import EvaluationSettings, evaluate_network
 from labsat.evaluation.report import ModelEvaluation, write_report
 from labsat.store import Store, new_id
-from labsat.systems.mzi import MZIMeshSystem
+from labsat.systems.mrr import MRRBankSystem
 from labsat.training.evaluate import accuracy
 from labsat.training.session import model_for_bench
 
@@ -54,8 +54,8 @@ def evaluate_models(
         if on_model is not None:
             on_model(index, len(models), model_id, meta)
         test = load_dataset(dataset_source(meta.get("dataset", "digits")), seed=int(meta.get("seed", 0))).test
-        if isinstance(bench.system, MZIMeshSystem):
-            evaluations.append(evaluate_on_mesh(bench, store, model_id, net, meta, test, settings))
+        if not isinstance(bench.system, MRRBankSystem):
+            evaluations.append(evaluate_on_layer(bench, store, model_id, net, meta, test, settings))
             continue
         same_bench = meta.get("bench") == bench.name
         chips = bench_chips(bench, store, meta.get("calibration") if same_bench else None)

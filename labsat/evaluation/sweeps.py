@@ -48,7 +48,7 @@ NOISE = SweepSpec("noise", "read-noise σ (fraction of the signal RMS)", "", (0.
 TRANSFER = SweepSpec(
     "transfer", "fabrication spread σ_fab of a fresh chip", "nm", (0.0, 0.02, 0.04, 0.08, 0.12, 0.16), min_seeds=5
 )
-MISALIGNMENT = SweepSpec("misalignment", "mask rotation", "deg", tuple(round(0.1 * i, 1) for i in range(11)))
+MISALIGNMENT = SweepSpec("misalignment", "mask rotation", "deg", (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0))
 SWEEPS: dict[str, SweepSpec] = {spec.name: spec for spec in (DRIFT, NOISE, TRANSFER, MISALIGNMENT)}
 """The built-in sweeps by name (what ``labsat evaluate --sweep`` accepts)."""
 

@@ -22,11 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from labsat.calibration import (
     PROCEDURE_ORDER,
     CalibrationOptions,
+    D2NNCalibrationOptions,
     MeshCalibrationOptions,
-    MeshCalibrationRecord,
     calibrate_bench,
 )
 from labsat.calibration.figures import write_figures
+from labsat.calibration.fitted import FitRecord
 from labsat.datasets import BUILTIN, load_dataset
 from labsat.errors import LabsatError
 from labsat.evaluation import report_data
@@ -34,12 +35,13 @@ from labsat.evaluation.photonic import EvaluationSettings
 from labsat.evaluation.session import evaluate_models
 from labsat.evaluation.sweeps import SWEEPS
 from labsat.jobs.kinds import JobContext, JobKind, register
+from labsat.physics.diffractive import DISTURBANCES
 from labsat.store import ARTIFACTS, Store
 from labsat.training.evaluate import accuracy
 from labsat.training.loop import StepRecord, TrainConfig
 from labsat.training.methods import ASCENTS, METHODS, parse_method
 from labsat.training.runners import device_runner
-from labsat.training.session import bench_calibration, bench_layer, model_for_bench, train_on_bench
+from labsat.training.session import bench_calibration, bench_layer, bench_network, model_for_bench, train_on_bench
 
 DATASETS = "datasets"
 """Folder under the data directory whose entries REST clients may name as datasets."""
@@ -75,7 +77,7 @@ def _phase_progress(context: JobContext) -> Callable[[str, int, int], None]:
 
 
 class CalibrateParams(BaseModel):
-    """Calibrate the bench and fit its twin (``labsat calibrate``): a bank's procedures or a mesh's fit."""
+    """Calibrate the bench and fit its twin (``labsat calibrate``): a bank's procedures, a mesh's or a D2NN's fit."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -88,10 +90,14 @@ class CalibrateParams(BaseModel):
     mesh: MeshCalibrationOptions | None = Field(
         None, description="MZI mesh: how the fit measures and fits (omitted: every field's default)."
     )
+    d2nn: D2NNCalibrationOptions | None = Field(
+        None, description="D2NN: how the SLM LUT fit measures and fits (omitted: every field's default)."
+    )
 
 
 def run_calibrate(context: JobContext, params: CalibrateParams) -> dict[str, Any]:
-    """A resumed job continues the bench's unfinished calibration, if there is one (a mesh fit runs again)."""
+    """A resumed job continues the bench's unfinished calibration, if there is one (a mesh's or D2NN's fit runs
+    again)."""
     bench, store = context.bench, context.store
     resume = context.resuming and store.latest_calibration(bench.name, complete=False) is not None
     record = calibrate_bench(
@@ -101,16 +107,15 @@ def run_calibrate(context: JobContext, params: CalibrateParams) -> dict[str, Any
         resume=resume,
         options=params.options,
         mesh=params.mesh,
+        d2nn=params.d2nn,
         progress=_phase_progress(context),
     )
-    if isinstance(record, MeshCalibrationRecord):
+    if isinstance(record, FitRecord):
         return {
             "calibration": record.id,
             "complete": record.complete,
             "procedures": record.procedures,
-            "fit_rms": record.fit_rms,
-            "holdout_rms": record.holdout_rms,
-            "design_holdout_rms": record.design_holdout_rms,
+            **record.figures(),
             "artifacts": [],
         }
     plots = write_figures(record, store)
@@ -141,8 +146,20 @@ class TrainParams(BaseModel):
     epochs: int = Field(_TRAIN.epochs, ge=1, le=100_000)
     batch_size: int = Field(_TRAIN.batch_size, ge=1, le=100_000)
     hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(list(_TRAIN.hidden), description="Hidden layer sizes.")
-    lr: float = Field(_TRAIN.lr, gt=0, description="Adam learning rate of the controls (volts).")
+    lr: float = Field(
+        _TRAIN.lr, gt=0, description="Adam learning rate of the controls (volts; radians on a phase system)."
+    )
     rho: float = Field(_TRAIN.rho, ge=0, description="SAT radius over the controls.")
+    fd_disturbance: Literal[DISTURBANCES] | None = Field(  # type: ignore[valid-type]
+        None,
+        description="FD-SAT against this misalignment of a D2NN's masks (SAT methods; on a bench in silico only: "
+        "sat, nat+sat with the twin ascent).",
+    )
+    fd_delta_max: float = Field(
+        _TRAIN.fd_delta_max, gt=0, description="FD-SAT: largest random step (degrees, pixels or scale fraction)."
+    )
+    fd_gain: float = Field(_TRAIN.fd_gain, ge=0, description="FD-SAT: gain of its ascent step.")
+    fd_two_sided: bool = Field(_TRAIN.fd_two_sided, description="FD-SAT: random steps of either sign.")
     calibration: str | None = Field(None, description="Calibration to build the twin from (default: the newest).")
 
     @field_validator("ascent")
@@ -166,6 +183,10 @@ class TrainParams(BaseModel):
             lr=self.lr,
             rho=self.rho,
             seed=self.seed,
+            fd_disturbance=self.fd_disturbance,
+            fd_delta_max=self.fd_delta_max,
+            fd_gain=self.fd_gain,
+            fd_two_sided=self.fd_two_sided,
         )
 
 
@@ -178,6 +199,7 @@ def run_train(context: JobContext, params: TrainParams) -> dict[str, Any]:
     """
     config = params.config()
     dataset = load_dataset(dataset_source(context.store, params.dataset), seed=params.seed)
+    bench_network(context.bench, config, dataset)  # what cannot run on this bench is refused before calibrating
     calibration = context.memo.get("calibration") or params.calibration
     if calibration is None:
         record, calibrated_now = bench_calibration(context.bench, context.store, None, _phase_progress(context))

@@ -51,7 +51,7 @@ class D2NNSystem:
         for slm, shape in [*((mask, (grid, grid)) for mask in self.masks), (self.input, (side, side))]:
             if slm.shape != shape:
                 raise LabsatError(f"{slm.name} is a {slm.shape[0]}x{slm.shape[1]} SLM; this {self.label} needs {shape}")
-        self.luts = [PhaseLUT.linear(self.spec.lut_phase_range_rad)] * len(self.masks)
+        self.luts = self.nominal_luts()
         self._design = self.nominal_twin()
 
     @property
@@ -70,6 +70,10 @@ class D2NNSystem:
     def nominal_twin(self) -> DiffractiveModel:
         """The design optics, masks aligned: its ``layer(x, phases)`` is what ``forward`` aims to be."""
         return DiffractiveModel(self.optics, device=self.torch_device)
+
+    def nominal_luts(self) -> list[PhaseLUT]:
+        """The bench file's LUT of every mask SLM (linear over ``lut_phase_range_rad``); a calibration corrects it."""
+        return [PhaseLUT.linear(self.spec.lut_phase_range_rad)] * len(self.masks)
 
     def use_luts(self, luts: Sequence[PhaseLUT]) -> None:
         """Show phases through these LUTs from now on (one per mask SLM, e.g. a calibration's)."""

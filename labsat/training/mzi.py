@@ -25,6 +25,7 @@ from labsat.guard import clamp_inside
 from labsat.physics.mzi import MZIMeshModel, volts_for_phase
 from labsat.systems.mzi import MZIMeshSystem
 from labsat.training.loop import TrainConfig
+from labsat.training.phase import phase_network
 from labsat.training.physical import PhysicalLayer
 
 PHASE_RANGE = (-math.inf, math.inf)
@@ -71,30 +72,20 @@ def mesh_physical_layer(system: MZIMeshSystem, twin: MZIMeshModel, outputs: int 
 def mesh_network(config: TrainConfig, modes: int, classes: int) -> TrainConfig:
     """``config`` fitted to a ``modes``-mode mesh: the SAT paper's mesh network, as ``labsat train`` builds it.
 
-    A mesh is one photonic layer no wider than its modes, read out on its first ``classes`` modes, so:
-
-    * a trained digital encoder maps the features onto the modes (``encoder``; default: all ``modes``);
-    * there are no hidden layers: the training default's (``TrainConfig().hidden``, sized for a bank that
-      tiles any width) is dropped, and any other ``hidden`` is refused;
-    * SAT's adaptive scaling is off where it would measure from the default ``"peak"`` reference: a phase
-      has no resonance to measure from, and scaling by ``|θ| + η`` from 0 rad would perturb 6.2 rad dozens
-      of times more than −0.08 rad, the same phase; SAM's plain ball over the phases treats them alike;
-    * weight-space ``bp`` is refused: it trains a weight matrix, and a mesh's layer ``|U(θ)x|²`` is none.
+    A mesh is one photonic layer no wider than its modes, read out on its first ``classes`` modes, so a
+    trained digital encoder maps the features onto the modes (``encoder``; default: all ``modes``), and
+    the rest is what every phase layer affords (:func:`~labsat.training.phase.phase_network`: no hidden
+    layers, no adaptive SAT from a "peak", no weight-space ``bp``, since a mesh's layer ``|U(θ)x|²`` is no
+    weight matrix).
     """
-    if config.parsed.weight_space:
-        raise LabsatError(
-            f"method {config.method!r} trains weights x·wᵀ and deploys them afterwards; a mesh's layer is |U(θ)x|², "
-            "not a weight matrix: train it in phase (bp-control, sat, pat, pat+sat, dat, nat, …)"
-        )
+    config = phase_network(
+        config,
+        layer="a mesh's layer is |U(θ)x|²",
+        network="a mesh network is an encoder and one pass through the mesh",
+    )
     if classes > modes:
         raise LabsatError(f"a {modes}-mode mesh reads at most {modes} classes; the dataset has {classes}")
-    if config.hidden not in ((), TrainConfig().hidden):
-        raise LabsatError(
-            f"a mesh network is an encoder and one pass through the mesh; it has no hidden layers "
-            f"(got hidden={list(config.hidden)})"
-        )
     encoder = modes if config.encoder is None else config.encoder
     if not 1 <= encoder <= modes:
         raise LabsatError(f"a {modes}-mode mesh takes 1 to {modes} encoder outputs, not {encoder}")
-    adaptive = config.adaptive and config.theta_ref != "peak"
-    return replace(config, hidden=(), encoder=encoder, adaptive=adaptive)
+    return replace(config, encoder=encoder)

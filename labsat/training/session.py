@@ -10,11 +10,12 @@ here, once for every caller:
   the only way labsat makes one, so refusing would just make the user type a second command. The
   calibration drives the heaters through the same guard as training.
 * **System.** A bank's twin is built from its record (:mod:`labsat.twin`) and trained in heater volts;
-  a mesh's is its fit applied to the System and trained in phase (:mod:`labsat.training.mzi`), with the
-  network a mesh affords (:func:`~labsat.training.mzi.mesh_network`). :func:`bench_layer` hides which:
-  the rest of a run, and evaluation and deployment after it, see one :class:`PhysicalLayer`. A system
-  the commands do not drive (a D2NN) is refused before anything runs
-  (:func:`~labsat.calibration.dispatch.record_type`).
+  a mesh's is its fit applied to the System and trained in phase (:mod:`labsat.training.mzi`); a D2NN's
+  System shows phases through its record's fitted SLM LUTs, so the nominal twin models it, and is trained
+  in mask phase (:mod:`labsat.training.diffractive`). Each gets the network it affords
+  (:func:`bench_network`), and what cannot run on it is refused before any calibration or device time.
+  :func:`bench_layer` hides which system it is: the rest of a run, and evaluation and deployment after
+  it, see one :class:`PhysicalLayer`.
 * **Result.** Accuracy is measured on the device over the full test split after training (the number
   that matters), and on the twin for comparison; the trained network is saved in the store as a model
   whose tensors are the photonic controls and the digital parameters.
@@ -28,15 +29,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labsat.calibration import bench_identity, calibrate_bench, record_type
+from labsat.calibration.d2nn_record import D2NNCalibrationRecord
 from labsat.calibration.mesh_record import MeshCalibrationRecord
 from labsat.calibration.record import CalibrationRecord
 from labsat.calibration.stored import StoredCalibration, latest_record_of
 from labsat.datasets import Dataset
 from labsat.errors import LabsatError
 from labsat.store import Store
+from labsat.systems.d2nn import D2NNSystem
 from labsat.systems.mrr import QueryStats
 from labsat.systems.mzi import MZIMeshSystem
 from labsat.training.checkpoint import run_directory
+from labsat.training.diffractive import d2nn_network, diffractive_physical_layer
 from labsat.training.evaluate import accuracy
 from labsat.training.loop import StepCallback, TrainConfig, TrainResult, train
 from labsat.training.methods import parse_method
@@ -140,17 +144,45 @@ def bench_layer(
 ) -> tuple[PhysicalLayer, StoredCalibration, bool]:
     """The bench as training sees it (device and calibrated twin), its calibration, and whether that ran now.
 
-    The calibration's readout is applied to the System, so device and twin answer in the same units.
-    ``outputs`` is the network's last width: a mesh reads that many of its modes; a bank tiles any width.
+    The calibration's readout (a D2NN's: its SLM LUTs) is applied to the System, so device and twin answer
+    in the same units. ``outputs`` is the network's last width: a mesh reads that many of its modes, a D2NN
+    that many of its detectors; a bank tiles any width.
     """
     record, calibrated_now = bench_calibration(bench, store, calibration, progress)
+    system = bench.system
     if isinstance(record, MeshCalibrationRecord):
-        assert isinstance(bench.system, MZIMeshSystem)
-        twin = record.calibration(bench.torch_device).apply(bench.system)
-        return mesh_physical_layer(bench.system, twin, outputs), record, calibrated_now
+        assert isinstance(system, MZIMeshSystem)
+        twin = record.calibration(bench.torch_device).apply(system)
+        return mesh_physical_layer(system, twin, outputs), record, calibrated_now
+    if isinstance(record, D2NNCalibrationRecord):
+        assert isinstance(system, D2NNSystem)
+        record.apply(system)
+        layer = diffractive_physical_layer(
+            system.nominal_twin(), system.forward, stats=lambda: system.stats.copy(), outputs=outputs
+        )
+        return layer, record, calibrated_now
     apply_calibration(bench.system, record)
     twin = Twin.from_record(record, bench.torch_device)
     return PhysicalLayer.from_system(bench.system, twin.layer), record, calibrated_now
+
+
+def bench_network(bench: Bench, config: TrainConfig, dataset: Dataset) -> TrainConfig:
+    """``config`` fitted to ``bench``'s system and ``dataset``; what cannot run there is refused now, before any
+    calibration or device time (a bad method, a mesh's or a D2NN's misfits, FD-SAT where nothing is disturbed).
+    """
+    parse_method(config.method, config.ascent)
+    record_type(bench)  # a system the commands do not drive is refused as such
+    system = bench.system
+    if config.fd_disturbance is not None and not isinstance(system, D2NNSystem):
+        raise LabsatError(
+            f"FD-SAT (fd_disturbance {config.fd_disturbance!r}) trains against a D2NN's mask misalignment; bench "
+            f"{bench.name!r} is a {bench.spec.system.label}, which has no such disturbance"
+        )
+    if isinstance(system, MZIMeshSystem):
+        return mesh_network(config, system.modes, dataset.n_classes)
+    if isinstance(system, D2NNSystem):
+        return d2nn_network(config, system, dataset.n_features, dataset.n_classes)
+    return config
 
 
 def train_on_bench(
@@ -166,9 +198,7 @@ def train_on_bench(
     on_calibration: CalibrationProgress | None = None,
 ) -> TrainingRun:
     """Train ``config`` on ``bench`` and store the model; checkpoints go under the store's data directory."""
-    parse_method(config.method, config.ascent)  # reject a bad method before calibration or device time is spent
-    if isinstance(bench.system, MZIMeshSystem):
-        config = mesh_network(config, bench.system.modes, dataset.n_classes)
+    config = bench_network(bench, config, dataset)
     physical, record, calibrated_now = bench_layer(bench, store, dataset.n_classes, calibration, on_calibration)
     checkpoints = run_directory(store.root, bench.name, dataset_label, {**config.settings(), "calibration": record.id})
     result = train(config, physical, dataset, checkpoints=checkpoints, resume=resume, on_step=on_step)
@@ -208,8 +238,8 @@ def load_model(store: Store, model_id: str) -> tuple[PhotonicNet, dict[str, Any]
 def model_for_bench(store: Store, model_id: str, bench: Bench) -> tuple[PhotonicNet, dict[str, Any]]:
     """A stored model to run on ``bench``; refused if it was trained on another kind of system.
 
-    A bank's controls are heater volts per weight, a mesh's are phases per MZI: on the other system they
-    mean nothing (or do not even fit its shape).
+    A bank's controls are heater volts per weight, a mesh's are phases per MZI, a D2NN's phases per mask
+    pixel: on another system they mean nothing (or do not even fit its shape).
     """
     record_type(bench)  # a system the commands do not drive is refused as such, not as a mismatch
     net, metadata = load_model(store, model_id)
