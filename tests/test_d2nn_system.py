@@ -17,17 +17,18 @@ import yaml
 from typer.testing import CliRunner
 
 from labsat.bench import Bench, open_bench
-from labsat.benchfile import BenchFile, parse_bench
+from labsat.benchfile import BenchFile, load_bench_file, parse_bench
 from labsat.cli import app
 from labsat.datasets import Dataset, Split, load_dataset
 from labsat.errors import BenchFileError, Halted, LimitViolation
-from labsat.physics.diffractive import Misalignment
+from labsat.physics.diffractive import DiffractiveModel, Misalignment
 from labsat.simulators.d2nn import D2NNChipSimulator
 from labsat.systems.d2nn import D2NNSystem
 from labsat.training.diffractive import diffractive_physical_layer
 from labsat.training.loop import TrainConfig, train
 
 CONFIG = Path(__file__).parents[1] / "config" / "sim-d2nn.yaml"
+IMAGING = CONFIG.with_name("sim-d2nn-imaging.yaml")
 CPU = torch.device("cpu")
 
 
@@ -68,6 +69,25 @@ def test_reference_bench_file_builds_the_d2nn_system() -> None:
         assert [slm.name for slm in system.masks] == ["mask1", "mask2"] and system.input.shape == (8, 8)
         assert "phase SLM for mask 1" in bench.slms["mask2"].identity()
         assert system.nominal_twin().misalignment == Misalignment()
+
+
+def test_imaging_bench_images_each_input_pixel_upside_down_onto_mask_one() -> None:
+    """sim-d2nn-imaging.yaml: f = L = N·dx²/λ, and lens 1 images the 8×8 input (14 px a pixel) onto mask 1 (2f–2f)."""
+    optics = load_bench_file(IMAGING).system.optics()
+    length = optics.grid * optics.pixel_um**2 / (optics.wavelength_nm * 1e-3) / 1e3
+    assert optics.focal_mm == pytest.approx(length, rel=1e-5)
+    assert optics.mask_spacing_mm == pytest.approx(2 * length, rel=1e-5) and optics.image_px == 112
+    model = DiffractiveModel(optics, device=CPU)
+    pixels = torch.arange(optics.grid, dtype=torch.float32)
+    for row, column in [(1, 2), (6, 0)]:
+        x = torch.zeros(1, 64)
+        x[0, 8 * row + column] = 1.0
+        field, power = model.input_field(x)
+        intensity = field.abs().square()[0]
+        centre = [float((intensity.sum(axis) * pixels).sum() / intensity.sum()) for axis in (1, 0)]
+        mirrored = [optics.grid - 1 - (8 + 14 * k + 6.5) for k in (row, column)]
+        assert centre == pytest.approx(mirrored, abs=1.0)
+        assert float(intensity.sum() / power) > 0.9  # the lens aperture passes nearly all of it
 
 
 def test_devices_command_lists_the_slms() -> None:
