@@ -121,7 +121,9 @@ def test_thermal_crosstalk_shifts_neighbours_by_the_configured_fraction() -> Non
         (3, 5): 0.024, (5, 3): 0.012, (5, 5): 0.006, (5, 4): 0.006, (3, 6): 0.0, (0, 0): 0.0,
     }  # fmt: skip
     for (r, c), fraction in expected.items():
-        assert shift[r, c] == pytest.approx(fraction * params.efficiency_nm_per_mw[r, c] * power, abs=1e-12), (r, c)
+        assert shift[r, c].item() == pytest.approx(
+            fraction * params.efficiency_nm_per_mw[r, c].item() * power.item(), abs=1e-12
+        ), (r, c)
 
 
 @pytest.mark.parametrize(("rows", "cols"), [(1, 1), (3, 5), (8, 8), (16, 16), (20, 24)])
