@@ -77,7 +77,7 @@ class Bench:
         """The guarded device (or the detector) named ``name`` in the bench file."""
         for devices in (self.sources, self.slms, self.detectors):
             if name in devices:
-                return devices[name]  # type: ignore[return-value]  # each table holds one kind
+                return devices[name]  # each table holds one kind
         raise UnknownChannel(f"bench {self.name!r} has no device {name!r} (it has: {', '.join(self.spec.devices)})")
 
     def resolve(self, target: str) -> tuple[GuardedVoltageSource, int]:

@@ -96,7 +96,7 @@ def _service_router() -> APIRouter:
 
     @router.get("/whoami", summary="The token's name and scope")
     async def whoami(who: ReadAccess) -> Whoami:
-        return Whoami(name=who.name, scope=who.scope.label)  # type: ignore[arg-type]
+        return Whoami(name=who.name, scope=who.scope.label)
 
     return router
 

@@ -259,4 +259,4 @@ def _job(row: JobRow) -> Job:
 
 
 def _event(row: EventRow) -> JobEvent:
-    return JobEvent(seq=row.seq, time=row.time, type=row.type, data=row.data)  # type: ignore[arg-type]
+    return JobEvent(seq=row.seq, time=row.time, type=row.type, data=row.data)

@@ -463,7 +463,7 @@ class _LorentzWeights(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, *inputs: Any) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, *inputs: Any) -> Tensor:
         grid_inputs = _on_grid(inputs)
         parts = _parts_of(grid_inputs)
         ctx.save_for_backward(*inputs[:9], *parts)  # every input but the layout is a tensor or None
@@ -472,7 +472,7 @@ class _LorentzWeights(torch.autograd.Function):
         return _off_grid(inputs, torch.addcmul(inputs[6], inputs[5], parts[3]))
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         saved = ctx.saved_tensors
         inputs = (*saved[:9], ctx.layout)
         parts = None if torch.is_grad_enabled() else saved[9:]
@@ -494,7 +494,7 @@ class _TransformableLorentzWeights(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         drive: Tensor,
         power_gain: Tensor | None,
         kernel: Tensor,
@@ -517,7 +517,7 @@ class _TransformableLorentzWeights(torch.autograd.Function):
         ctx.layout = inputs[9]
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         return _node_backward((*ctx.saved_tensors, ctx.layout), None, grad, ctx.needs_input_grad)
 
     @staticmethod

@@ -72,7 +72,7 @@ def parse_method(name: str, ascent: str | None = None) -> Method:
             raise MethodError(f"--ascent applies to SAT methods only; {name!r} has no ascent step")
         return Method(name, base, False, None)
     default: Ascent = "pat" if base in ("pat", "dat") else "twin"
-    return Method(name, base, True, ascent or default)  # type: ignore[arg-type]
+    return Method(name, base, True, ascent or default)
 
 
 class GradientSource(Protocol):

@@ -35,7 +35,7 @@ class MeasuredLayer(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(  # type: ignore[override]
+    def forward(
         ctx: Any, x: Tensor, theta: Tensor, device: LayerFn, rule: BackwardRule
     ) -> Tensor:
         ctx.rule = rule
@@ -44,7 +44,7 @@ class MeasuredLayer(torch.autograd.Function):
         return measured.to(dtype=x.dtype, device=x.device)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         x, theta = ctx.saved_tensors
         wants = ctx.needs_input_grad[:2]
         g_x, g_theta = ctx.rule(x.detach(), theta.detach(), grad.detach(), wants)
