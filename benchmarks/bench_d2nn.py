@@ -42,9 +42,10 @@ from results import add_write_option, mean_std, publish, reuse_freed_memory
 
 from labsat.datasets import Dataset, Split, load_dataset
 from labsat.physics.diffractive import DiffractiveModel, DiffractiveOptics, Misalignment
+from labsat.training.config import TrainConfig
 from labsat.training.diffractive import diffractive_physical_layer
 from labsat.training.evaluate import accuracy
-from labsat.training.loop import TrainConfig, train
+from labsat.training.loop import train
 from labsat.training.runners import device_runner
 
 ROTATIONS = (-1.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)

@@ -33,8 +33,9 @@ from results import mean_std
 from labsat.bench import builtin_bench_path, open_bench
 from labsat.datasets import load_dataset
 from labsat.store import Store
+from labsat.training.config import TrainConfig
 from labsat.training.evaluate import accuracy
-from labsat.training.loop import TrainConfig, train
+from labsat.training.loop import train
 from labsat.training.physical import PhysicalLayer
 from labsat.training.runners import device_runner
 from labsat.training.session import bench_twin

@@ -44,8 +44,9 @@ from labsat.evaluation.photonic import ChipDraw, LayerModel, network_loss, trans
 from labsat.evaluation.sweeps import SweepSpec, run_sweep
 from labsat.physics.mzi import MZIChipParams, mesh_layer, volts_for_phase
 from labsat.simulators.mzi import MZISimConfig, chip_params
+from labsat.training.config import TrainConfig
 from labsat.training.evaluate import accuracy
-from labsat.training.loop import TrainConfig, train
+from labsat.training.loop import train
 from labsat.training.mzi import mesh_physical_layer
 from labsat.training.network import PhotonicNet
 from labsat.training.runners import device_runner

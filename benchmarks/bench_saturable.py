@@ -35,8 +35,9 @@ from torch import Tensor
 from labsat.datasets import Dataset, load_dataset
 from labsat.physics.saturable import approximation_ratio, saturation
 from labsat.simulators.saturable import SaturableLayerSimulator, SaturableSimConfig
+from labsat.training.config import TrainConfig
 from labsat.training.evaluate import accuracy, predict
-from labsat.training.loop import TrainConfig, Trainer, train
+from labsat.training.loop import Trainer, train
 from labsat.training.network import LayerRunner, PhotonicNet
 from labsat.training.optical_backprop import obp_runner
 from labsat.training.physical import PhysicalLayer

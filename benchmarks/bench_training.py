@@ -24,7 +24,8 @@ import torch
 from labsat.bench import builtin_bench_path, open_bench
 from labsat.datasets import load_dataset
 from labsat.store import Store
-from labsat.training.loop import TrainConfig, Trainer
+from labsat.training.config import TrainConfig
+from labsat.training.loop import Trainer
 from labsat.training.physical import PhysicalLayer
 from labsat.training.session import bench_twin
 

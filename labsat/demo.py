@@ -17,7 +17,8 @@ from labsat.evaluation import ModelEvaluation
 from labsat.evaluation.photonic import EvaluationSettings
 from labsat.evaluation.session import evaluate_models
 from labsat.store import Store
-from labsat.training.loop import StepRecord, TrainConfig
+from labsat.training.config import TrainConfig
+from labsat.training.loop import StepRecord
 from labsat.training.session import TrainingRun, bench_twin, train_on_bench
 
 if TYPE_CHECKING:

@@ -32,8 +32,8 @@ from labsat.store import Store, new_id, utcnow
 from labsat.systems.d2nn import D2NNSystem
 from labsat.systems.mrr import QueryStats
 from labsat.training import session
+from labsat.training.config import TrainConfig
 from labsat.training.diffractive import d2nn_network, diffractive_physical_layer
-from labsat.training.loop import TrainConfig
 from labsat.training.session import load_model
 
 BENCH = "small-d2nn"
@@ -161,11 +161,11 @@ def test_refusals_name_the_bench_and_the_reason(d2nn_bench: Path) -> None:
     bench = str(d2nn_bench)
     only = cli_refusal("calibrate", "--bench", bench, "--only", "rings")
     assert f"--only: for an MRR bank's calibration procedures only; bench '{BENCH}' is a 2-mask D2NN" in only
-    assert "calibrated by a D2NN's SLM LUT fit (its options: --lut-step/--lut-repeats)" in only
-    mesh = cli_refusal("calibrate", "--bench", bench, "--settings", "20")
-    assert f"--settings/--holdout/--fit-steps: for an MZI mesh's fit only; bench '{BENCH}'" in mesh
+    assert "calibrated by a D2NN's SLM LUT fit (its options: --lut-*)" in only
+    mesh = cli_refusal("calibrate", "--bench", bench, "--mesh-settings", "20")
+    assert f"--mesh-*: for an MZI mesh's fit only; bench '{BENCH}'" in mesh
     lut_on_bank = cli_refusal("calibrate", "--lut-step", "4")
-    assert "--lut-step/--lut-repeats: for a D2NN's SLM LUT fit only; bench 'sim-mrr' is a 8x8 bank" in lut_on_bank
+    assert "--lut-*: for a D2NN's SLM LUT fit only; bench 'sim-mrr' is a 8x8 bank" in lut_on_bank
 
     bp = cli_refusal("train", "--bench", bench, "--method", "bp")
     assert "a D2NN's layer is the light its phase masks steer onto ten detectors, not a weight matrix" in bp
@@ -177,7 +177,7 @@ def test_refusals_name_the_bench_and_the_reason(d2nn_bench: Path) -> None:
     assert "unknown FD-SAT disturbance 'tilt' (known: rotation, shift_x" in cli_refusal(
         "train", "--bench", bench, "--method", "sat", "--fd-disturbance", "tilt"
     )
-    assert "FD-SAT's delta_max must be positive" in cli_refusal(
+    assert "--fd-delta-max: Input should be greater than 0" in cli_refusal(
         "train", "--bench", bench, "--method", "sat", "--fd-disturbance", "rotation", "--fd-delta-max", "0"
     )
     bank = cli_refusal("train", "--method", "sat", "--fd-disturbance", "rotation")

@@ -24,8 +24,9 @@ from labsat.errors import BenchFileError, Halted, LimitViolation
 from labsat.physics.diffractive import DiffractiveModel, Misalignment
 from labsat.simulators.d2nn import D2NNChipSimulator
 from labsat.systems.d2nn import D2NNSystem
+from labsat.training.config import TrainConfig
 from labsat.training.diffractive import diffractive_physical_layer
-from labsat.training.loop import TrainConfig, train
+from labsat.training.loop import train
 
 CONFIG = Path(__file__).parents[1] / "config" / "sim-d2nn.yaml"
 IMAGING = CONFIG.with_name("sim-d2nn-imaging.yaml")

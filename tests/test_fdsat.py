@@ -12,10 +12,11 @@ from labsat.datasets import load_dataset
 from labsat.physics.diffractive import DiffractiveModel, DiffractiveOptics, Misalignment
 from labsat.physics.slm import PHASE_RANGE
 from labsat.training.checkpoint import load_checkpoint
+from labsat.training.config import TrainConfig
 from labsat.training.diffractive import diffractive_physical_layer
 from labsat.training.evaluate import predict
 from labsat.training.fdsat import adversarial_offset
-from labsat.training.loop import TrainConfig, Trainer, train
+from labsat.training.loop import Trainer, train
 from labsat.training.methods import MethodError
 from labsat.training.network import PhotonicNet
 from labsat.training.runners import device_runner, twin_runner
@@ -164,7 +165,7 @@ def test_pat_with_fd_sat_measures_on_the_moved_device(twin: DiffractiveModel, di
     [
         ({"method": "bp-control"}, MethodError),
         ({"method": "dat+sat"}, MethodError),
-        ({"fd_delta_max": 0.0}, MethodError),
+        ({"fd_delta_max": 0.0}, ValueError),  # refused by the settings themselves
         ({"fd_disturbance": "tilt"}, ValueError),
     ],
 )

@@ -33,7 +33,7 @@ ROOT = Path(__file__).parents[1]
 BENCH = "sim-mzi-4"
 QUICK = MeshCalibrationOptions(settings=30, holdout=10, random_inputs=4, steps=300)
 """A short fit of the 4-mode mesh: its holdout RMS is still a tenth of the design's."""
-QUICK_FLAGS = ["--settings", "30", "--holdout", "10", "--fit-steps", "300"]
+QUICK_FLAGS = ["--mesh-settings", "30", "--mesh-holdout", "10", "--mesh-steps", "300"]
 TRAIN_FLAGS = ["--lr", "0.1", "--batch-size", "16"]
 """Iris on 4 phases: 140 steps in 20 epochs at these settings (seed 0: well above chance)."""
 CPU = torch.device("cpu")
@@ -140,8 +140,8 @@ def test_labsat_train_calibrates_trains_and_evaluate_reloads_the_mesh_model(
 def test_refusals_name_the_bench_and_the_reason(mesh_bench: Path, tmp_path: Path) -> None:
     only = cli_refusal("calibrate", "--bench", str(mesh_bench), "--only", "rings")
     assert f"--only: for an MRR bank's calibration procedures only; bench '{BENCH}' is a 4-mode mesh" in only
-    mesh_on_bank = cli_refusal("calibrate", "--settings", "20")
-    assert "--settings/--holdout/--fit-steps: for an MZI mesh's fit only; bench 'sim-mrr' is a 8x8 bank" in mesh_on_bank
+    mesh_on_bank = cli_refusal("calibrate", "--mesh-settings", "20")
+    assert "--mesh-*: for an MZI mesh's fit only; bench 'sim-mrr' is a 8x8 bank" in mesh_on_bank
     bp = cli_refusal("train", "--bench", str(mesh_bench), "--method", "bp", "--dataset", "iris")
     assert "a mesh's layer is |U(θ)x|², not a weight matrix" in bp
     wide = cli_refusal("train", "--bench", str(mesh_bench), "--dataset", "digits")

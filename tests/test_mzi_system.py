@@ -17,7 +17,8 @@ from labsat.datasets import Dataset, Split, load_dataset
 from labsat.errors import BenchFileError, LabsatError
 from labsat.physics.mzi import MZIMeshModel
 from labsat.systems.mzi import MZIMeshSystem
-from labsat.training.loop import TrainConfig, train
+from labsat.training.config import TrainConfig
+from labsat.training.loop import train
 from labsat.training.mzi import mesh_physical_layer
 from labsat.training.network import PhotonicNet
 

@@ -9,7 +9,8 @@ from training_fakes import fake_physical
 from labsat.datasets import Dataset, load_dataset
 from labsat.physics.saturable import approximation_ratio, derivative, probe_transmission, saturation
 from labsat.simulators.saturable import SaturableLayerSimulator, SaturableSimConfig
-from labsat.training.loop import TrainConfig, Trainer, train
+from labsat.training.config import TrainConfig
+from labsat.training.loop import Trainer, train
 from labsat.training.methods import MethodError, parse_method
 from labsat.training.optical_backprop import OpticalBackpropError, obp_runner, optical_backprop
 from labsat.training.saturable import saturable_physical_layer

@@ -8,8 +8,9 @@ import torch.nn.functional as F
 from training_fakes import fake_physical
 
 from labsat.datasets import load_dataset
+from labsat.training.config import TrainConfig
 from labsat.training.dat import DualAdaptive
-from labsat.training.loop import TrainConfig, Trainer
+from labsat.training.loop import Trainer
 from labsat.training.nat import fit_read_noise, nat_runner
 from labsat.training.pat import physics_aware
 

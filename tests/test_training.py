@@ -11,8 +11,9 @@ from training_fakes import fake_physical
 
 from labsat.datasets import load_dataset
 from labsat.training.checkpoint import load_checkpoint
+from labsat.training.config import TrainConfig
 from labsat.training.deploy import twin_weights, weights_to_controls
-from labsat.training.loop import TrainConfig, Trainer, TrainingError, train
+from labsat.training.loop import Trainer, TrainingError, train
 from labsat.training.methods import METHODS, MethodError, parse_method
 from labsat.training.network import PhotonicNet
 from labsat.training.runners import twin_runner

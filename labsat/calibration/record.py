@@ -79,7 +79,9 @@ class CalibrationOptions(_Model):
     )
     kernel_size: int = Field(5, ge=3, description="Side of the fitted thermal crosstalk kernel (odd).")
     aggressors: list[tuple[int, int]] | None = Field(
-        None, description="Heaters stepped to measure crosstalk; default: one near the bank centre."
+        None,
+        description="Heaters stepped to measure crosstalk as row,col pairs (text: 3,4;5,2); default: one near the "
+        "bank centre.",
     )
     heater_maps: int = Field(100, ge=10, description="Random heater maps the heater-resistance fit measures.")
     validation_maps: int = Field(100, ge=1, description="Random heater maps for the twin-vs-device check.")
@@ -88,6 +90,14 @@ class CalibrationOptions(_Model):
         0.2, gt=0, description="Heater efficiency that converts fitted powers into nm (not observable by sweeps)."
     )
     seed: int = Field(0, description="Seed of the random heater maps and inputs (validation: seed, heaters: +1).")
+
+    @field_validator("aggressors", mode="before")
+    @classmethod
+    def _rings_from_text(cls, value: Any) -> Any:
+        """``"3,4;5,2"`` (a command line's form) as ``[(3, 4), (5, 2)]``."""
+        if isinstance(value, str):
+            return [tuple(part.split(",")) for part in value.split(";") if part.strip()]
+        return value
 
     @field_validator("kernel_size")
     @classmethod

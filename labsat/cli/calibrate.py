@@ -29,6 +29,7 @@ from labsat.calibration.figures import write_figures
 from labsat.calibration.fitted import FitRecord
 from labsat.calibration.stored import summary_fields
 from labsat.cli.app import BenchOption, DataDirOption, JsonOption, app, bench_session, emit, error_console, user_errors
+from labsat.cli.options import settings_options
 from labsat.errors import LabsatError
 from labsat.paths import data_dir as resolve_data_dir
 from labsat.store import Store
@@ -41,14 +42,14 @@ OnlyOption = Annotated[
         f"{', '.join(PROCEDURE_ORDER)}.",
     ),
 ]
-_MESH = MeshCalibrationOptions()
-_D2NN = D2NNCalibrationOptions()
+MESH_PREFIX = "mesh"
+D2NN_PREFIX = "lut"
 CLI_NAMES = {
     "only": "--only",
     "resume": "--resume",
-    "options": "--sweep-points",
-    "mesh": "--settings/--holdout/--fit-steps",
-    "d2nn": "--lut-step/--lut-repeats",
+    "options": "the bank's options (--sweep-points, --repeats, ...)",
+    "mesh": f"--{MESH_PREFIX}-*",
+    "d2nn": f"--{D2NN_PREFIX}-*",
 }
 """How a refused option is named to a CLI user (see :func:`~labsat.calibration.calibrate_bench`)."""
 
@@ -181,49 +182,28 @@ def _summary_tables(summary: dict[str, Any]) -> list[Table]:
 
 @app.command(name="calibrate")
 @user_errors
+@settings_options(CalibrationOptions, "options", optional=True)
+@settings_options(MeshCalibrationOptions, "mesh", prefix=MESH_PREFIX, optional=True)
+@settings_options(D2NNCalibrationOptions, "d2nn", prefix=D2NN_PREFIX, optional=True)
 def calibrate_command(
+    options: CalibrationOptions | None,
+    mesh: MeshCalibrationOptions | None,
+    d2nn: D2NNCalibrationOptions | None,
     bench: BenchOption = None,
     only: OnlyOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the bench's interrupted calibration.")] = False,
-    sweep_points: Annotated[
-        int | None,
-        typer.Option("--sweep-points", min=16, help="Heater powers per ring sweep (default 96; not with --resume)."),
-    ] = None,
-    settings: Annotated[
-        int | None, typer.Option(min=1, help=f"MZI mesh: random heater settings fitted (default {_MESH.settings}).")
-    ] = None,
-    holdout: Annotated[
-        int | None, typer.Option(min=1, help=f"MZI mesh: settings held out to judge the fit (default {_MESH.holdout}).")
-    ] = None,
-    fit_steps: Annotated[
-        int | None, typer.Option(min=1, help=f"MZI mesh: Adam steps of the fit (default {_MESH.steps}).")
-    ] = None,
-    lut_step: Annotated[
-        int | None,
-        typer.Option(
-            min=1, max=127, help=f"D2NN: measure every N-th gray level, interpolate the rest (default {_D2NN.step})."
-        ),
-    ] = None,
-    lut_repeats: Annotated[
-        int | None,
-        typer.Option(min=1, help=f"D2NN: detector readings averaged per gray level (default {_D2NN.repeats})."),
-    ] = None,
     data_dir: DataDirOption = None,
     json: JsonOption = False,
 ) -> None:
     """Calibrate the bench and fit its twin.
 
-    An MRR bank: its procedures (record, raw data, PNG plots). An MZI mesh: one whole-mesh fit.
+    An MRR bank: its procedures (record, raw data, PNG plots), tuned by the options without a prefix (not with
+    --resume, which measures as the interrupted run did). An MZI mesh: one whole-mesh fit (--mesh-*).
 
-    A D2NN: the gray→phase LUT of each mask SLM, fitted by split-screen interference."""
+    A D2NN: the gray→phase LUT of each mask SLM, fitted by split-screen interference (--lut-*).
+
+    The REST job ``calibrate`` takes the same settings as ``options``, ``mesh`` and ``d2nn``."""
     store = Store(resolve_data_dir(data_dir))
-    options = None if sweep_points is None else CalibrationOptions(sweep_points=sweep_points)
-    mesh_values = {"settings": settings, "holdout": holdout, "steps": fit_steps}
-    given = {name: value for name, value in mesh_values.items() if value is not None}
-    mesh = MeshCalibrationOptions(**given) if given else None
-    lut_values = {"step": lut_step, "repeats": lut_repeats}
-    lut_given = {name: value for name, value in lut_values.items() if value is not None}
-    d2nn = D2NNCalibrationOptions(**lut_given) if lut_given else None
     columns = (TextColumn("{task.description:<11}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     again = "`labsat calibrate --resume` continues where the run stopped"
     try:
@@ -309,8 +289,8 @@ def calibrations_command(
             emit({**summary, "parameters": parameters}, _fit_tables(summary), json)
             return
         summary = _summary(record, store, [])
-        parameters = record.parameters.model_dump() if record.parameters else None
-        emit({**summary, "parameters": parameters}, _summary_tables(summary), json)
+        fitted = record.parameters.model_dump() if record.parameters else None
+        emit({**summary, "parameters": fitted}, _summary_tables(summary), json)
     else:
         first, second = (store.get_calibration(calibration_id) for calibration_id in ids)
         for record in (first, second):

@@ -9,15 +9,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from labsat.cli.app import BenchOption, DataDirOption, JsonOption, app, bench_session, console, emit, user_errors
+from labsat.cli.options import settings_options
 from labsat.datasets import load_dataset
 from labsat.paths import data_dir
 from labsat.store import Store
-from labsat.training.diffractive import DISTURBANCES, check_disturbance
-from labsat.training.loop import StepRecord, TrainConfig
-from labsat.training.methods import ASCENTS, METHODS, parse_method
+from labsat.training.config import TrainConfig
+from labsat.training.loop import StepRecord
 from labsat.training.session import bench_network, train_on_bench
-
-_DEFAULTS = TrainConfig()
 
 
 def _summary_table(summary: dict) -> Table:
@@ -46,40 +44,12 @@ def _summary_table(summary: dict) -> Table:
 
 @app.command()
 @user_errors
+@settings_options(TrainConfig, "config")
 def train(
-    method: Annotated[str, typer.Option(help=f"Training method: {', '.join(METHODS)}.")] = _DEFAULTS.method,
+    config: TrainConfig,
     dataset: Annotated[
         str, typer.Option(help="digits, iris, a .npz file (x_train, y_train, x_test, y_test) or an IDX directory.")
     ] = "digits",
-    seed: Annotated[int, typer.Option(help="Seeds the split, the initial controls, the data order, the noise.")] = 0,
-    rho: Annotated[float, typer.Option(help="SAT radius over the controls (SAT methods).")] = _DEFAULTS.rho,
-    ascent: Annotated[
-        str | None,
-        typer.Option(help=f"Where SAT's ascent gradient comes from: {', '.join(ASCENTS)} (default: per method)."),
-    ] = None,
-    epochs: Annotated[int, typer.Option(min=1)] = _DEFAULTS.epochs,
-    batch_size: Annotated[int, typer.Option(min=1)] = _DEFAULTS.batch_size,
-    lr: Annotated[
-        float, typer.Option(help="Adam learning rate of the controls (volts on a bank, radians on a mesh or D2NN).")
-    ] = _DEFAULTS.lr,
-    fd_disturbance: Annotated[
-        str | None,
-        typer.Option(
-            help=f"FD-SAT against this misalignment of a D2NN's masks: {', '.join(DISTURBANCES)} (SAT methods; on "
-            "a bench in silico only: sat, nat+sat with the twin ascent).",
-        ),
-    ] = None,
-    fd_delta_max: Annotated[
-        float,
-        typer.Option(
-            help="FD-SAT: largest random step of the disturbance (degrees of rotation, pixels of shift, scale "
-            "fraction)."
-        ),
-    ] = _DEFAULTS.fd_delta_max,
-    fd_gain: Annotated[float, typer.Option(help="FD-SAT: gain of its ascent step.")] = _DEFAULTS.fd_gain,
-    fd_two_sided: Annotated[
-        bool, typer.Option("--fd-two-sided", help="FD-SAT: random steps of either sign (default: positive only).")
-    ] = _DEFAULTS.fd_two_sided,
     calibration: Annotated[
         str | None, typer.Option(help="Calibration id to build the twin from (default: newest; run one if none).")
     ] = None,
@@ -92,24 +62,11 @@ def train(
 
     On an MZI mesh bench the network is a trained encoder onto the modes and one pass through the mesh.
 
-    On a D2NN bench it is the image through the masks onto ten detectors, then a digital norm, scale and bias."""
-    config = TrainConfig(
-        method=method,
-        ascent=ascent,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        rho=rho,
-        seed=seed,
-        fd_disturbance=fd_disturbance,
-        fd_delta_max=fd_delta_max,
-        fd_gain=fd_gain,
-        fd_two_sided=fd_two_sided,
-    )
-    parse_method(method, ascent)
-    if fd_disturbance is not None:
-        check_disturbance(fd_disturbance)
-    loaded = load_dataset(dataset, seed=seed)
+    On a D2NN bench it is the image through the masks onto ten detectors, then a digital norm, scale and bias.
+
+    Every setting of the run is an option below; the REST job ``train`` takes the same ones."""
+    method, epochs, batch_size = config.method, config.epochs, config.batch_size
+    loaded = load_dataset(dataset, seed=config.seed)
     store = Store(data_dir(data))
     steps_per_epoch = -(-len(loaded.train) // batch_size)
     with bench_session(bench, data) as opened:

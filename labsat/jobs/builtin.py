@@ -17,7 +17,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from labsat.calibration import (
     PROCEDURE_ORDER,
@@ -29,17 +29,15 @@ from labsat.calibration import (
 from labsat.calibration.figures import write_figures
 from labsat.calibration.fitted import FitRecord
 from labsat.datasets import BUILTIN, load_dataset
-from labsat.errors import LabsatError
 from labsat.evaluation import report_data
 from labsat.evaluation.photonic import EvaluationSettings
 from labsat.evaluation.session import evaluate_models
 from labsat.evaluation.sweeps import SWEEPS
 from labsat.jobs.kinds import JobContext, JobKind, register
-from labsat.physics.diffractive import DISTURBANCES
 from labsat.store import ARTIFACTS, Store
+from labsat.training.config import TrainConfig
 from labsat.training.evaluate import accuracy
-from labsat.training.loop import StepRecord, TrainConfig
-from labsat.training.methods import ASCENTS, METHODS, parse_method
+from labsat.training.loop import StepRecord
 from labsat.training.runners import device_runner
 from labsat.training.session import bench_calibration, bench_layer, bench_network, model_for_bench, train_on_bench
 
@@ -48,7 +46,6 @@ DATASETS = "datasets"
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
-_TRAIN = TrainConfig()
 
 
 def dataset_source(store: Store, label: str) -> str | Path:
@@ -132,62 +129,16 @@ def run_calibrate(context: JobContext, params: CalibrateParams) -> dict[str, Any
 # -- train ----------------------------------------------------------------------------------------------
 
 
-class TrainParams(BaseModel):
-    """Train a network on the bench and store it as a model (``labsat train``)."""
+class TrainParams(TrainConfig):
+    """Train a network on the bench and store it as a model (``labsat train``): every setting of
+    :class:`~labsat.training.config.TrainConfig`, plus where the data and the twin come from."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    method: Literal[METHODS] = Field(_TRAIN.method)  # type: ignore[valid-type]
-    ascent: Literal[ASCENTS] | None = Field(  # type: ignore[valid-type]
-        None, description="Where SAT's ascent gradient comes from (SAT methods only; default per method)."
-    )
     dataset: str = Field("digits", pattern=NAME_PATTERN, description="digits, iris, or a name under <data>/datasets/.")
-    seed: int = Field(0, description="Seeds the split, the initial controls, the data order, the noise.")
-    epochs: int = Field(_TRAIN.epochs, ge=1, le=100_000)
-    batch_size: int = Field(_TRAIN.batch_size, ge=1, le=100_000)
-    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = Field(list(_TRAIN.hidden), description="Hidden layer sizes.")
-    lr: float = Field(
-        _TRAIN.lr, gt=0, description="Adam learning rate of the controls (volts; radians on a phase system)."
-    )
-    rho: float = Field(_TRAIN.rho, ge=0, description="SAT radius over the controls.")
-    fd_disturbance: Literal[DISTURBANCES] | None = Field(  # type: ignore[valid-type]
-        None,
-        description="FD-SAT against this misalignment of a D2NN's masks (SAT methods; on a bench in silico only: "
-        "sat, nat+sat with the twin ascent).",
-    )
-    fd_delta_max: float = Field(
-        _TRAIN.fd_delta_max, gt=0, description="FD-SAT: largest random step (degrees, pixels or scale fraction)."
-    )
-    fd_gain: float = Field(_TRAIN.fd_gain, ge=0, description="FD-SAT: gain of its ascent step.")
-    fd_two_sided: bool = Field(_TRAIN.fd_two_sided, description="FD-SAT: random steps of either sign.")
     calibration: str | None = Field(None, description="Calibration to build the twin from (default: the newest).")
 
-    @field_validator("ascent")
-    @classmethod
-    def _ascent_fits_method(cls, ascent: str | None, info: ValidationInfo) -> str | None:
-        method = info.data.get("method")
-        if method is not None:
-            try:
-                parse_method(method, ascent)
-            except LabsatError as exc:
-                raise ValueError(str(exc)) from None
-        return ascent
-
     def config(self) -> TrainConfig:
-        return TrainConfig(
-            method=self.method,
-            ascent=self.ascent,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            hidden=tuple(self.hidden),
-            lr=self.lr,
-            rho=self.rho,
-            seed=self.seed,
-            fd_disturbance=self.fd_disturbance,
-            fd_delta_max=self.fd_delta_max,
-            fd_gain=self.fd_gain,
-            fd_two_sided=self.fd_two_sided,
-        )
+        """The run's settings without the job's own fields."""
+        return TrainConfig.model_validate(self.model_dump(include=set(TrainConfig.model_fields)))
 
 
 def run_train(context: JobContext, params: TrainParams) -> dict[str, Any]:

@@ -10,8 +10,9 @@ Public API (what the CLI, the job worker and :mod:`labsat.evaluation` use):
 * :func:`train_on_bench` (twin, training, device test, stored model) and :func:`load_model`.
 """
 
+from labsat.training.config import TrainConfig
 from labsat.training.evaluate import accuracy, predict
-from labsat.training.loop import StepRecord, TrainConfig, Trainer, TrainingError, TrainResult, train
+from labsat.training.loop import StepRecord, Trainer, TrainingError, TrainResult, train
 from labsat.training.methods import ASCENTS, METHODS, Method, parse_method
 from labsat.training.network import LayerRunner, PhotonicNet
 from labsat.training.pat import pat_runner, physics_aware

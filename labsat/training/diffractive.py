@@ -29,8 +29,8 @@ from labsat.physics.diffractive import CLASSES, DISTURBANCES, DiffractiveModel
 from labsat.physics.slm import PHASE_RANGE
 from labsat.systems.d2nn import D2NNSystem
 from labsat.systems.mrr import QueryStats
+from labsat.training.config import TrainConfig
 from labsat.training.fdsat import FDSAT
-from labsat.training.loop import TrainConfig
 from labsat.training.methods import Backprop
 from labsat.training.network import ControlShape
 from labsat.training.phase import phase_network

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -27,81 +27,17 @@ from labsat.errors import LabsatError
 from labsat.sat import SAT
 from labsat.systems.mrr import QueryStats
 from labsat.training.checkpoint import load_checkpoint, save_checkpoint
+from labsat.training.config import TrainConfig
 from labsat.training.dat import DualAdaptive
 from labsat.training.deploy import deploy_weights, initialise, peak_controls
 from labsat.training.fdsat import FDSAT
-from labsat.training.methods import Backprop, DeviceEstimate, GradientSource, Method, parse_method
+from labsat.training.methods import Backprop, DeviceEstimate, GradientSource
 from labsat.training.nat import fit_read_noise, nat_runner
 from labsat.training.network import PhotonicNet
 from labsat.training.optical_backprop import obp_runner
 from labsat.training.pat import pat_runner
 from labsat.training.physical import PhysicalLayer
 from labsat.training.runners import WEIGHT_RANGE, device_runner, ideal_runner, twin_runner
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every setting of a run; all of it goes into the checkpoint key and the stored model's metadata.
-
-    ``lr`` is for the photonic parameters (volts in control space, weights in weight space) and
-    ``digital_lr`` for the digital scale/bias; both follow ``lr_schedule`` over the epochs. SAT: ``rho`` is
-    the radius of the ascent over all controls together, with ASAM-style scaling ``|θ − theta_ref| + eta``
-    when ``adaptive`` (``theta_ref="peak"``: from each element's resonance,
-    :func:`~labsat.training.deploy.peak_controls`); ``digital_rho`` perturbs the digital parameters too
-    (0: never). ``noise_sigma`` overrides NAT's fitted σ. The ``fd_*``/``spsa_*``
-    settings are the device-side ascent estimators' steps (volts) and directions. ``encoder`` puts a trained
-    digital front end (:class:`~labsat.training.network.DigitalEncoder`) of that width before the first
-    photonic layer (a system with fewer inputs than the data has features). ``fd_disturbance`` turns SAT
-    into FD-SAT (:mod:`~labsat.training.fdsat`) against that disturbance parameter (``"rotation"`` of a
-    D2NN's masks, …): random steps up to ``fd_delta_max`` (either sign if ``fd_two_sided``), ascent gain
-    ``fd_gain``.
-    """
-
-    method: str = "pat+sat"
-    ascent: str | None = None
-    epochs: int = 20
-    batch_size: int = 32
-    hidden: tuple[int, ...] = (16,)
-    encoder: int | None = None
-    lr: float = 0.02
-    digital_lr: float = 0.02
-    lr_schedule: Literal["cosine", "constant"] = "cosine"
-    rho: float = 0.5
-    adaptive: bool = True
-    eta: float = 0.05
-    theta_ref: float | Literal["peak"] = "peak"
-    digital_rho: float = 0.0
-    seed: int = 0
-    noise_sigma: float | None = None
-    noise_repeats: int = 8
-    dat_hidden: int = 32
-    dat_lr: float = 0.01
-    dat_fit_steps: int = 3
-    fd_step: float = 0.01
-    spsa_c: float = 0.02
-    spsa_q: int = 4
-    spsa_beta: float = 0.9
-    fd_disturbance: str | None = None
-    fd_delta_max: float = 1.0
-    fd_gain: float = 0.03
-    fd_two_sided: bool = False
-    deploy_steps: int = 300
-
-    @property
-    def parsed(self) -> Method:
-        return parse_method(self.method, self.ascent)
-
-    def settings(self) -> dict[str, Any]:
-        """Plain-data form (JSON, checkpoints); the inverse is ``TrainConfig.from_settings``."""
-        return {**asdict(self), "hidden": list(self.hidden)}
-
-    @classmethod
-    def from_settings(cls, settings: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        values = {key: value for key, value in settings.items() if key in known}
-        if "hidden" in values:
-            values["hidden"] = tuple(values["hidden"])
-        return cls(**values)
 
 
 @dataclass(frozen=True)

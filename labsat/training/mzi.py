@@ -15,7 +15,6 @@ range for 2π) is set at the range's end: the guard is never asked for more than
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -24,7 +23,7 @@ from labsat.errors import LabsatError
 from labsat.guard import clamp_inside
 from labsat.physics.mzi import MZIMeshModel, volts_for_phase
 from labsat.systems.mzi import MZIMeshSystem
-from labsat.training.loop import TrainConfig
+from labsat.training.config import TrainConfig
 from labsat.training.phase import phase_network
 from labsat.training.physical import PhysicalLayer
 
@@ -88,4 +87,4 @@ def mesh_network(config: TrainConfig, modes: int, classes: int) -> TrainConfig:
     encoder = modes if config.encoder is None else config.encoder
     if not 1 <= encoder <= modes:
         raise LabsatError(f"a {modes}-mode mesh takes 1 to {modes} encoder outputs, not {encoder}")
-    return replace(config, encoder=encoder)
+    return config.model_copy(update={"encoder": encoder})

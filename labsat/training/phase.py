@@ -17,10 +17,8 @@ What differs (a mesh's encoder onto its modes, a D2NN's image input) is
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from labsat.errors import LabsatError
-from labsat.training.loop import TrainConfig
+from labsat.training.config import TrainConfig
 
 PHASE_METHODS = "bp-control, sat, pat, pat+sat, dat, nat, …"
 """The methods that train a phase layer, as a refusal of weight-space ``bp`` lists them."""
@@ -40,4 +38,4 @@ def phase_network(config: TrainConfig, *, layer: str, network: str) -> TrainConf
     if config.hidden not in ((), TrainConfig().hidden):
         raise LabsatError(f"{network}; it has no hidden layers (got hidden={list(config.hidden)})")
     adaptive = config.adaptive and config.theta_ref != "peak"
-    return replace(config, hidden=(), adaptive=adaptive)
+    return config.model_copy(update={"hidden": (), "adaptive": adaptive})

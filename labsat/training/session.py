@@ -40,9 +40,10 @@ from labsat.systems.d2nn import D2NNSystem
 from labsat.systems.mrr import QueryStats
 from labsat.systems.mzi import MZIMeshSystem
 from labsat.training.checkpoint import run_directory
+from labsat.training.config import TrainConfig
 from labsat.training.diffractive import d2nn_network, diffractive_physical_layer
 from labsat.training.evaluate import accuracy
-from labsat.training.loop import StepCallback, TrainConfig, TrainResult, train
+from labsat.training.loop import StepCallback, TrainResult, train
 from labsat.training.methods import parse_method
 from labsat.training.mzi import mesh_network, mesh_physical_layer
 from labsat.training.network import PhotonicNet
