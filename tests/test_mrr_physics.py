@@ -18,10 +18,12 @@ from labsat.physics.mrr import (
     from_tiles,
     logical_readout,
     logical_weights,
+    lorentz,
     modulator_power_mw,
     modulator_volts_for,
     resonance_nm,
     sat_reduced_weight,
+    thermal,
     thermal_kernel,
     to_tiles,
 )
@@ -133,7 +135,7 @@ def test_crosstalk_is_a_zero_padded_2d_correlation(rows: int, cols: int) -> None
     maps = torch.rand(2, 3, rows, cols, generator=generator, dtype=F64)
     kernel = torch.rand(5, 3, generator=generator, dtype=F64)
     reference = F.conv2d(maps.reshape(-1, 1, rows, cols), kernel.view(1, 1, 5, 3), padding=(2, 1))
-    torch.testing.assert_close(physics._crosstalk(maps, kernel), reference.view(2, 3, rows, cols))
+    torch.testing.assert_close(thermal.crosstalk(maps, kernel), reference.view(2, 3, rows, cols))
 
 
 def test_fused_weights_equal_the_composed_physics() -> None:
@@ -151,10 +153,10 @@ def test_fused_weights_equal_the_composed_physics() -> None:
 @pytest.mark.parametrize(
     ("node", "drive_in_volts", "logical"),
     [
-        (physics._LorentzWeights, True, False),
-        (physics._LorentzWeights, False, False),
-        (physics._LorentzWeights, True, True),
-        (physics._TransformableLorentzWeights, True, True),  # same derivative code, torch.func packaging
+        (lorentz._LorentzWeights, True, False),
+        (lorentz._LorentzWeights, False, False),
+        (lorentz._LorentzWeights, True, True),
+        (lorentz._TransformableLorentzWeights, True, True),  # same derivative code, torch.func packaging
     ],
 )
 def test_fused_node_gradients(node: type[torch.autograd.Function], drive_in_volts: bool, logical: bool) -> None:

@@ -6,7 +6,7 @@ twin is a torch module holding the same tensors, the fitted ones as parameters a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import ClassVar, Self
 
@@ -18,14 +18,34 @@ class ChipTensors:
     """``tensors()`` and ``to()`` for a frozen dataclass of chip parameters whose tensor fields ``FIELDS`` names."""
 
     FIELDS: ClassVar[tuple[str, ...]]
+    SHARED: ClassVar[frozenset[str]] = frozenset()
+    """Tensor fields every chip of a population shares (a crosstalk kernel set by geometry, not fabrication)."""
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """Leading chip-population dimensions ``S`` (empty for a single chip)."""
+        raise NotImplementedError
 
     def tensors(self) -> dict[str, Tensor]:
         """The tensor fields by name."""
         return {name: getattr(self, name) for name in self.FIELDS}
 
+    def with_tensors(self, tensors: Mapping[str, Tensor]) -> Self:
+        """A copy with the named tensor fields replaced (the flags and scalars kept)."""
+        unknown = set(tensors) - set(self.FIELDS)
+        if unknown:
+            raise ValueError(f"unknown chip parameters {sorted(unknown)}; known: {', '.join(self.FIELDS)}")
+        return replace(self, **tensors)  # type: ignore[type-var]  # a dataclass whose tensor fields are named here
+
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> Self:
         """A copy with every tensor moved to ``device`` and/or cast to the floating ``dtype``."""
-        return replace(self, **{name: t.to(device=device, dtype=dtype) for name, t in self.tensors().items()})  # type: ignore[type-var]
+        return self.with_tensors({name: t.to(device=device, dtype=dtype) for name, t in self.tensors().items()})
+
+    def select(self, index: int) -> Self:
+        """Chip ``index`` of a population (first batch dimension); fields in ``SHARED`` are common to all chips."""
+        if not self.batch_shape:
+            raise ValueError("select() needs a batch of chips; these parameters describe a single chip")
+        return self.with_tensors({name: t if name in self.SHARED else t[index] for name, t in self.tensors().items()})
 
 
 def register_chip_tensors(module: nn.Module, params: ChipTensors, trainable: Iterable[str]) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
@@ -116,12 +116,6 @@ class MZIChipParams(ChipTensors):
     def batch_shape(self) -> torch.Size:
         """Leading chip-population dimensions ``S`` (empty for a single chip)."""
         return self.theta_offset.shape[:-1]
-
-    def select(self, index: int) -> MZIChipParams:
-        """Chip ``index`` of a population (first batch dimension)."""
-        if not self.batch_shape:
-            raise ValueError("select() needs a batch of chips; these parameters describe a single chip")
-        return replace(self, **{name: t[index] for name, t in self.tensors().items()})
 
     @classmethod
     def nominal(
