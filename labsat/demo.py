@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labsat.datasets import load_dataset
+from labsat.errors import LabsatError
 from labsat.evaluation import ModelEvaluation
 from labsat.evaluation.photonic import EvaluationSettings
 from labsat.evaluation.session import evaluate_models
@@ -53,6 +55,9 @@ class DemoResult:
         rows = []
         for run, evaluation in zip(self.runs, self.evaluations, strict=True):
             drift = evaluation.sweeps["drift"]
+            sharpness = evaluation.sharpness
+            if sharpness is None:
+                raise LabsatError(f"model {run.model_id} was evaluated without sharpness; the demo table needs it")
             by_drift = {float(value): float(mean) for value, mean in zip(drift.values, drift.mean, strict=True)}
             rows.append(
                 {
@@ -60,8 +65,8 @@ class DemoResult:
                     "model": run.model_id,
                     "device_accuracy": run.device_accuracy,
                     "accuracy_vs_drift": {f"{k:g}": by_drift[k] for k in DRIFT_POINTS_K if k in by_drift},
-                    "lambda_max": evaluation.sharpness.lambda_max,
-                    "hessian_trace": evaluation.sharpness.trace,
+                    "lambda_max": sharpness.lambda_max,
+                    "hessian_trace": sharpness.trace,
                     "bench_time_s": run.result.cost.bench_time_s,
                     "device_forwards": run.result.cost.forwards,
                 }
@@ -99,7 +104,7 @@ def run_demo(
                 dataset,
                 dataset_label=plan.dataset,
                 calibration=record.id,
-                on_step=(lambda step, m=method: on_step(m, step)) if on_step else None,
+                on_step=None if on_step is None else partial(on_step, method),
             )
         )
 

@@ -147,8 +147,8 @@ class GuardedVoltageSource:
 
     def _check_static(self, target: np.ndarray) -> None:
         if not np.all(np.isfinite(target)):
-            bad = int(np.flatnonzero(~np.isfinite(target))[0])
-            self._refuse(bad, target[bad], "not a finite number")
+            first = int(np.flatnonzero(~np.isfinite(target))[0])
+            self._refuse(first, target[first], "not a finite number")
         for bad in np.flatnonzero(target < self._low):
             self._refuse(bad, target[bad], f"below the minimum {self._low[bad]:g} V")
         for bad in np.flatnonzero(target > self._high):
@@ -173,7 +173,7 @@ class GuardedVoltageSource:
         """Electrical power per channel (0 where no resistance is configured)."""
         return volts**2 * self._conductance_ms
 
-    def _refuse(self, position: int, value: float, limit: str) -> None:
+    def _refuse(self, position: int | np.integer, value: float, limit: str) -> None:
         raise LimitViolation(self.name, self.channel_names[position], float(value), limit)
 
     # -- writing ------------------------------------------------------------------------------------
@@ -413,7 +413,8 @@ class SafetyGuard:
         device, then re-raises."""
         errors: list[Exception] = []
         with self.lock:
-            for device in [*self.sources.values(), *self.slms.values()]:
+            devices: list[GuardedVoltageSource | GuardedSLM] = [*self.sources.values(), *self.slms.values()]
+            for device in devices:
                 try:
                     device.safe_state()
                 except Exception as exc:  # one broken instrument must not keep the others live

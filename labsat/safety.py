@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 class HasSafeState(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def safe_state(self) -> None: ...
 

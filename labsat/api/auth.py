@@ -170,6 +170,10 @@ def write_admin_token(path: Path) -> str:
 _bearer = HTTPBearer(auto_error=False, description="A labsat token: `Authorization: Bearer <token>`.")
 
 
+SCOPE_ATTRIBUTE = "labsat_scope"
+"""Attribute of a route dependency that names the scope it requires (read when documenting routes)."""
+
+
 def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     """The dependency that admits requests with a token of ``scope`` or higher (see module doc)."""
 
@@ -193,7 +197,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
             )
         return principal
 
-    check.labsat_scope = scope  # type: ignore[attr-defined]  (read back when documenting routes)
+    setattr(check, SCOPE_ATTRIBUTE, scope)  # read back when documenting routes
     return check
 
 
@@ -205,6 +209,6 @@ AdminAccess = Annotated[Principal, Depends(require(Scope.ADMIN))]
 def route_scope(dependant: Any) -> Scope | None:
     """The highest scope any of a route's dependencies requires (None: the route is open)."""
     scopes = [route_scope(sub) for sub in dependant.dependencies]
-    own = getattr(dependant.call, "labsat_scope", None)
+    own = getattr(dependant.call, SCOPE_ATTRIBUTE, None)
     found = [s for s in [own, *scopes] if s is not None]
     return max(found) if found else None

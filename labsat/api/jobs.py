@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from labsat.api.auth import AdminAccess, OperateAccess, ReadAccess
 from labsat.api.deps import EngineDep
 from labsat.jobs.engine import JobEngine
-from labsat.jobs.kinds import registered
+from labsat.jobs.kinds import JobKind, registered
 from labsat.jobs.model import FINAL, EventType, Job, JobEvent, JobState
 
 FOLLOW_POLL_S = 0.1
@@ -33,18 +33,21 @@ class JobRequestBase(BaseModel):
     bench: str | None = Field(None, description="Bench to run on; may be omitted when the service has one.")
 
 
+def _request_model(name: str, kind: JobKind[Any]) -> type[JobRequestBase]:
+    """The request model of one job kind: ``kind`` fixed to its name, ``params`` its parameter model."""
+    tag: Any = Literal[name]  # a literal type made at run time, one per registered kind
+    return create_model(
+        f"{''.join(part.title() for part in name.split('_'))}JobRequest",
+        __base__=JobRequestBase,
+        __doc__=kind.description,
+        kind=(tag, Field(description=kind.description)),
+        params=(kind.params, Field(default_factory=kind.params)),
+    )
+
+
 def job_request_type() -> Any:
     """``{"kind": ..., "bench": ..., "params": {...}}`` for every registered kind, discriminated by ``kind``."""
-    variants = [
-        create_model(
-            f"{''.join(part.title() for part in name.split('_'))}JobRequest",
-            __base__=JobRequestBase,
-            __doc__=kind.description,
-            kind=(Literal[name], Field(description=kind.description)),
-            params=(kind.params, Field(default_factory=kind.params)),
-        )
-        for name, kind in sorted(registered().items())
-    ]
+    variants = [_request_model(name, kind) for name, kind in sorted(registered().items())]
     if len(variants) == 1:
         return variants[0]
     return Annotated[Union[tuple(variants)], Field(discriminator="kind")]  # noqa: UP007  (a runtime-built union)
@@ -57,7 +60,10 @@ async def _existing_job(job_id: str, request: Request) -> Job:
     The engine is read off the app directly: one dependency less on the hottest route.
     """
     engine: JobEngine = request.app.state.engine
-    return engine.peek(job_id) or await run_in_threadpool(engine.get, job_id)
+    job = engine.peek(job_id)
+    if job is None:
+        job = await run_in_threadpool(engine.get, job_id)
+    return job
 
 
 def build_router(job_request: Any) -> APIRouter:

@@ -11,7 +11,9 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib.contour import ContourSet
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 
 from labsat.evaluation.confusion import Confusion
 from labsat.evaluation.hessian import Sharpness
@@ -82,18 +84,18 @@ def landscape_figure(items: Sequence[tuple[str, Landscape]]) -> Figure:
     low = min(float(landscape.losses.min()) for _, landscape in items)
     high = max(float(landscape.losses.max()) for _, landscape in items)
     levels = np.linspace(low, high if high > low else low + 1.0, 21)
-    filled = None
+    filled: list[ContourSet] = []
     for ax, (name, landscape) in zip(axes, items, strict=True):
         axis = landscape.axis.numpy()
         # losses[i, j] is (alpha_i, beta_j); contourf wants Z[y, x], so beta runs along y after the transpose.
-        filled = ax.contourf(axis, axis, landscape.losses.numpy().T, levels=levels, cmap="viridis", extend="both")
+        filled.append(ax.contourf(axis, axis, landscape.losses.numpy().T, levels=levels, cmap="viridis", extend="both"))
         ax.plot([0], [0], marker="+", color="white", markersize=12, markeredgewidth=2)
         first, second = landscape.axis_labels
         ax.set_xlabel(first)
         ax.set_ylabel(second)
         ax.set_title(f"{name}: loss {landscape.centre:.3g} at θ")
         ax.set_aspect("equal")
-    figure.colorbar(filled, ax=axes, label="loss")
+    figure.colorbar(filled[-1], ax=axes, label="loss")  # one shared scale: any panel's contours serve
     kind = "top-2 Hessian eigenvectors" if items[0][1].directions == "hessian" else "random directions"
     norm = ", filter-normalised" if items[0][1].filter_normalized else ""
     figure.suptitle(f"Loss landscape along the {kind}{norm}")
@@ -103,11 +105,11 @@ def landscape_figure(items: Sequence[tuple[str, Landscape]]) -> Figure:
 def confusion_figure(items: Sequence[tuple[str, Confusion]]) -> Figure:
     """Row-normalised confusion matrices (true class down, predicted across), one panel per model."""
     figure, axes = _panels(len(items))
-    image = None
+    images: list[AxesImage] = []
     for ax, (name, result) in zip(axes, items, strict=True):
         counts = result.matrix.numpy()
         rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-        image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        images.append(ax.imshow(rates, cmap="Blues", vmin=0, vmax=1))
         classes = counts.shape[0]
         if classes <= ANNOTATE_MAX_CLASSES:
             for (row, col), count in np.ndenumerate(counts):
@@ -118,6 +120,6 @@ def confusion_figure(items: Sequence[tuple[str, Confusion]]) -> Figure:
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
         ax.set_title(f"{name}: {result.accuracy:.1%} at {result.condition}")
-    figure.colorbar(image, ax=axes, label="fraction of true class")
+    figure.colorbar(images[-1], ax=axes, label="fraction of true class")  # every panel spans 0 to 1
     figure.suptitle("Confusion matrices")
     return figure

@@ -21,7 +21,7 @@ AXES = ("step", "epoch")
 def metric_arrays(points: Sequence[Mapping[str, object]]) -> dict[str, np.ndarray]:
     """Every numeric key as an array over the points (NaN where a point lacks it)."""
     keys = dict.fromkeys(key for point in points for key, value in point.items() if _number(value))
-    return {key: np.array([float(p[key]) if _number(p.get(key)) else np.nan for p in points]) for key in keys}
+    return {key: np.array([_as_float(p.get(key)) for p in points]) for key in keys}
 
 
 def write_metrics(points: Sequence[Mapping[str, object]], folder: Path) -> list[Path]:
@@ -44,3 +44,8 @@ def write_metrics(points: Sequence[Mapping[str, object]], folder: Path) -> list[
 
 def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _as_float(value: object) -> float:
+    """A point's number, or NaN where it has none (a missing key, a text, a flag)."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else np.nan

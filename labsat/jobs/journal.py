@@ -39,7 +39,8 @@ class JobJournal:
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        Base.metadata.create_all(store.engine, tables=[JobRow.__table__, EventRow.__table__])
+        tables = [Base.metadata.tables[row.__tablename__] for row in (JobRow, EventRow)]
+        Base.metadata.create_all(store.engine, tables=tables)
         self._lock = threading.RLock()
         self._active: dict[str, Job] = {}
         self._seq: dict[str, int] = {}

@@ -20,6 +20,7 @@ unfitted corrector leaves the twin unchanged.
 
 from __future__ import annotations
 
+from functools import reduce
 from itertools import pairwise
 from typing import Any
 
@@ -38,11 +39,10 @@ class Corrector(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, hidden: int) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(in_features + out_features, hidden), nn.Tanh(), nn.Linear(hidden, out_features)
-        )
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
+        last = nn.Linear(hidden, out_features)
+        nn.init.zeros_(last.weight)  # a fresh corrector leaves the twin's output as it is
+        nn.init.zeros_(last.bias)
+        self.mlp = nn.Sequential(nn.Linear(in_features + out_features, hidden), nn.Tanh(), last)
 
     def forward(self, x: Tensor, y_twin: Tensor) -> Tensor:
         scale = input_scale(x)
@@ -84,9 +84,12 @@ class DualAdaptive:
         loss = torch.zeros(())
         for _ in range(self.fit_steps):
             self.optimizer.zero_grad()
-            loss = sum(
-                F.mse_loss(self.correctors[i](x, y_twin), measured) / measured.square().mean().clamp_min(1e-12)
-                for i, x, y_twin, measured in cases
+            loss = reduce(
+                torch.add,
+                (
+                    F.mse_loss(self.correctors[i](x, y_twin), measured) / measured.square().mean().clamp_min(1e-12)
+                    for i, x, y_twin, measured in cases
+                ),
             )
             loss.backward()
             self.optimizer.step()

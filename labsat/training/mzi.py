@@ -52,7 +52,8 @@ def mesh_physical_layer(system: MZIMeshSystem, twin: MZIMeshModel, outputs: int 
 
     def system_forward(x: Tensor, shifts: Tensor) -> Tensor:
         with torch.no_grad():
-            volts = volts_for_phase(twin.params, shifts.to(twin.theta_offset))
+            params = twin.params
+            volts = volts_for_phase(params, shifts.to(params.theta_offset))
         return system.forward(x, clamp_inside(volts.float(), *system.control_range))[:, :outputs]
 
     def twin_layer(x: Tensor, shifts: Tensor) -> Tensor:
