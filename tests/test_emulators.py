@@ -20,7 +20,8 @@ from labsat.cli import app
 from labsat.errors import BenchFileError
 from labsat.simulators.emulators import protocol_labsatemu
 from labsat.simulators.emulators.qontrol import QontrolEmulator
-from labsat.simulators.emulators.scpi import DacEmulator, DaqEmulator, SmuEmulator, header_pattern
+from labsat.simulators.emulators.scpi import DacEmulator, DaqEmulator, header_pattern
+from labsat.simulators.emulators.smu import SmuEmulator
 from labsat.simulators.emulators.tcp import TcpServer
 
 CONFIG = Path(__file__).parents[1] / "config"
@@ -71,7 +72,8 @@ def test_scpi_dac_runs_compound_messages_and_keeps_an_error_queue() -> None:
     backend = Outputs(2)
     dac = DacEmulator(backend, first=1)
     assert (
-        dac.handle("SOUR1:VOLT 0.5;:SOUR2:VOLT:LIM:HIGH 1.0;:SOUR2:VOLT 1.5;:SYST:ERR?") == '-222,"Data out of range"'
+        dac.handle("SOUR1:VOLT 0.5;:OUTP1 ON;:SOUR2:VOLT:LIM:HIGH 1.0;:SOUR2:VOLT:LIM:STAT ON;:SOUR2:VOLT 1.5;:SYST:ERR?")
+        == '-222,"Data out of range"'
     )
     assert dac.handle("SYST:ERR?") == '0,"No error"'
     assert backend.writes == [([0], [0.5])]  # one backend write per message; the refused value never arrives

@@ -19,6 +19,7 @@ import yaml
 
 from labsat.bench import Bench, open_bench
 from labsat.benchfile import ChannelLimits
+from labsat.drivers.conditions import OutputsLost
 from labsat.drivers.instrument import Scpi
 from labsat.drivers.keithley import Keithley24xx
 from labsat.drivers.qontrol import QontrolDriver
@@ -29,7 +30,9 @@ from labsat.drivers.transport import Link, RetryPolicy, transport_opener
 from labsat.errors import InstrumentError
 from labsat.simulators.emulators import protocol_labsatemu
 from labsat.simulators.emulators.qontrol import QontrolEmulator
-from labsat.simulators.emulators.scpi import DacEmulator, DaqEmulator, PowerMeterEmulator, SmuEmulator
+from labsat.simulators.emulators.powermeter import PowerMeterEmulator
+from labsat.simulators.emulators.scpi import DacEmulator, DaqEmulator
+from labsat.simulators.emulators.smu import SmuEmulator
 from labsat.simulators.emulators.tcp import TcpServer
 
 POLICY = RetryPolicy(timeout_s=0.15, retries=2, backoff_s=0.01)
@@ -188,8 +191,8 @@ def test_scpi_error_queue_is_reported_with_the_command(dac: Any) -> None:
     emulator.faults.refuse = 1
     with pytest.raises(
         InstrumentError,
-        match=r"mods \(TCPIP::127.0.0.1::\d+::SOCKET\): 'SOUR1:VOLT 1.000000' was "
-        r"refused: -300 Device-specific error",
+        match=r"mods \(TCPIP::127.0.0.1::\d+::SOCKET\): 'SOUR1:VOLT 1.000000;:OUTP1 ON' was "
+        r"refused: -300 Device-specific error; not applied on channel 1$",
     ):
         driver.write_voltages(np.array([0]), np.array([1.0]))
     assert backend.volts[0] == 0.0
@@ -209,7 +212,7 @@ def test_limits_and_outputs_are_reasserted_after_the_instrument_was_power_cycled
     assert backend.volts.tolist() == [1.0, 2.0, 0.5, 3.0]
 
 
-def test_smu_compliance_is_reasserted_after_a_reconnect() -> None:
+def test_smu_limits_are_reasserted_after_a_power_cycle_but_the_output_stays_off() -> None:
     with TcpServer(SmuEmulator(load_ohm=1000.0), name="smu") as server:
         limits = ChannelLimits(voltage=(0.0, 5.0), resistance_ohm=1000.0, current_max_ma=2.0)
         smu = Keithley24xx("smu", _link("smu", server.address), [1], [limits], 0.002).connect()
@@ -217,9 +220,12 @@ def test_smu_compliance_is_reasserted_after_a_reconnect() -> None:
         emulator = server.emulator
         emulator.power_cycle()  # type: ignore[attr-defined]
         emulator.faults.cut = 1
-        assert smu.read_voltages().tolist() == [1.5]
+        with pytest.raises(OutputsLost, match=r"smu \(.+\) channel 1: outputs lost: found the output off"):
+            smu.read_voltages()
         assert emulator.compliance_a == 0.002  # type: ignore[attr-defined]
-        assert emulator.output_volts() == 1.5  # type: ignore[attr-defined]
+        assert emulator.ovp_v == 20.0  # type: ignore[attr-defined]
+        assert emulator.output is False  # type: ignore[attr-defined]
+        assert smu.read_voltages().tolist() == [0.0]
         smu.close()
 
 
@@ -245,7 +251,7 @@ def test_dac_limits_and_daq_aperture_are_reasserted_after_a_reconnect(dac: Any) 
         server.emulator.power_cycle()  # type: ignore[attr-defined]
         server.emulator.faults.lose_reply = 1
         daq.read()
-        assert server.emulator.aperture == 0.01  # type: ignore[attr-defined]
+        assert server.emulator.aperture.tolist() == [0.01, 0.01]  # type: ignore[attr-defined]
         daq.close()
 
 

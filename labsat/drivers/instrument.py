@@ -31,7 +31,7 @@ from labsat.errors import InstrumentError, LabsatError
 from labsat.guard import ramp_points
 from labsat.registry import BenchContext
 
-from .transport import Link, RetryPolicy, Transport, transport_opener
+from .transport import Link, LinkError, RetryPolicy, Transport, transport_opener
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +153,32 @@ class Scpi:
         else:
             transport.write(command)
             reply = transport.query(self.error_query)
+        self._raise_errors(transport, reply, command, where)
+
+    def ask(self, transport: Transport, query: str, where: str) -> str:
+        """A query that the instrument may refuse by not answering (``:READ?`` with the output off).
+
+        A SCPI instrument that cannot execute a query queues an error and sends nothing, so the query
+        times out. The error is then read at once and blamed on this query; left in the queue, it would
+        be blamed on whichever setting is confirmed next. A timeout with an empty queue stays a
+        :class:`LinkError` (worth a retry).
+        """
+        try:
+            return transport.query(query)
+        except LinkError:
+            reply = transport.query(self.error_query)
+            if reply.startswith(("0,", "+0,")):
+                raise
+            self._raise_errors(transport, reply, query, where)
+            raise
+
+    def _raise_errors(self, transport: Transport, reply: str, command: str, where: str) -> None:
+        """Read the error queue from its first entry ``reply`` on; raise naming ``command`` if any."""
         errors = []
         while not reply.startswith(("0,", "+0,")) and len(errors) < self.max_errors:
             code, _, message = reply.partition(",")
-            errors.append(f"{int(code)} {message.strip().strip(chr(34))}")
+            int(code)  # a queue entry without a number is a garbled reply
+            errors.append(f"{code.strip()} {message.strip().strip(chr(34))}")
             reply = transport.query(self.error_query)
         if errors:
             raise InstrumentError(f"{where}: {command!r} was refused: {'; '.join(errors)}")

@@ -1,10 +1,17 @@
-"""A multichannel photodetector/DAQ reader over SCPI: ``MEAS:VOLT? (@1:8)``.
+"""A multichannel photodetector/DAQ reader over SCPI, Keysight style (34970A/DAQ970A, 34465A).
 
-One query reads every channel of the device (a contiguous run as ``(@first:last)``, otherwise a list
-``(@1,3,5)``); the reply is one comma-separated number per channel, in channel order. A reply with
-the wrong count is garbled and retried. The integration time is the ADC aperture
-(``SENS:VOLT:APER``), set at connect time from the bench option ``integration_time_s`` when given and
-read back otherwise.
+Configured once, at connect and after every reconnect: ``*CLS`` (an error someone else left in the
+queue must not fail the connect), then ``CONF:VOLT:DC (@101:108)`` makes the bench's channels the
+scan list, then ``SENS:VOLT:DC:APER t,(@101:108)`` sets the ADC aperture from
+``options.integration_time_s`` (read back per channel either way; the longest is
+:attr:`ScpiDaq.integration_time`). A reading is then ``READ?`` (or, with ``options.fetch``,
+``INIT`` and ``FETC?``): it scans the list as configured. Never ``MEAS?``: it is ``CONF`` plus
+``READ?`` and puts every channel back to its default settings, so the aperture set at connect would
+be lost on the first reading.
+
+The channel numbers are the bench's: ``channels: {count: 8, first: 101}`` is ``(@101:108)``, a
+contiguous run as ``(@first:last)``. The reply is one comma-separated number per channel, in channel
+order; a reply with the wrong count is garbled and retried.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from labsat.benchfile import DeviceSpec
 from labsat.registry import BenchContext
 
 from .instrument import Control, Instrument, Scpi, floats_of, open_link, scpi_dialect, strict_range
-from .transport import Link
+from .transport import Link, Transport
 
 
 def channel_list(channels: Sequence[int]) -> str:
@@ -32,8 +39,15 @@ class ScpiDaq(Instrument):
     """A SCPI voltage-input instrument as a labsat :class:`~labsat.devices.Detector`."""
 
     controls: Mapping[str, Control] = {
-        "voltages": Control("MEAS:VOLT? {channels}", None, floats_of(1), doc="one reading per listed channel, volts"),
-        "aperture": Control("SENS:VOLT:APER?", "SENS:VOLT:APER {value:g}", float, strict_range(1e-6, 10.0)),
+        "configure": Control(None, "CONF:VOLT:DC {channels}", doc="scan list, default settings"),
+        "voltages": Control("READ?", None, floats_of(1), doc="one reading per listed channel, volts"),
+        "fetch": Control("FETC?", None, floats_of(1), doc="the readings an INIT took"),
+        "aperture": Control(
+            "SENS:VOLT:DC:APER? {channels}",
+            "SENS:VOLT:DC:APER {value:g},{channels}",
+            floats_of(1),
+            strict_range(1e-6, 10.0),
+        ),
     }
 
     def __init__(
@@ -43,15 +57,20 @@ class ScpiDaq(Instrument):
         channels: Sequence[int],
         integration_time_s: float | None = None,
         dialect: Scpi | None = None,
+        fetch: bool = False,
     ) -> None:
         super().__init__(name, link, dialect)
         self.channels = tuple(channels)
+        self.fetch = fetch
         self._channel_list = channel_list(self.channels)
         self._wanted_aperture = integration_time_s
         self._aperture = 0.0
+        counted = floats_of(len(channels))
         self.controls = {
             **self.controls,
-            "voltages": replace(self.controls["voltages"], parse=floats_of(len(channels))),
+            "voltages": replace(self.controls["voltages"], parse=counted),
+            "fetch": replace(self.controls["fetch"], parse=counted),
+            "aperture": replace(self.controls["aperture"], parse=counted),
         }
 
     @property
@@ -63,12 +82,23 @@ class ScpiDaq(Instrument):
         return self._aperture
 
     def configure(self) -> None:
+        self.send("*CLS")  # an error someone else left in the queue must not fail the connect
+        self.send(self.command("configure", None, channels=self._channel_list))
         if self._wanted_aperture is not None:
-            self.set("aperture", self._wanted_aperture)
-        self._aperture = float(self.get("aperture"))
+            self.set("aperture", self._wanted_aperture, channels=self._channel_list)
+        self._aperture = max(self.get("aperture", channels=self._channel_list))
 
     def read(self) -> np.ndarray:
-        return np.array(self.get("voltages", channels=self._channel_list))
+        if self.fetch:
+            return np.array(self.link.run("INIT;FETC?", self._initiate_and_fetch))
+        return np.array(self.get("voltages"))
+
+    def _initiate_and_fetch(self, transport: Transport) -> list[float]:
+        """``INIT`` then ``FETC?`` as one exchange, so a retry repeats both."""
+        self.dialect.confirm(transport, "INIT", self.where)
+        row = self.controls["fetch"]
+        assert row.get is not None
+        return list(row.parse(transport.query(row.get)))
 
 
 def build(name: str, spec: DeviceSpec, context: BenchContext) -> ScpiDaq:
@@ -81,4 +111,5 @@ def build(name: str, spec: DeviceSpec, context: BenchContext) -> ScpiDaq:
         list(spec.channels.instrument_channels),
         None if integration is None else float(integration),
         scpi_dialect(spec.options),
+        fetch=bool(spec.options.get("fetch", False)),
     ).connect()

@@ -1,4 +1,4 @@
-"""SCPI instruments, emulated: a small SCPI interpreter and four instrument models on top of it.
+"""SCPI instruments, emulated: a small SCPI interpreter, and a DAC and a DAQ in the Keysight style.
 
 The interpreter handles what the drivers (and most SCPI code) rely on: short and long mnemonic
 forms in any case (``SOUR``/``SOURce``), optional nodes (``[:LEVel]``), numeric suffixes
@@ -6,10 +6,10 @@ forms in any case (``SOUR``/``SOURce``), optional nodes (``[:LEVel]``), numeric 
 ``0,"No error"`` when empty, ``-113`` for an unknown header, ``-222`` for a value out of range) and
 the common commands ``*IDN?``, ``*CLS``, ``*OPC?``.
 
-Models: :class:`DacEmulator` (multichannel DAC driving a VoltageSource backend, e.g. a simulated
-chip's modulators), :class:`DaqEmulator` (multichannel voltage reader over a Detector backend, e.g.
-the chip's balanced detectors), :class:`PowerMeterEmulator` (Thorlabs PM100) and
-:class:`SmuEmulator` (Keithley 2400 into a resistive load).
+Models here: :class:`DacEmulator` (a multichannel DAC driving a VoltageSource backend, e.g. a
+simulated chip's modulators) and :class:`DaqEmulator` (a multichannel voltage scanner over a Detector
+backend, e.g. the chip's balanced detectors). The Keithley SMU is in :mod:`.smu`, the Thorlabs power
+meter in :mod:`.powermeter`.
 """
 
 from __future__ import annotations
@@ -153,7 +153,7 @@ class ScpiEmulator(LineEmulator):
 
     def _next_error(self) -> str:
         code, message = self.errors.popleft() if self.errors else (0, "No error")
-        return f'{code},"{message}"'
+        return f'{code:+d},"{message}"' if code > 0 else f'{code},"{message}"'
 
 
 def setting(apply: Callable[[tuple[str, ...], str], Any]) -> Handler:
@@ -167,12 +167,22 @@ def setting(apply: Callable[[tuple[str, ...], str], Any]) -> Handler:
     return handler
 
 
+def last_channel_list(argument: str) -> tuple[str, list[int] | None]:
+    """``"0.002,(@101:104)"`` -> (``"0.002"``, ``[101, .., 104]``); no list -> (argument, None)."""
+    head, at, tail = argument.partition("(@")
+    if not at:
+        return argument.strip(), None
+    return head.strip().rstrip(",").strip(), channel_numbers(at + tail)
+
+
 class DacEmulator(ScpiEmulator):
     """``SOUR{n}:VOLT`` on channels ``first..first+n-1`` driving ``backend`` positions ``0..n-1``.
 
-    Every value must lie within the channel's ``SOUR{n}:VOLT:LIM:LOW/HIGH`` (default: the full range)
-    or it is refused with ``-222`` and not applied. The settings of one message reach the backend in
-    one write.
+    Keysight 33500 conventions: ``SOUR{n}:VOLT:LIM:LOW/HIGH`` store soft limits, but they only act
+    once ``SOUR{n}:VOLT:LIM:STAT ON``; then a value outside them is refused with ``-222`` and not
+    applied. Each channel has an output relay (``OUTP{n} ON|OFF``, off at power-on): the backend sees
+    the level only while the relay is closed, 0 V otherwise. The settings of one message reach the
+    backend in one write.
     """
 
     def __init__(self, backend: VoltageSource, first: int = 1, full_range: tuple[float, float] = (-10.0, 10.0)) -> None:
@@ -181,9 +191,11 @@ class DacEmulator(ScpiEmulator):
         self.full_range = full_range
         n = backend.n_channels
         self.volts = np.asarray(backend.read_voltages(), dtype=float).copy()
+        self.output = self.volts != 0.0  # an instrument found outputting has its relays closed
         self.low = np.full(n, full_range[0])
         self.high = np.full(n, full_range[1])
-        self._dirty: set[int] = set()
+        self.limit_on = np.zeros(n, dtype=bool)
+        self._applied = self.volts.copy()
         super().__init__(f"LABSAT,EMU-DAC{n},EMU0001,1.0")
 
     def commands(self) -> Mapping[str, Handler]:
@@ -195,20 +207,26 @@ class DacEmulator(ScpiEmulator):
             "SOURce#:VOLTage:LIMit:HIGH": setting(lambda s, a: self._set_limit(self.high, s, a)),
             "SOURce#:VOLTage:LIMit:LOW?": lambda s, _a: f"{self.low[self._position(s)]:.6f}",
             "SOURce#:VOLTage:LIMit:LOW": setting(lambda s, a: self._set_limit(self.low, s, a)),
+            "SOURce#:VOLTage:LIMit:STATe?": lambda s, _a: str(int(self.limit_on[self._position(s)])),
+            "SOURce#:VOLTage:LIMit:STATe": setting(lambda s, a: self._set_flag(self.limit_on, s, a)),
+            "OUTPut#[:STATe]?": lambda s, _a: str(int(self.output[self._position(s)])),
+            "OUTPut#[:STATe]": setting(lambda s, a: self._set_flag(self.output, s, a)),
         }
 
     def power_cycle(self) -> None:
         with self.lock:
             self.low[:], self.high[:] = self.full_range
+            self.limit_on[:] = False
+            self.output[:] = False
             self.volts[:] = 0.0
-            self._dirty = set(range(len(self.volts)))
             self.end_of_message()
 
     def end_of_message(self) -> None:
-        if self._dirty:
-            positions = np.array(sorted(self._dirty))
-            self._dirty.clear()
-            self.backend.write_voltages(positions, self.volts[positions])
+        effective = np.where(self.output, self.volts, 0.0)
+        changed = np.flatnonzero(effective != self._applied)
+        if changed.size:
+            self._applied[changed] = effective[changed]
+            self.backend.write_voltages(changed, effective[changed])
 
     def _position(self, suffixes: tuple[str, ...]) -> int:
         position = int(suffixes[0] or self.first) - self.first
@@ -218,135 +236,87 @@ class DacEmulator(ScpiEmulator):
 
     def _set_level(self, suffixes: tuple[str, ...], argument: str) -> None:
         position = self._position(suffixes)
-        self.volts[position] = in_range(number(argument), self.low[position], self.high[position])
-        self._dirty.add(position)
+        if self.limit_on[position]:
+            low, high = self.low[position], self.high[position]
+        else:
+            low, high = self.full_range
+        self.volts[position] = in_range(number(argument), low, high)
 
     def _set_limit(self, limits: np.ndarray, suffixes: tuple[str, ...], argument: str) -> None:
         limits[self._position(suffixes)] = in_range(number(argument), *self.full_range)
 
+    def _set_flag(self, flags: np.ndarray, suffixes: tuple[str, ...], argument: str) -> None:
+        flags[self._position(suffixes)] = boolean(argument)
+
+
+DEFAULT_APERTURE_S = 1e-3
+
 
 class DaqEmulator(ScpiEmulator):
-    """``MEAS:VOLT? (@list)`` over a Detector backend whose positions ``0..n-1`` are channels ``first..``."""
+    """A scanning voltmeter (Keysight 34970A/DAQ970A style) over a Detector backend.
+
+    Channels ``first..first+n-1`` are backend positions ``0..n-1``. ``CONF:VOLT:DC (@list)`` defines
+    the scan list and returns those channels to their default measurement settings (aperture
+    :data:`DEFAULT_APERTURE_S`); ``SENS:VOLT:APER t,(@list)`` sets the aperture per channel;
+    ``READ?`` (or ``INIT`` then ``FETC?``) scans the list as configured. ``MEAS:VOLT:DC? (@list)`` is
+    ``CONF`` followed by ``READ?``: it answers, but it has reset the apertures on the way.
+    """
 
     def __init__(self, backend: Detector, first: int = 1) -> None:
         self.backend = backend
         self.first = first
-        self.aperture = 1e-3
+        self.aperture = np.full(backend.n_channels, DEFAULT_APERTURE_S)
+        self.scan: list[int] | None = None
+        self._fetched: str | None = None
         super().__init__(f"LABSAT,EMU-DAQ{backend.n_channels},EMU0001,1.0")
 
     def commands(self) -> Mapping[str, Handler]:
         return {
-            "MEASure:VOLTage[:DC]?": lambda _s, a: self._measure(a),
-            "SENSe:VOLTage[:DC]:APERture?": lambda _s, _a: f"{self.aperture:g}",
-            "SENSe:VOLTage[:DC]:APERture": setting(
-                lambda _s, a: setattr(self, "aperture", in_range(number(a), 1e-6, 10))
-            ),
+            "CONFigure[:VOLTage][:DC]": setting(lambda _s, a: self._configure(a)),
+            "MEASure[:VOLTage][:DC]?": lambda _s, a: self._measure(a),
+            "READ?": lambda _s, _a: self._scan(),
+            "INITiate[:IMMediate]": lambda _s, _a: setattr(self, "_fetched", self._scan()),
+            "FETCh?": lambda _s, _a: self._fetch(),
+            "[SENSe:]VOLTage[:DC]:APERture?": lambda _s, a: self._aperture_query(a),
+            "[SENSe:]VOLTage[:DC]:APERture": setting(lambda _s, a: self._set_aperture(a)),
         }
 
     def power_cycle(self) -> None:
         with self.lock:
-            self.aperture = 1e-3
+            self.aperture[:] = DEFAULT_APERTURE_S
+            self.scan, self._fetched = None, None
 
-    def _measure(self, argument: str) -> str:
-        positions = [ch - self.first for ch in channel_numbers(argument)]
+    def _positions(self, channels: list[int] | None) -> list[int]:
+        positions = list(range(self.backend.n_channels)) if channels is None else [c - self.first for c in channels]
         if not all(0 <= p < self.backend.n_channels for p in positions):
             raise ScpiError(-222, "Data out of range")
+        return positions
+
+    def _configure(self, argument: str) -> None:
+        _, channels = last_channel_list(argument)
+        positions = self._positions(channels)
+        self.aperture[positions] = DEFAULT_APERTURE_S
+        self.scan = positions
+
+    def _measure(self, argument: str) -> str:
+        self._configure(argument)
+        return self._scan()
+
+    def _scan(self) -> str:
+        if self.scan is None:
+            raise ScpiError(-221, "Settings conflict")  # nothing configured to scan
         reading = np.asarray(self.backend.read(), dtype=float)
-        return ",".join(f"{reading[p]:.9e}" for p in positions)
+        return ",".join(f"{reading[p]:.9e}" for p in self.scan)
 
+    def _fetch(self) -> str:
+        if self._fetched is None:
+            raise ScpiError(-230, "Data corrupt or stale")
+        return self._fetched
 
-class PowerMeterEmulator(ScpiEmulator):
-    """A Thorlabs PM100: wavelength correction, range, averaging, and ``MEAS:POW?`` from ``power_w()``."""
+    def _aperture_query(self, argument: str) -> str:
+        _, channels = last_channel_list(argument)
+        return ",".join(f"{self.aperture[p]:g}" for p in self._positions(channels))
 
-    def __init__(self, power_w: Callable[[], float]) -> None:
-        self.power_w = power_w
-        self.wavelength_nm = 1550.0
-        self.auto_range = True
-        self.range_w = 0.01
-        self.average_count = 1
-        super().__init__("Thorlabs,PM100D,P0000001,2.0.0")
-
-    def commands(self) -> Mapping[str, Handler]:
-        def store(attribute: str, parse: Callable[[str], Any]) -> Handler:
-            return setting(lambda _s, a: setattr(self, attribute, parse(a)))
-
-        return {
-            "MEASure[:SCALar]:POWer?": lambda _s, _a: f"{self.power_w():.9e}",
-            "SENSe:CORRection:WAVelength?": lambda _s, _a: f"{self.wavelength_nm:g}",
-            "SENSe:CORRection:WAVelength": store("wavelength_nm", lambda a: in_range(number(a), 400.0, 1800.0)),
-            "SENSe:POWer[:DC]:RANGe:AUTO?": lambda _s, _a: str(int(self.auto_range)),
-            "SENSe:POWer[:DC]:RANGe:AUTO": store("auto_range", boolean),
-            "SENSe:POWer[:DC]:RANGe[:UPPer]?": lambda _s, _a: f"{self.range_w:g}",
-            "SENSe:POWer[:DC]:RANGe[:UPPer]": store("range_w", lambda a: in_range(number(a), 1e-9, 10.0)),
-            "SENSe:AVERage[:COUNt]?": lambda _s, _a: str(self.average_count),
-            "SENSe:AVERage[:COUNt]": store("average_count", lambda a: int(in_range(number(a), 1, 10000))),
-        }
-
-    def power_cycle(self) -> None:
-        with self.lock:
-            self.wavelength_nm, self.auto_range, self.range_w, self.average_count = 1550.0, True, 0.01, 1
-
-
-class SmuEmulator(ScpiEmulator):
-    """A Keithley 2400 sourcing voltage into ``load_ohm``; current limited by the compliance."""
-
-    def __init__(self, load_ohm: float) -> None:
-        self.load_ohm = load_ohm
-        self._defaults()
-        super().__init__("KEITHLEY INSTRUMENTS INC.,MODEL 2400,4000001,C32 Oct 4 2010 14:20:11/A02 /K/J")
-
-    def _defaults(self) -> None:
-        self.function = "VOLT"
-        self.level = 0.0
-        self.voltage_range = 21.0
-        self.compliance_a = 105e-6
-        self.output = False
-        self.elements = "VOLT,CURR,RES,TIME,STAT"
-
-    def commands(self) -> Mapping[str, Handler]:
-        def store(attribute: str, parse: Callable[[str], Any]) -> Handler:
-            return setting(lambda _s, a: setattr(self, attribute, parse(a)))
-
-        def function(argument: str) -> str:
-            name = argument.strip().strip('"').upper()
-            if name not in ("VOLT", "VOLTAGE", "CURR", "CURRENT"):
-                raise ScpiError(-224, "Illegal parameter value")
-            return name[:4]
-
-        level = ":SOURce:VOLTage[:LEVel][:IMMediate][:AMPLitude]"
-        protection = ":SENSe:CURRent[:DC]:PROTection[:LEVel]"
-        return {
-            ":SOURce:FUNCtion[:MODE]?": lambda _s, _a: self.function,
-            ":SOURce:FUNCtion[:MODE]": store("function", function),
-            f"{level}?": lambda _s, _a: f"{self.level:.6f}",
-            level: store("level", lambda a: in_range(number(a), -self.voltage_range, self.voltage_range)),
-            ":SOURce:VOLTage:RANGe?": lambda _s, _a: f"{self.voltage_range:g}",
-            ":SOURce:VOLTage:RANGe": store("voltage_range", lambda a: in_range(number(a), 0.0, 210.0)),
-            f"{protection}?": lambda _s, _a: f"{self.compliance_a:g}",
-            protection: store("compliance_a", lambda a: in_range(number(a), 1e-9, 1.05)),
-            ":OUTPut[:STATe]?": lambda _s, _a: str(int(self.output)),
-            ":OUTPut[:STATe]": store("output", boolean),
-            ":FORMat:ELEMents[:SENSe]?": lambda _s, _a: self.elements,
-            ":FORMat:ELEMents[:SENSe]": store("elements", lambda a: a.replace(" ", "").upper()),
-            ":READ?": lambda _s, _a: self._read(),
-        }
-
-    def power_cycle(self) -> None:
-        with self.lock:
-            self._defaults()
-
-    def output_volts(self) -> float:
-        """What the load sees: 0 with the output off, less than the level when in compliance."""
-        if not self.output:
-            return 0.0
-        current = self.level / self.load_ohm
-        if abs(current) > self.compliance_a:
-            return float(np.sign(current) * self.compliance_a * self.load_ohm)
-        return self.level
-
-    def _read(self) -> str:
-        if not self.output:
-            raise ScpiError(803, "Output disabled")
-        volts = self.output_volts()
-        values = {"VOLT": volts, "CURR": volts / self.load_ohm, "RES": self.load_ohm, "TIME": 0.0, "STAT": 0.0}
-        return ",".join(f"{values[name]:.6e}" for name in self.elements.split(",") if name in values)
+    def _set_aperture(self, argument: str) -> None:
+        value, channels = last_channel_list(argument)
+        self.aperture[self._positions(channels)] = in_range(number(value), 1e-6, 10.0)
