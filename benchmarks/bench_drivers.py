@@ -42,6 +42,7 @@ from labsat.drivers.scpi_dac import ScpiDac
 from labsat.drivers.scpi_daq import ScpiDaq
 from labsat.drivers.transport import Link, RetryPolicy, transport_opener
 from labsat.simulators.emulators import protocol_labsatemu
+from labsat.simulators.emulators.memory import MemoryBackend as Memory
 from labsat.simulators.emulators.qontrol import QontrolEmulator
 from labsat.simulators.emulators.scpi import DacEmulator, DaqEmulator
 from labsat.simulators.emulators.tcp import TcpServer
@@ -50,30 +51,6 @@ SECTION = "bench_drivers"
 POLICY = RetryPolicy(timeout_s=2.0, retries=0)
 HEATER_LIMITS = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=1000.0, current_max_ma=4.5)
 DAC_LIMITS = ChannelLimits(voltage=(0.0, 2.2))
-
-
-class Memory:
-    """In-memory backend: a VoltageSource that is also a Detector."""
-
-    def __init__(self, n: int) -> None:
-        self.volts = np.zeros(n)
-        self.n_channels = n
-        self.integration_time = 1e-6
-
-    def identity(self) -> str:
-        return "memory"
-
-    def write_voltages(self, positions: np.ndarray, volts: np.ndarray) -> None:
-        self.volts[positions] = volts
-
-    def read_voltages(self) -> np.ndarray:
-        return self.volts.copy()
-
-    def outputs_off(self) -> None:
-        self.volts[:] = 0.0
-
-    def read(self) -> np.ndarray:
-        return self.volts.copy()
 
 
 def rate(operation: Callable[[], object], seconds: float, repeats: int) -> float:

@@ -45,9 +45,13 @@ def test_scpi_dac_pushes_limits_writes_and_reads_back(context: BenchContext) -> 
     )
     assert dac.identity() == "LABSAT,SIM-DAC2,0001,1.0"
     assert [dac.get("limit_high", ch=ch) for ch in (1, 2)] == [2.2, 2.2]
+    assert [dac.get("limit_state", ch=ch) for ch in (1, 2)] == [True, True]
+    assert [dac.get("output", ch=ch) for ch in (1, 2)] == [False, False]
     dac.write_voltages(np.array([0, 1]), np.array([0.25, 1.5]))
+    assert [dac.get("output", ch=ch) for ch in (1, 2)] == [True, True]
     np.testing.assert_allclose(dac.read_voltages(), [0.25, 1.5])
     dac.outputs_off()
+    assert [dac.get("output", ch=ch) for ch in (1, 2)] == [False, False]
     np.testing.assert_allclose(dac.read_voltages(), [0.0, 0.0])
     dac.close()
 
@@ -58,7 +62,7 @@ def test_scpi_daq_reads_every_channel_in_one_query(context: BenchContext) -> Non
         "scpi_daq",
         "detector",
         "TCPIP::sim-daq::5025::SOCKET",
-        channels={"count": 4, "first": 1},
+        channels={"count": 4, "first": 101},
         options={"integration_time_s": 0.002},
     )
     np.testing.assert_allclose(daq.read(), [0.1, 0.2, 0.3, 0.4])
@@ -76,6 +80,7 @@ def test_thorlabs_pm_sets_the_wavelength_and_reads_watts(context: BenchContext) 
         options={"wavelength_nm": 1310, "average_count": 10},
     )
     assert meter.identity().startswith("Thorlabs,PM100USB")
+    assert meter.get("unit") == "W"  # the definition starts in dBm
     assert meter.get("wavelength_nm") == 1310.0
     assert meter.get("auto_range") is True
     assert meter.read().tolist() == [1.25e-3]
@@ -94,7 +99,8 @@ def test_keithley_sets_compliance_sources_and_switches_off(context: BenchContext
         options={"compliance_a": 0.002},
     )
     assert smu.get("compliance_a") == 0.002
-    assert smu.get("elements") == "VOLT,CURR"
+    assert smu.get("ovp_v") == 20.0
+    assert smu.get("elements") == "VOLT,CURR,STAT"
     smu.write_voltages(np.array([0]), np.array([1.0]))
     assert smu.get("output") is True
     assert smu.read_voltages().tolist() == [1.0]

@@ -72,9 +72,9 @@ def test_scpi_dac_runs_compound_messages_and_keeps_an_error_queue() -> None:
     backend = Outputs(2)
     dac = DacEmulator(backend, first=1)
     assert (
-        dac.handle("SOUR1:VOLT 0.5;:OUTP1 ON;:SOUR2:VOLT:LIM:HIGH 1.0;:SOUR2:VOLT:LIM:STAT ON;:SOUR2:VOLT 1.5;:SYST:ERR?")
-        == '-222,"Data out of range"'
+        dac.handle("SOUR1:VOLT 0.5;:OUTP1 ON;:SOUR2:VOLT:LIM:HIGH 1.0;:SOUR2:VOLT:LIM:STAT ON;:SOUR2:VOLT 1.5") is None
     )
+    assert dac.handle("SYST:ERR?") == '-222,"Data out of range"'
     assert dac.handle("SYST:ERR?") == '0,"No error"'
     assert backend.writes == [([0], [0.5])]  # one backend write per message; the refused value never arrives
     assert dac.handle("SOUR1:VOLT?;SOUR2:VOLT?") == "0.500000;0.000000"
@@ -92,10 +92,27 @@ def test_scpi_daq_reads_channel_lists_from_its_backend() -> None:
     assert [float(v) for v in daq.handle("MEAS:VOLT? (@2:3,1)").split(",")] == [0.4, 0.6, 0.2]  # type: ignore[union-attr]
 
 
-def test_smu_limits_the_current_to_its_compliance() -> None:
+def test_smu_limits_the_current_to_its_compliance_and_says_so_in_the_status_word() -> None:
     smu = SmuEmulator(load_ohm=1000.0)
     smu.handle(":SENS:CURR:PROT 0.001;:SOUR:VOLT:LEV 2.5;:OUTP ON;:FORM:ELEM VOLT,CURR")
     assert smu.handle(":READ?") == "1.000000e+00,1.000000e-03"
+    smu.handle(":FORM:ELEM STAT")
+    assert int(float(smu.handle(":READ?") or "0")) & 0b1000  # bit 3: compliance
+    assert smu.handle(":SENS:CURR:PROT:TRIP?") == "1"
+
+
+@pytest.mark.parametrize(("sent", "kept"), [(5, 20), (20, 20), (110, 100), (160, 160), (161, 210), (-30, 20)])
+def test_smu_ovp_takes_the_2400s_discrete_levels_rounding_down(sent: float, kept: float) -> None:
+    smu = SmuEmulator(load_ohm=1e6)
+    smu.handle(f":SOUR:VOLT:PROT {sent}")
+    assert smu.handle(":SOUR:VOLT:PROT?") == f"{kept:g}"
+
+
+def test_smu_output_never_exceeds_the_ovp() -> None:
+    smu = SmuEmulator(load_ohm=1e6)
+    smu.handle(":SOUR:VOLT:RANG 200;:SOUR:VOLT:PROT 20;:SOUR:VOLT:LEV 30;:OUTP ON;:FORM:ELEM VOLT,STAT")
+    volts, status = (float(v) for v in (smu.handle(":READ?") or "").split(","))
+    assert volts == 20.0 and int(status) & 0b10000  # bit 4: OVP
 
 
 # -- the Qontrol protocol --------------------------------------------------------------------------
@@ -198,6 +215,15 @@ def test_a_heater_write_moves_the_detector_reading_through_the_wire(emu_bench: B
     assert lab.emulator("heaters").handle("v9?") == "2.500000"
     assert lab.emulator("heaters").handle("vmax9?") == "4.000000"  # device-side limits came from the bench
     assert lab.emulator("modulators").handle("SOUR8:VOLT:LIM:HIGH?") == "2.200000"
+
+
+def test_the_emulated_bench_safe_state_opens_the_modulator_relays(emu_bench: Bench) -> None:
+    emu_bench.source("modulators").set_vector(np.full(8, 1.0))
+    modulators = emu_bench.shared["emulators"].emulator("modulators")
+    assert modulators.output.all() and modulators.limit_on.all()
+    emu_bench.safe_state()
+    assert not modulators.output.any()
+    assert modulators.handle("SOUR1:VOLT?") == "0.000000"
 
 
 def test_emulated_forward_agrees_with_the_simulated_bench(emu_bench: Bench, data_dir: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +29,9 @@ from labsat.drivers.thorlabs_pm import ThorlabsPM
 from labsat.drivers.transport import Link, RetryPolicy, transport_opener
 from labsat.errors import InstrumentError
 from labsat.simulators.emulators import protocol_labsatemu
-from labsat.simulators.emulators.qontrol import QontrolEmulator
+from labsat.simulators.emulators.memory import MemoryBackend as Outputs
 from labsat.simulators.emulators.powermeter import PowerMeterEmulator
+from labsat.simulators.emulators.qontrol import QontrolEmulator
 from labsat.simulators.emulators.scpi import DacEmulator, DaqEmulator
 from labsat.simulators.emulators.smu import SmuEmulator
 from labsat.simulators.emulators.tcp import TcpServer
@@ -38,34 +39,6 @@ from labsat.simulators.emulators.tcp import TcpServer
 POLICY = RetryPolicy(timeout_s=0.15, retries=2, backoff_s=0.01)
 LIMITS = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=1000.0, current_max_ma=4.5)
 _keys = itertools.count()
-
-
-class Outputs:
-    """In-memory backend recording every state the outputs pass through."""
-
-    def __init__(self, n: int) -> None:
-        self.volts = np.zeros(n)
-        self.n_channels = n
-        self.integration_time = 1e-3
-        self.states: list[np.ndarray] = []
-        self.on_write: Callable[[], None] = lambda: None
-
-    def identity(self) -> str:
-        return "memory"
-
-    def write_voltages(self, positions: np.ndarray, volts: np.ndarray) -> None:
-        self.volts[positions] = volts
-        self.states.append(self.volts.copy())
-        self.on_write()
-
-    def read_voltages(self) -> np.ndarray:
-        return self.volts.copy()
-
-    def outputs_off(self) -> None:
-        self.volts[:] = 0.0
-
-    def read(self) -> np.ndarray:
-        return self.volts.copy()
 
 
 def _link(name: str, address: str) -> Link:

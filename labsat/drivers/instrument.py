@@ -174,7 +174,7 @@ class Scpi:
 
     def _raise_errors(self, transport: Transport, reply: str, command: str, where: str) -> None:
         """Read the error queue from its first entry ``reply`` on; raise naming ``command`` if any."""
-        errors = []
+        errors: list[str] = []
         while not reply.startswith(("0,", "+0,")) and len(errors) < self.max_errors:
             code, _, message = reply.partition(",")
             int(code)  # a queue entry without a number is a garbled reply

@@ -5,9 +5,9 @@ Settings: ``SOUR{n}:VOLT {v}``, read-back ``SOUR{n}:VOLT?``; every setting is ch
 bus transaction and one error check for the whole vector.
 
 At connect and after every reconnect: ``*CLS``, so an error another program left in the queue is
-not blamed on labsat's first setting; then device-side limits (the Keysight 33500 spelling): ``SOUR{n}:VOLT:LIM:LOW``/``:HIGH`` from the bench's
-voltage limits, and ``SOUR{n}:VOLT:LIM:STAT ON``: without it the instrument stores the limits and
-ignores them. Pushed at connect and after every reconnect.
+not blamed on labsat's first setting; then device-side limits (the Keysight 33500 spelling):
+``SOUR{n}:VOLT:LIM:LOW``/``:HIGH`` from the bench's voltage limits, and ``SOUR{n}:VOLT:LIM:STAT ON``:
+without it the instrument stores the limits and ignores them.
 
 The output relay (``OUTP{n} ON|OFF``) is part of a channel's state: a write closes the relay of a
 channel whose relay is open, after its level is set (one message); the safe state sets 0 V and opens
