@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from instrument_helpers import POLICY, served
 
+from labsat.bench import Bench, open_bench
 from labsat.benchfile import ChannelLimits, DeviceSpec
 from labsat.drivers.conditions import InCompliance, OutputOff, OutputsLost
 from labsat.drivers.keithley import Keithley24xx, build, ovp_setting
@@ -30,6 +34,7 @@ CONNECT: list[Pair] = [
     (":FORM:ELEM VOLT,CURR,STAT;:SYST:ERR?", OK),
     (":OUTP?", "0"),  # output off: the present output is 0 V, whatever the level
 ]
+Guarded = tuple[Bench, SmuEmulator]
 V_SOURCE = "+1.638400E+04"  # status word: bit 14, sourcing voltage, no compliance, no OVP
 
 
@@ -255,3 +260,50 @@ def test_a_2450_in_the_2400_command_set_is_driven_as_a_2400() -> None:
         smu.write_voltages(np.array([0]), np.array([1.0]))
         assert (emulator.compliance_a, emulator.ovp_v, emulator.output_volts()) == (0.002, 20.0, 1.0)
         smu.close()
+
+
+# -- behind the guard ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def guarded(tmp_path: Path, data_dir: Path) -> Iterator[Guarded]:
+    """The simulated MRR bench plus an SMU ``smu.v0`` (ramped in 0.5 V steps) on an emulated 2400 into 500 Ω."""
+    data = yaml.safe_load((Path(__file__).parents[1] / "config" / "sim-mrr.yaml").read_text())
+    with served(SmuEmulator(load_ohm=500.0)) as (emulator, address):
+        data["devices"]["smu"] = {
+            "driver": "keithley24xx",
+            "kind": "voltage_source",
+            "address": address,
+            "channels": {"prefix": "v", "count": 1, "first": 1},
+            "limits": {"voltage": [0.0, 5.0], "max_step": 0.5, "safe": 0.0},
+            "options": {"compliance_a": 0.002, "timeout_s": POLICY.timeout_s, "retries": POLICY.retries},
+        }
+        path = tmp_path / "bench.yaml"
+        path.write_text(yaml.safe_dump(data))
+        with open_bench(path, data_dir=data_dir) as bench:
+            yield bench, emulator
+
+
+def test_behind_the_guard_a_power_cycle_leaves_the_output_off_and_the_guard_sees_it(guarded: Guarded) -> None:
+    bench, emulator = guarded
+    smu = bench.source("smu")
+    smu.set({"v0": 0.5})
+    emulator.power_cycle()
+    emulator.faults.cut = 1
+    with pytest.raises(OutputsLost):
+        smu.set({"v0": 0.8})
+    assert not emulator.output
+    assert smu.values().tolist() == [0.0]  # the guard re-read the output: its next ramp starts at 0 V
+    smu.set({"v0": 0.9})
+    assert emulator.output and emulator.output_volts() == 0.9
+    bench.safe_state()
+    assert not emulator.output
+
+
+def test_behind_the_guard_compliance_is_reported_and_the_guard_keeps_the_real_output(guarded: Guarded) -> None:
+    bench, emulator = guarded
+    assert emulator.compliance_a == 0.002
+    smu = bench.source("smu")
+    with pytest.raises(InCompliance, match=r"smu \(.+\) channel 1: in compliance: current limited at 0.002 A"):
+        smu.set({"v0": 1.5})  # 3 mA into 500 Ω; the compliance is 2 mA
+    assert smu.values().tolist() == pytest.approx([1.0])  # what the load sees, not the 1.5 V asked for
