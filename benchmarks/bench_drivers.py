@@ -5,7 +5,7 @@
    visible next to the wire's own round trip:
    - Qontrol over the ``labsatemu://`` pyserial handler: ``driver.get("voltage")`` vs a bare
      pyserial port writing ``v0?`` and reading the line;
-   - SCPI DAQ over TCP on 127.0.0.1: ``daq.read()`` (``MEAS:VOLT? (@1:8)`` through pyvisa-py) vs a bare
+   - SCPI DAQ over TCP on 127.0.0.1: ``daq.read()`` (``READ?`` through pyvisa-py) vs a bare
      socket sending the same line and reading the reply.
 2. One vector write against per-channel writes: 64 Qontrol channels (one ``vvec`` line vs 64
    acknowledged ``v{ch}=`` lines) and 8 DAC channels (one compound SCPI message with its error check
@@ -111,7 +111,7 @@ def scpi_cases(seconds: float, repeats: int) -> dict[str, float]:
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def raw_query() -> None:
-            raw.sendall(b"MEAS:VOLT? (@1:8)\n")
+            raw.sendall(b"READ?\n")  # the scan the driver configured at connect, as its reads
             reply = b""
             while not reply.endswith(b"\n"):
                 reply += raw.recv(4096)
