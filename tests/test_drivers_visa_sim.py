@@ -30,7 +30,7 @@ def context() -> BenchContext:
 
 def _open(context: BenchContext, driver: str, kind: str, address: str, **spec: Any) -> Any:
     options = {"visa_library": LIBRARY, "compound": False, "timeout_s": 0.5, **spec.pop("options", {})}
-    device_spec = DeviceSpec(driver=driver, kind=kind, address=address, options=options, **spec)  # type: ignore[arg-type]
+    device_spec = DeviceSpec(driver=driver, kind=kind, address=address, options=options, **spec)
     return driver_factory(driver)(driver, device_spec, context)
 
 

@@ -191,7 +191,7 @@ def test_smu_limits_are_reasserted_after_a_power_cycle_but_the_output_stays_off(
         smu = Keithley24xx("smu", _link("smu", server.address), [1], [limits], 0.002).connect()
         smu.write_voltages(np.array([0]), np.array([1.5]))
         emulator = server.emulator
-        emulator.power_cycle()  # type: ignore[attr-defined]
+        emulator.power_cycle()
         emulator.faults.cut = 1
         with pytest.raises(OutputsLost, match=r"smu \(.+\) channel 1: outputs lost: found the output off"):
             smu.read_voltages()
@@ -206,7 +206,7 @@ def test_power_meter_settings_are_reasserted_after_a_reconnect() -> None:
     with TcpServer(PowerMeterEmulator(lambda: 2.5e-4), name="pm") as server:
         meter = ThorlabsPM("pm", _link("pm", server.address), wavelength_nm=1310, average_count=20).connect()
         emulator = server.emulator
-        emulator.power_cycle()  # type: ignore[attr-defined]
+        emulator.power_cycle()
         emulator.faults.cut = 1
         assert meter.read().tolist() == [2.5e-4]
         assert (emulator.wavelength_nm, emulator.average_count) == (1310.0, 20)  # type: ignore[attr-defined]
@@ -221,7 +221,7 @@ def test_dac_limits_and_daq_aperture_are_reasserted_after_a_reconnect(dac: Any) 
     assert emulator.high.tolist() == [4.0] * 4
     with TcpServer(DaqEmulator(Outputs(2), first=1), name="daq") as server:
         daq = ScpiDaq("pd", _link("pd", server.address), [1, 2], integration_time_s=0.01).connect()
-        server.emulator.power_cycle()  # type: ignore[attr-defined]
+        server.emulator.power_cycle()
         server.emulator.faults.lose_reply = 1
         daq.read()
         assert server.emulator.aperture.tolist() == [0.01, 0.01]  # type: ignore[attr-defined]
