@@ -31,6 +31,7 @@ CONNECT: list[Pair] = [
     (":SOUR:VOLT:PROT 20;:SYST:ERR?", OK),  # the 2400's lowest OVP level at or above 5 V
     (":SOUR:VOLT:PROT?", "20"),
     (":SENS:CURR:PROT 0.002;:SYST:ERR?", OK),
+    (":SOUR:CLE:AUTO OFF;:SYST:ERR?", OK),  # or every reading would switch the output off
     (":FORM:ELEM VOLT,CURR,STAT;:SYST:ERR?", OK),
     (":OUTP?", "0"),  # output off: the present output is 0 V, whatever the level
 ]
@@ -156,6 +157,19 @@ def test_set_read_back_and_measure_through_the_emulator() -> None:
         smu.outputs_off()
         assert not emulator.output
         assert smu.read_voltages().tolist() == [0.0]
+        smu.close()
+
+
+def test_an_smu_left_with_auto_output_off_keeps_its_output_on_between_readings() -> None:
+    left = SmuEmulator(load_ohm=1e6)
+    left.handle(":SOUR:CLE:AUTO ON;:SOUR:VOLT:LEV 1;:FORM:ELEM VOLT")
+    assert left.handle(":READ?") == "1.000000e+00" and not left.output  # what the driver must undo
+    with served(SmuEmulator(load_ohm=1000.0)) as (emulator, address):
+        emulator.auto_off = True
+        smu = _bench_smu(address)
+        assert not emulator.auto_off
+        smu.write_voltages(np.array([0]), np.array([1.0]))  # the write takes a reading
+        assert emulator.output and smu.read_voltages().tolist() == [1.0]
         smu.close()
 
 

@@ -100,6 +100,7 @@ def test_keithley_sets_compliance_sources_and_switches_off(context: BenchContext
     )
     assert smu.get("compliance_a") == 0.002
     assert smu.get("ovp_v") == 20.0
+    assert smu.get("auto_off") is False  # the definition starts with auto output-off on
     assert smu.get("elements") == "VOLT,CURR,STAT"
     smu.write_voltages(np.array([0]), np.array([1.0]))
     assert smu.get("output") is True

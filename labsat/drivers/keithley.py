@@ -9,7 +9,8 @@ At connect time, and again after every reconnect, in this order, each setting co
    the bench's largest ``|V|`` (a 2400 offers 20, 40, ... 160 V and NONE, so a 5 V bench gets 20 V);
    read back and kept as :attr:`Keithley24xx.ovp_v`;
 4. ``:SENS:CURR:PROT``, the current compliance, from ``limits.current_max_ma`` or ``options.compliance_a``;
-5. ``:FORM:ELEM VOLT,CURR,STAT``: a reading is volts, amps and the status word.
+5. ``:SOUR:CLE:AUTO OFF``: with auto output-off left on, every reading would switch the output off;
+6. ``:FORM:ELEM VOLT,CURR,STAT``: a reading is volts, amps and the status word.
 
 A write sets ``:SOUR:VOLT:LEV`` and switches the output on (``:OUTP 1``) if it is off, then takes one
 reading: if its status word says compliance (bit 3) or over-voltage protection (bit 4), the output
@@ -107,6 +108,7 @@ class Keithley24xx(VoltageOutputs):
         "ovp_v": Control(":SOUR:VOLT:PROT?", ":SOUR:VOLT:PROT {value:g}", float, strict_range(0.0, 1100.0)),
         "compliance_a": Control(":SENS:CURR:PROT?", ":SENS:CURR:PROT {value:g}", float, strict_range(1e-9, I_MAX)),
         "output": Control(":OUTP?", ":OUTP {value:d}", on_off, flag),
+        "auto_off": Control(":SOUR:CLE:AUTO?", ":SOUR:CLE:AUTO {value}", on_off, one_of("ON", "OFF")),
         "elements": Control(":FORM:ELEM?", ":FORM:ELEM {value}"),
         "reading": Control(":READ?", None, floats_of(3), doc="volts, amps, status word"),
     }
@@ -147,6 +149,7 @@ class Keithley24xx(VoltageOutputs):
                 f"{self.where}: over-voltage protection reads {self.ovp_v:g} V, below the bench's {largest:g} V"
             )
         self.set("compliance_a", self.compliance_a)
+        self.set("auto_off", "OFF")
         self.set("elements", "VOLT,CURR,STAT")
 
     def _check_command_set(self) -> None:

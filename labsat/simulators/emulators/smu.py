@@ -10,6 +10,8 @@ What it does that a driver has to get right (2400 Series SourceMeter User's Manu
   the compliance, no longer the programmed level; status bit 3 (compliance) and
   ``:SENS:CURR:PROT:TRIP?`` say so.
 - ``:READ?`` with the output off answers *nothing* and queues +803 "Not permitted with OUTPUT off".
+- With auto output-off (``:SOUR:CLE:AUTO ON``) a reading switches the output on for the measurement
+  and off after it, so the output is off between readings.
 - The source range rounds up to the next range (0.2, 2, 20, 200 V, each with 5 % over-range).
 - A power cycle restores the power-on defaults: output off, 0 V, OVP NONE, compliance 105 µA.
 
@@ -78,6 +80,7 @@ class SmuEmulator(ScpiEmulator):
         self.compliance_a = DEFAULT_COMPLIANCE_A
         self.output = False
         self.elements = "VOLT,CURR,RES,TIME,STAT"
+        self.auto_off = False
 
     def power_cycle(self) -> None:
         with self.lock:
@@ -101,6 +104,8 @@ class SmuEmulator(ScpiEmulator):
             ":SOURce:VOLTage:RANGe": store("voltage_range", self._source_range),
             ":OUTPut[:STATe]?": lambda _s, _a: str(int(self.output)),
             ":OUTPut[:STATe]": store("output", boolean),
+            ":SOURce:CLEar:AUTO?": lambda _s, _a: str(int(self.auto_off)),
+            ":SOURce:CLEar:AUTO": store("auto_off", boolean),
             ":READ?": lambda _s, _a: self._read(),
         }
         if self.command_set == "SCPI":  # a 2450's own dialect
@@ -155,9 +160,13 @@ class SmuEmulator(ScpiEmulator):
         return self.output and bool(self._limited()[1] & STATUS_COMPLIANCE)
 
     def _read(self) -> str:
+        if self.auto_off:
+            self.output = True  # on for this measurement only
         if not self.output:
             raise ScpiError(803, "Not permitted with OUTPUT off")  # and nothing is sent back
         volts, status = self._limited()
+        if self.auto_off:
+            self.output = False
         if self.command_set == "SCPI":
             return f"{volts / self.load_ohm:.6e}"  # a 2450 reads the measure function only
         values = {
