@@ -221,13 +221,25 @@ def test_after_a_power_cycle_the_output_stays_off_until_the_next_write() -> None
         smu.write_voltages(np.array([0]), np.array([1.5]))
         emulator.power_cycle()
         emulator.faults.cut = 1  # the link went down with it
-        with pytest.raises(OutputsLost, match=r"found the output off after reconnecting where labsat had set 1\.5 V"):
+        with pytest.raises(OutputsLost, match=r"found the output off after reconnecting where it was at 1\.5 V before"):
             smu.write_voltages(np.array([0]), np.array([1.6]))
         assert not emulator.output  # the interrupted write did not switch it on
         assert (emulator.ovp_v, emulator.compliance_a) == (20.0, 0.002)  # limits are back
         assert smu.read_voltages().tolist() == [0.0]
         smu.write_voltages(np.array([0]), np.array([0.5]))  # a new write (the guard's decision) does
         assert emulator.output and emulator.output_volts() == 0.5
+        smu.close()
+
+
+def test_an_output_found_on_at_connect_is_reported_lost_after_a_power_cycle() -> None:
+    with served(SmuEmulator(load_ohm=1000.0)) as (emulator, address):
+        emulator.handle(":SOUR:VOLT:LEV 0.7;:OUTP ON")  # left on by another program
+        smu = _bench_smu(address)
+        assert smu.read_voltages().tolist() == [0.7]
+        emulator.power_cycle()
+        emulator.faults.cut = 1
+        with pytest.raises(OutputsLost, match=r"where it was at 0\.7 V before"):
+            smu.read_voltages()
         smu.close()
 
 

@@ -179,12 +179,14 @@ class Keithley24xx(VoltageOutputs):
 
     def read_outputs(self) -> np.ndarray:
         """The level while the output holds it; the measured voltage when it does not; 0 V while off."""
-        if not self.get("output"):
+        on = bool(self.get("output"))
+        if not on:
             present = 0.0
         else:
             volts_out, _, status = self._reading()
             present = volts_out if status & (STATUS_COMPLIANCE | STATUS_OVP) else float(self.get("voltage"))
         self._raise_if_lost()
+        self._expect_on = on  # an output found on (at connect, say) is one a power cycle can lose
         return np.array([present])
 
     def outputs_off(self) -> None:
@@ -204,7 +206,7 @@ class Keithley24xx(VoltageOutputs):
         if self._expect_on and (not on or (math.isfinite(expected) and abs(level - expected) > self.resolution_v)):
             found = f"{level:g} V" if on else "the output off"
             self._lost = (
-                f"found {found} after reconnecting where labsat had set {expected:g} V (power cycled or changed "
+                f"found {found} after reconnecting where it was at {expected:g} V before (power cycled or changed "
                 "by hand); labsat does not switch it on again by itself"
             )
             log.warning("%s: %s", self.where, self._lost)
