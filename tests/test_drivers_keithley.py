@@ -209,6 +209,9 @@ def test_compliance_is_reported_and_the_read_back_is_what_the_load_sees() -> Non
         assert emulator.level == 2.5 and emulator.output_volts() == pytest.approx(1.0)
         assert smu.read_voltages().tolist() == pytest.approx([1.0])  # the load's voltage, not the level
         assert smu.in_compliance()
+        emulator.faults.cut = 1  # a reconnect in compliance finds the output where it was
+        assert smu.read_voltages().tolist() == pytest.approx([1.0])
+        assert smu.link.reconnects == 1
         smu.write_voltages(np.array([0]), np.array([0.5]))  # back out of compliance
         assert not smu.in_compliance()
         assert smu.read_voltages().tolist() == [0.5]

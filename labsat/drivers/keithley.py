@@ -179,15 +179,17 @@ class Keithley24xx(VoltageOutputs):
 
     def read_outputs(self) -> np.ndarray:
         """The level while the output holds it; the measured voltage when it does not; 0 V while off."""
-        on = bool(self.get("output"))
-        if not on:
-            present = 0.0
-        else:
-            volts_out, _, status = self._reading()
-            present = volts_out if status & (STATUS_COMPLIANCE | STATUS_OVP) else float(self.get("voltage"))
+        on, present = self._present()
         self._raise_if_lost()
         self._expect_on = on  # an output found on (at connect, say) is one a power cycle can lose
         return np.array([present])
+
+    def _present(self) -> tuple[bool, float]:
+        """(output on, what the load sees): 0 V when off, the measured voltage when limited."""
+        if not self.get("output"):
+            return False, 0.0
+        volts_out, _, status = self._reading()
+        return True, volts_out if status & (STATUS_COMPLIANCE | STATUS_OVP) else float(self.get("voltage"))
 
     def outputs_off(self) -> None:
         with self.link.lock:
@@ -200,8 +202,7 @@ class Keithley24xx(VoltageOutputs):
     def restore(self) -> None:
         """After a reconnect: limits again; the output is never switched on here (see the module doc)."""
         self.apply_limits()
-        on = bool(self.get("output"))
-        level = float(self.get("voltage")) if on else 0.0
+        on, level = self._present()
         expected = float(self._last[0])
         if self._expect_on and (not on or (math.isfinite(expected) and abs(level - expected) > self.resolution_v)):
             found = f"{level:g} V" if on else "the output off"
