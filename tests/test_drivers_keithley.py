@@ -14,9 +14,10 @@ from instrument_helpers import POLICY, served
 from labsat.bench import Bench, open_bench
 from labsat.benchfile import ChannelLimits, DeviceSpec
 from labsat.drivers.conditions import InCompliance, OutputOff, OutputsLost
+from labsat.drivers.instrument import Scpi
 from labsat.drivers.keithley import Keithley24xx, build, ovp_setting
 from labsat.drivers.testing import Pair, expected_protocol
-from labsat.drivers.transport import Link
+from labsat.drivers.transport import Link, LinkError
 from labsat.errors import InstrumentError
 from labsat.simulators.emulators.smu import SmuEmulator, ovp_level
 
@@ -195,6 +196,33 @@ def test_an_unanswered_read_has_its_error_blamed_on_it_not_on_the_next_setting()
         smu.write_voltages(np.array([0]), np.array([1.2]))  # the queue is clean: this setting is not blamed
         assert emulator.output and emulator.level == 1.2
         smu.close()
+
+
+class Unanswered:
+    """A transport on which ``:READ?`` times out and the error queue answers ``queue``."""
+
+    address = "unanswered"
+
+    def __init__(self, queue: list[str]) -> None:
+        self.queue = queue
+
+    def write(self, command: str) -> None:
+        raise AssertionError(command)
+
+    def query(self, command: str) -> str:
+        if command == ":READ?":
+            raise LinkError("unanswered: no reply to ':READ?'")
+        return self.queue.pop(0) if self.queue else OK
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_unanswered_query_with_an_empty_error_queue_stays_a_link_error_worth_a_retry() -> None:
+    with pytest.raises(LinkError, match="no reply"):
+        Scpi(error_query=":SYST:ERR?").ask(Unanswered([]), ":READ?", "smu")
+    with pytest.raises(InstrumentError, match=r"smu: ':READ\?' was refused: \+803 Not permitted"):
+        Scpi(error_query=":SYST:ERR?").ask(Unanswered(['+803,"Not permitted with OUTPUT off"']), ":READ?", "smu")
 
 
 def test_compliance_is_reported_and_the_read_back_is_what_the_load_sees() -> None:
