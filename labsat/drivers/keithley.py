@@ -161,7 +161,7 @@ class Keithley24xx(VoltageOutputs):
                     f"{self.where}: a Keithley {self._model} in its {language or 'native'} command set is not "
                     f"supported by driver keithley24xx (it limits current with :SOUR:VOLT:ILIM, not "
                     f":SENS:CURR:PROT); switch it to the 2400 command set (*LANG {EMULATION_LANGUAGE}, "
-                    "then restart the instrument) or drive it through driver: pymeasure"
+                    "then restart the instrument)"
                 )
             self._model = "2400"
 
