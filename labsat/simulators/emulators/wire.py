@@ -18,6 +18,16 @@ log = logging.getLogger(__name__)
 GARBAGE = b"#\xfe?~%0x"  # what a garbled reply looks like: not text, not a number
 
 
+@dataclass(frozen=True)
+class SerialSettings:
+    """The UART settings a serial instrument runs at; a port opened otherwise reads noise."""
+
+    baudrate: int
+    bytesize: int
+    parity: str
+    stopbits: float
+
+
 @dataclass
 class Faults:
     """Fault switches. Counters apply to the next N command lines and count themselves down."""
@@ -44,6 +54,8 @@ class LineEmulator:
     change it to play a different instrument appearing on the same port.
     """
 
+    serial_settings: SerialSettings | None = None  # a serial instrument's UART settings; None: any
+
     def __init__(self, identity: str) -> None:
         self.identity = identity
         self.faults = Faults()
@@ -65,6 +77,10 @@ class LineEmulator:
     def power_cycle(self) -> None:
         """Lose every setting, as after a power cut: outputs at 0, device-side limits at full scale."""
         raise NotImplementedError
+
+    def take_unsolicited(self) -> bytes:
+        """Lines the instrument sent on its own (a power-up notice), for whoever listens now."""
+        return b""
 
     def exchange(self, line: str) -> tuple[bytes, bool]:
         """One received line -> (bytes to send back, whether the link stays up), faults applied."""
