@@ -25,8 +25,9 @@ What the driver makes of it:
   another value, at connect and after every reconnect.
 - **Commanded apart from measured.** ``v3?`` is a measurement (noise in the 4th decimal), not the set
   point. :attr:`commanded` holds the acknowledged set points; only those ever go back on the wire.
-  A whole-module ``vvec`` line is used only where every other channel of the module has a commanded
-  value (else the changed channels get ``v{ch}=`` lines): a vector write never re-sends a read-back.
+  A whole-module ``vvec`` line is used where several of its channels change and every other channel
+  of the module has a commanded value (else the changed channels get ``v{ch}=`` lines): a vector
+  write never re-sends a read-back.
   :meth:`read_voltages` reports the set point where the measurement agrees with it within
   ``readback_tolerance_v``, and elsewhere the measurement at that resolution, pulled into the bench
   range when it lies within the tolerance of it (a read-back a hair below 0 V does not block the
@@ -417,17 +418,26 @@ class QontrolDriver(VoltageOutputs):
         self._last = self._present()
         self.ramp_back(lost, present, target)
 
-    def write_outputs(self, positions: np.ndarray, volts: np.ndarray) -> None:
-        """Whole-module ``vvec`` lines where the module's other channels have set points, ``v{ch}=`` lines
-        elsewhere; falling lines first (:func:`power_safe_order`), each set point recorded once acknowledged."""
-        positions = np.asarray(positions, dtype=int)
-        volts = np.asarray(volts, dtype=float)
+    def write_voltages(self, positions: np.ndarray, volts: np.ndarray) -> None:
+        self._check_range(np.asarray(positions, dtype=int), np.asarray(volts, dtype=float))
+        super().write_voltages(positions, volts)
+
+    def _check_range(self, positions: np.ndarray, volts: np.ndarray) -> None:
+        """The bench's range, checked here too: nothing outside it reaches the wire, guard or not."""
         for p, v in zip(positions, volts, strict=True):
             if not self._low[p] <= v <= self._high[p]:
                 raise InstrumentError(
                     f"{self.where}: channel {self.channels[p]} = {v:g} V refused: outside the bench range"
                     f" [{self._low[p]:g}, {self._high[p]:g}] V"
                 )
+
+    def write_outputs(self, positions: np.ndarray, volts: np.ndarray) -> None:
+        """A whole-module ``vvec`` line where several channels of a module change and its other channels
+        have set points, ``v{ch}=`` lines elsewhere; falling lines first (:func:`power_safe_order`), each
+        set point recorded once acknowledged."""
+        positions = np.asarray(positions, dtype=int)
+        volts = np.asarray(volts, dtype=float)
+        self._check_range(positions, volts)
         lines = self._lines(positions, volts)
         start = np.array([float(np.sum(np.abs(self._last[p]))) for p, _, _ in lines])
         end = np.array([float(np.sum(np.abs(v))) for _, v, _ in lines])
@@ -450,8 +460,8 @@ class QontrolDriver(VoltageOutputs):
         single = set(target)
         for first, end in itertools.pairwise(starts):
             module = [position_of.get(ch) for ch in range(int(first), int(end))]
-            if not self.vector_write or not any(p in target for p in module if p is not None):
-                continue
+            if not self.vector_write or sum(p in target for p in module if p is not None) < 2:
+                continue  # one changed channel: its own short line
             if any(p is None for p in module):
                 continue  # channels of this module that are not this device's: never written
             values = [target.get(p, self._commanded[p]) for p in module if p is not None]
