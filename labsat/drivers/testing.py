@@ -9,8 +9,12 @@ breaks a real instrument when it changes. Usable for a lab's own drivers too.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from .transport import Link, LinkError, RetryPolicy
 
@@ -73,3 +77,88 @@ def expected_protocol(pairs: Sequence[Pair], name: str = "dut", retries: int = 0
     yield Link(name, transport.address, lambda: transport, RetryPolicy(timeout_s=0.1, retries=retries, backoff_s=0.0))
     assert not transport.pending, f"never sent: {transport.pending}"
     assert not transport.unread, f"reply lines never read: {transport.unread}"
+
+
+SETTING = re.compile(r"(?P<header>[^=]*=)(?P<values>.*)")
+
+
+class ReplayTransport:
+    """A line transport that answers as a recorded instrument did: a program in the format of the
+    Qontrol vendor's ``virtual_module.py`` (``{"initial_out": [...], "data": [{"cmd", "entries"}]}``).
+
+    The k-th call of a command gets the recording's k-th reply to it (cycling, as the vendor's
+    virtual module does); ``initial_out`` is waiting when the port opens. Commands match
+    case-insensitively (the firmware reads them so). A setting matches a recorded one with the same
+    header whose numbers agree within ``resolution`` (the recording may carry more digits than a
+    driver sends). Anything else gets the recording's ``*`` reply and is listed in :attr:`unrecorded`.
+    """
+
+    address = "replay"
+
+    def __init__(self, program: dict[str, Any], resolution: float = 1e-4) -> None:
+        self.resolution = resolution
+        self.recorded = {entry["cmd"].strip().lower(): entry["entries"] for entry in program["data"]}
+        self.calls: dict[str, int] = {}
+        self.unread = [line for item in program.get("initial_out", []) for line in _lines(item)]
+        self.sent: list[str] = []
+        self.unrecorded: list[str] = []
+
+    @classmethod
+    def from_file(cls, path: str | Path, resolution: float = 1e-4) -> ReplayTransport:
+        return cls(json.loads(Path(path).read_text()), resolution)
+
+    def write(self, command: str) -> None:
+        self.sent.append(command)
+        key = self._key(command.strip().lower())
+        if key is None:
+            self.unrecorded.append(command)
+            key = "*"
+        entries = self.recorded.get(key, [])
+        if not entries:
+            return
+        call = self.calls.get(key, 0)
+        self.calls[key] = call + 1
+        self.unread += _lines(entries[call % len(entries)].get("data", ""))
+
+    def query(self, command: str) -> str:
+        self.write(command)
+        return self.read_line(command)
+
+    def read_line(self, command: str = "", timeout_s: float | None = None) -> str:
+        if not self.unread:
+            raise LinkError(f"{self.address}: no reply to {command!r} (the recording has no more)")
+        return self.unread.pop(0)
+
+    def drain(self) -> list[str]:
+        lines, self.unread = self.unread, []
+        return lines
+
+    def close(self) -> None:
+        """A replay survives a reconnect: the recording goes on."""
+
+    def _key(self, command: str) -> str | None:
+        if command in self.recorded:
+            return command
+        setting = SETTING.fullmatch(command)
+        if setting is None:
+            return None
+        for key in self.recorded:
+            recorded = SETTING.fullmatch(key)
+            if recorded is None or recorded["header"] != setting["header"]:
+                continue
+            if self._same(recorded["values"], setting["values"]):
+                return key
+        return None
+
+    def _same(self, recorded: str, sent: str) -> bool:
+        try:
+            a, b = [float(v) for v in recorded.split(",")], [float(v) for v in sent.split(",")]
+        except ValueError:
+            return False
+        return len(a) == len(b) and all(abs(x - y) <= self.resolution for x, y in zip(a, b, strict=True))
+
+
+def _lines(data: str | list[str]) -> list[str]:
+    """The lines of a recorded reply (one string, or a list of them, each ending in ``\\n`` or not)."""
+    items = [data] if isinstance(data, str) else data
+    return [line for item in items for line in item.removesuffix("\n").split("\n")]
