@@ -216,6 +216,7 @@ class QontrolDriver(VoltageOutputs):
         self._commanded = np.full(len(self.channels), math.nan)  # acknowledged set points; NaN: none
         self._measured = np.full(len(self.channels), math.nan)  # the latest measurement
         self._power_cycled = False
+        self._line_transport: LineTransport | None = None
         for ch, limit in zip(self.channels, self.limits, strict=True):
             if limit.voltage[0] < 0:
                 raise InstrumentError(
@@ -257,18 +258,22 @@ class QontrolDriver(VoltageOutputs):
         return ", ".join(self.module_ids)
 
     def _converse(self, transport: Transport, command: str, parse: Callable[[str], T], count: int | None) -> list[T]:
-        if not isinstance(transport, LineTransport):
-            kind = type(transport).__name__
-            raise InstrumentError(f"{self.where}: a Qontrol needs a serial line transport, not {kind}")
-        for line in transport.drain():
+        port = self._line_transport
+        if transport is not port:  # checked once per connection: the check is slow
+            if not isinstance(transport, LineTransport):
+                kind = type(transport).__name__
+                raise InstrumentError(f"{self.where}: a Qontrol needs a serial line transport, not {kind}")
+            port = self._line_transport = transport
+        assert port is not None
+        for line in port.drain():
             self._stale(line, command)
-        transport.write(command)
+        port.write(command)
         replies: list[T] = []
         skipped = 0
         while count is None or len(replies) < count:
             more = count is None and bool(replies)
             try:
-                raw = transport.read_line(command, self.inter_line_timeout_s if more else None)
+                raw = port.read_line(command, self.inter_line_timeout_s if more else None)
             except LinkError:
                 if more:
                     break
@@ -278,7 +283,7 @@ class QontrolDriver(VoltageOutputs):
                 raise LinkError(f"{self.where}: {command!r}: garbled reply {raw!r}")
             fault = Fault.parse(line)
             if fault is not None:
-                self._fail(transport, command, fault)
+                self._fail(port, command, fault)
             try:
                 replies.append(parse(line))
             except ValueError:

@@ -181,6 +181,8 @@ class QontrolEmulator(LineEmulator):
             self._unsolicited.append("E90:00")
 
     def take_unsolicited(self) -> bytes:
+        if not self._unsolicited:  # the common case, without the lock: the port asks at every byte
+            return b""
         with self.lock:
             lines, self._unsolicited = self._unsolicited, []
         return b"".join(line.encode("ascii") + b"\n" for line in lines)
