@@ -224,3 +224,23 @@ def test_a_garbled_reply_is_a_link_error() -> None:
 @pytest.mark.parametrize(("value", "text"), [(0.3, "0.3"), (10.0, "10"), (3.33335, "3.3333"), (0.0, "0"), (1e-5, "0")])
 def test_numbers_go_on_the_wire_at_four_decimals_rounded_towards_zero(value: float, text: str) -> None:
     assert wire_number(value) == text
+
+
+def test_a_line_the_modules_would_overflow_is_sent_channel_by_channel() -> None:
+    wide = ChannelLimits(voltage=(0.0, 12.0))
+    pairs = [*_connect_pairs()[:6], ("vall?", _lines([0.0] * 8))]  # vmax/imax already at full scale
+    volts = np.full(8, 10.1234)  # "vvec0=" + 8 x "10.1234": 69 characters, over max_line
+    pairs += [(f"v{ch}=10.1234", "OK") for ch in range(8)]
+    with expected_protocol(pairs) as link:
+        driver = QontrolDriver("heaters", link, list(range(8)), [wide] * 8).connect()
+        driver.write_voltages(np.arange(8), volts)
+
+
+def test_a_line_garbled_on_its_way_in_is_sent_again() -> None:
+    reconnect = _connect_pairs(n=1, limits_set={0})
+    pairs = [*_connect_pairs(n=1), ("v0=1", "E15:01"), *reconnect, ("v0=1", "OK")]  # a framing error
+    with expected_protocol(pairs, retries=1) as link:
+        driver = _driver(link, n=1)
+        driver.write_voltages(np.array([0]), np.array([1.0]))
+    assert driver.commanded.tolist() == [1.0]
+    assert link.reconnects == 1
