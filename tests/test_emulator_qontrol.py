@@ -84,6 +84,17 @@ def test_a_vector_spanning_modules_is_answered_once_per_module() -> None:
     assert backend.volts[9] == 3.5
 
 
+def test_the_vendor_librarys_vector_writes_are_taken_module_by_module() -> None:
+    """``QXOutput.set_all_values`` in ASCII mode: ``VVEC{first}=`` per module, values as ``{:}`` formats them."""
+    backend = Outputs(16)
+    emulator = QontrolEmulator(backend, [1000.0] * 16)
+    values: list[float | int] = [0, 1.5, 2.25, 3, 0.5, 1, 0, 2, 1, 1, 1, 1, 0, 0, 0, 4]
+    for first in (0, 8):  # the library's own formatting: '{0}{1}{2}{3}' then ',{:}' per further value
+        line = f"VVEC{first}={values[first]}" + "".join(f",{v}" for v in values[first + 1 : first + 8])
+        assert emulator.handle(line) == "OK"
+    np.testing.assert_array_equal(backend.volts, values)
+
+
 def test_the_chain_describes_itself_module_by_module() -> None:
     chain = [MODELS["Q8iv"], MODELS["Q8b"], module({"model": "Q8a", "channels": 16})]
     emulator = QontrolEmulator(Outputs(8), [1000.0] * 8, first=8, modules=chain)

@@ -21,7 +21,33 @@ from .transport import Link, LinkError, RetryPolicy
 Pair = tuple[str, str | None]
 
 
-class ScriptedTransport:
+class _PlayedLines:
+    """The instrument's side of a played line transport: reply lines wait in ``unread`` until read.
+
+    It survives a reconnect (``close`` does nothing): the same script or recording goes on.
+    """
+
+    address = "played"
+    source = "the script"
+
+    def __init__(self) -> None:
+        self.unread: list[str] = []
+
+    def read_line(self, command: str = "", timeout_s: float | None = None) -> str:
+        """The next waiting line; none waiting is a timeout, at once."""
+        if not self.unread:
+            raise LinkError(f"{self.address}: no reply to {command!r} ({self.source} has no more)")
+        return self.unread.pop(0)
+
+    def drain(self) -> list[str]:
+        lines, self.unread = self.unread, []
+        return lines
+
+    def close(self) -> None:
+        """The conversation survives a reconnect."""
+
+
+class ScriptedTransport(_PlayedLines):
     """A transport that plays the instrument's side of a fixed conversation.
 
     It is also a :class:`~labsat.drivers.transport.LineTransport`: a reply written in response to
@@ -32,8 +58,8 @@ class ScriptedTransport:
     address = "scripted"
 
     def __init__(self, pairs: Sequence[Pair]) -> None:
+        super().__init__()
         self.pending = list(pairs)
-        self.unread: list[str] = []
 
     def write(self, command: str) -> None:
         """Send ``command``; a reply the script gives it waits for :meth:`read_line`."""
@@ -45,18 +71,6 @@ class ScriptedTransport:
         reply = self._next(command, wants_reply=True)
         assert reply is not None
         return reply
-
-    def read_line(self, command: str = "", timeout_s: float | None = None) -> str:
-        if not self.unread:
-            raise LinkError(f"{self.address}: no reply to {command!r} (the script has none)")
-        return self.unread.pop(0)
-
-    def drain(self) -> list[str]:
-        lines, self.unread = self.unread, []
-        return lines
-
-    def close(self) -> None:
-        """The conversation survives a reconnect: the same script goes on."""
 
     def _next(self, command: str, *, wants_reply: bool) -> str | None:
         if not self.pending:
@@ -82,7 +96,7 @@ def expected_protocol(pairs: Sequence[Pair], name: str = "dut", retries: int = 0
 SETTING = re.compile(r"(?P<header>[^=]*=)(?P<values>.*)")
 
 
-class ReplayTransport:
+class ReplayTransport(_PlayedLines):
     """A line transport that answers as a recorded instrument did: a program in the format of the
     Qontrol vendor's ``virtual_module.py`` (``{"initial_out": [...], "data": [{"cmd", "entries"}]}``).
 
@@ -94,8 +108,10 @@ class ReplayTransport:
     """
 
     address = "replay"
+    source = "the recording"
 
     def __init__(self, program: dict[str, Any], resolution: float = 1e-4) -> None:
+        super().__init__()
         self.resolution = resolution
         self.recorded = {entry["cmd"].strip().lower(): entry["entries"] for entry in program["data"]}
         self.calls: dict[str, int] = {}
@@ -123,18 +139,6 @@ class ReplayTransport:
     def query(self, command: str) -> str:
         self.write(command)
         return self.read_line(command)
-
-    def read_line(self, command: str = "", timeout_s: float | None = None) -> str:
-        if not self.unread:
-            raise LinkError(f"{self.address}: no reply to {command!r} (the recording has no more)")
-        return self.unread.pop(0)
-
-    def drain(self) -> list[str]:
-        lines, self.unread = self.unread, []
-        return lines
-
-    def close(self) -> None:
-        """A replay survives a reconnect: the recording goes on."""
 
     def _key(self, command: str) -> str | None:
         if command in self.recorded:
