@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import pytest
 
@@ -19,7 +21,7 @@ def _lines(values: list[float], unit: str = "V") -> str:
 
 
 def _connect_pairs(
-    n: int = 8, modules: int = 1, readback: list[float] | None = None, limits_set: set[int] = frozenset()
+    n: int = 8, modules: int = 1, readback: list[float] | None = None, limits_set: Collection[int] = ()
 ) -> list[Pair]:
     """Connecting to ``modules`` Q8iv whose first ``n`` channels are the bench's; ``limits_set``:
     channels already at the bench's vmax/imax (no write)."""

@@ -17,15 +17,21 @@ class Outputs:
         self.volts = np.zeros(n)
         self.n_channels = n
 
+    def identity(self) -> str:
+        return "memory"
+
     def read_voltages(self) -> np.ndarray:
         return self.volts.copy()
 
     def write_voltages(self, positions: np.ndarray, volts: np.ndarray) -> None:
         self.volts[positions] = volts
 
+    def outputs_off(self) -> None:
+        self.volts[:] = 0.0
 
-def _emulator(n: int = 16, **kwargs: object) -> QontrolEmulator:
-    return QontrolEmulator(Outputs(n), [1000.0] * n, **kwargs)  # type: ignore[arg-type]
+
+def _emulator(n: int = 16, seed: int = 0) -> QontrolEmulator:
+    return QontrolEmulator(Outputs(n), [1000.0] * n, seed=seed)
 
 
 def test_settings_answer_ok_and_readings_carry_units_and_noise() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from labsat.bench import Bench, open_bench
 from labsat.errors import InstrumentError
+from labsat.simulators.emulators.qontrol import QontrolEmulator
 from tests.cli_helpers import cli_json
 
 BENCH = str(Path(__file__).parents[1] / "config" / "emu-mrr.yaml")
@@ -73,3 +74,38 @@ def test_a_multi_module_write_then_an_over_voltage_write_is_reported_as_refused(
         heaters.set({"h11": 2.0})
     assert emulator.volts[11] == 1.0  # the module clamped it...
     assert heaters.values()[11] == pytest.approx(1.0, abs=0.01)  # ...and the guard knows where it is
+
+
+def _record(emulator: QontrolEmulator) -> list[str]:
+    """Every line the emulated chain receives from now on."""
+    received: list[str] = []
+    handle = emulator.handle
+
+    def recording(line: str) -> str | None:
+        received.append(line)
+        return handle(line)
+
+    emulator.handle = recording  # type: ignore[method-assign]
+    return received
+
+
+def test_a_power_cycle_announced_by_e90_restores_limits_and_outputs(emu_bench: Bench) -> None:
+    emulator = emu_bench.shared["emulators"].emulator("heaters")
+    heaters = emu_bench.source("heaters")
+    heaters.set({"h0": 2.0, "h9": 1.0})
+    emulator.power_cycle()  # the USB link stays up; the modules say E90 on their own
+    assert emulator.vmax[0] == 12.0 and emulator.volts[0] == 0.0
+    np.testing.assert_allclose(heaters.read_back()[[0, 9]], [2.0, 1.0])
+    assert emulator.vmax.tolist() == [4.0] * 64 and emulator.imax.tolist() == [4.5] * 64
+    assert emulator.volts[0] == 2.0 and emulator.volts[9] == 1.0
+
+
+def test_a_reconnect_sends_no_setting_when_the_outputs_held(emu_bench: Bench) -> None:
+    emulator = emu_bench.shared["emulators"].emulator("heaters")
+    heaters = emu_bench.source("heaters")
+    heaters.set({"h0": 2.0, "h9": 1.0})
+    received = _record(emulator)
+    emulator.faults.cut = 1  # a USB glitch: the modules kept everything
+    np.testing.assert_allclose(heaters.read_back()[[0, 9]], [2.0, 1.0])
+    assert not [line for line in received if "=" in line]  # no vmax, imax, v or vvec line
+    assert "idall?" in received  # it did reconnect
