@@ -238,9 +238,10 @@ def test_a_line_the_modules_would_overflow_is_sent_channel_by_channel() -> None:
         driver.write_voltages(np.arange(8), volts)
 
 
-def test_a_line_garbled_on_its_way_in_is_sent_again() -> None:
+@pytest.mark.parametrize("fault", ["E15:01", "E16:00"])  # a framing error; a line that arrived too slowly
+def test_a_line_garbled_on_its_way_in_is_sent_again(fault: str) -> None:
     reconnect = _connect_pairs(n=1, limits_set={0})
-    pairs = [*_connect_pairs(n=1), ("v0=1", "E15:01"), *reconnect, ("v0=1", "OK")]  # a framing error
+    pairs = [*_connect_pairs(n=1), ("v0=1", fault), *reconnect, ("v0=1", "OK")]
     with expected_protocol(pairs, retries=1) as link:
         driver = _driver(link, n=1)
         driver.write_voltages(np.array([0]), np.array([1.0]))

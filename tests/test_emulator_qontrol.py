@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import serial
@@ -168,3 +170,22 @@ def test_a_port_at_the_wrong_baud_rate_reads_noise() -> None:
         port.close()
     finally:
         protocol_labsatemu.withdraw("qontrol-baud")
+
+
+def test_a_line_that_stops_arriving_half_way_is_dropped_with_e16() -> None:
+    backend = Outputs(2)
+    emulator = QontrolEmulator(backend, [1000.0] * 2)
+    emulator.line_timeout_s = 0.02
+    url = protocol_labsatemu.publish("qontrol-slow", emulator)
+    try:
+        port = serial.serial_for_url(url, baudrate=115200, timeout=0.05)
+        port.write(b"v0=")
+        time.sleep(0.05)
+        port.write(b"1\n")
+        assert port.read_until(b"\n") == b"E16:00\n"
+        assert backend.volts[0] == 0.0  # not executed
+        port.write(b"v0=1\n")
+        assert port.read_until(b"\n") == b"OK\n"
+        port.close()
+    finally:
+        protocol_labsatemu.withdraw("qontrol-slow")

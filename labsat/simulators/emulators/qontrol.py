@@ -22,8 +22,10 @@ repository's ``virtual-module`` branch), not the one labsat's driver happens to 
   ``E13`` forbidden (current-mode settings are not emulated), ``E14:01`` an instruction longer than
   the instruction buffer, ``E14:00`` then ``E15:00`` a line that overflows the input buffer (what
   the recorded modules answered to an 89-character line; 22 characters were fine; the two buffer
-  sizes here are assumptions within those bounds). ``E90:00`` (powered up) arrives unsolicited
-  after a power cycle, before any command.
+  sizes here are assumptions within those bounds), ``E16:00`` a line whose end came more than
+  ``line_timeout_s`` after its start (dropped; the vendor library names E16 "command timed out",
+  the value of the timeout is an assumption). ``E90:00`` (powered up) arrives unsolicited after a
+  power cycle, before any command.
 
 Channels ``first..first+n-1`` of the chain drive ``backend``'s positions ``0..n-1`` (a simulated
 chip's heaters), so a heater write here moves the simulated detector readings; other channels of
@@ -94,6 +96,7 @@ class QontrolEmulator(LineEmulator):
     """
 
     serial_settings = SerialSettings(baudrate=115200, bytesize=8, parity="N", stopbits=1)
+    line_timeout_s: float | None = 0.5  # a line that stops arriving half-way is dropped with E16:00
 
     def __init__(
         self,
@@ -179,6 +182,9 @@ class QontrolEmulator(LineEmulator):
             self.imax[:] = self.i_full
             self._apply(np.arange(len(self.volts)), np.zeros(len(self.volts)))
             self._unsolicited.append("E90:00")
+
+    def timed_out(self, line: str) -> bytes:
+        return b"E16:00\n"
 
     def take_unsolicited(self) -> bytes:
         if not self._unsolicited:  # the common case, without the lock: the port asks at every byte
