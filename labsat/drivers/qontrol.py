@@ -16,6 +16,8 @@ What the driver makes of it:
   reply (an ``OK`` where a voltage is due) are discarded as out of step, and an exchange that stays
   out of step fails and is retried on a fresh link. An error reply is drained of its trailing lines
   (the recorded ``E14:00`` came with ``E15:00``), so a command never reads the previous one's reply.
+  ``E15`` (serial error) and ``E16`` (timed out) mean the line reached the modules damaged: it is
+  sent again, as the vendor library does for ``E15``; every other code is a refusal.
 - **The chain from the device.** ``idall?`` (the identity: every module's ID, one line each),
   ``nchanall?`` (channels per module), ``vfullall?``/``ifullall?`` (full scale per module: Q8iv
   12 V/24 mA, Q8b about 83 mA, Q8a 100 mA). A bench range beyond a channel's full scale is refused
@@ -27,7 +29,8 @@ What the driver makes of it:
   point. :attr:`commanded` holds the acknowledged set points; only those ever go back on the wire.
   A whole-module ``vvec`` line is used where several of its channels change and every other channel
   of the module has a commanded value (else the changed channels get ``v{ch}=`` lines): a vector
-  write never re-sends a read-back.
+  write never re-sends a read-back. Numbers go out at 4 decimals, rounded towards zero, so
+  rounding never crosses a limit.
   :meth:`read_voltages` reports the set point where the measurement agrees with it within
   ``readback_tolerance_v``, and elsewhere the measurement at that resolution, pulled into the bench
   range when it lies within the tolerance of it (a read-back a hair below 0 V does not block the
