@@ -7,8 +7,8 @@
      pyserial port writing ``v0?`` and reading the line;
    - SCPI DAQ over TCP on 127.0.0.1: ``daq.read()`` (``READ?`` through pyvisa-py) vs a bare
      socket sending the same line and reading the reply.
-2. One vector write against per-channel writes: 64 Qontrol channels (one ``vvec`` line vs 64
-   acknowledged ``v{ch}=`` lines) and 8 DAC channels (one compound SCPI message with its error check
+2. One vector write against per-channel writes: 64 Qontrol channels on 8 modules (one ``vvec`` line
+   per module vs 64 acknowledged ``v{ch}=`` lines) and 8 DAC channels (one compound SCPI message with its error check
    vs 8 messages each followed by ``SYST:ERR?``, the only way for an instrument without compound
    messages).
 
@@ -79,7 +79,7 @@ def qontrol_cases(seconds: float, repeats: int) -> dict[str, float]:
     try:
         vector = QontrolDriver("heaters", _link("heaters", url), range(64), [HEATER_LIMITS] * 64).connect()
         single = QontrolDriver("heaters", _link("heaters", url), range(64), [HEATER_LIMITS] * 64, False).connect()
-        port = serial.serial_for_url(url, timeout=POLICY.timeout_s)
+        port = serial.serial_for_url(url, baudrate=115200, timeout=POLICY.timeout_s)
 
         def raw_query() -> None:
             port.write(b"v0?\n")

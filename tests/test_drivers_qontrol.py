@@ -1,12 +1,14 @@
-"""The Qontrol-style heater driver, pinned down by exact command/reply pairs."""
+"""The Qontrol driver, pinned down by exact command/reply pairs in the vendor's protocol."""
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 import numpy as np
 import pytest
 
 from labsat.benchfile import ChannelLimits
-from labsat.drivers.qontrol import QontrolDriver
+from labsat.drivers.qontrol import QontrolDriver, wire_number
 from labsat.drivers.testing import Pair, expected_protocol
 from labsat.drivers.transport import Link
 from labsat.errors import InstrumentError
@@ -14,84 +16,234 @@ from labsat.errors import InstrumentError
 LIMITS = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=1000.0, current_max_ma=4.5)
 
 
-def _connect_pairs(readback: list[str]) -> list[Pair]:
-    pairs: list[Pair] = [("id?", "Q8iv-0042")]
-    for ch in range(len(readback)):
-        pairs += [(f"vmax{ch}=4.000000", "OK"), (f"imax{ch}=4.500000", "OK")]
-    return pairs + [(f"v{ch}?", value) for ch, value in enumerate(readback)]
+def _lines(values: list[float], unit: str = "V") -> str:
+    return "\n".join(f"{v:+.4f} {unit}" for v in values)
 
 
-def _driver(link: Link, n: int = 3, vector_write: bool = True) -> QontrolDriver:
+def _connect_pairs(
+    n: int = 8, modules: int = 1, readback: list[float] | None = None, limits_set: Collection[int] = ()
+) -> list[Pair]:
+    """Connecting to ``modules`` Q8iv whose first ``n`` channels are the bench's; ``limits_set``:
+    channels already at the bench's vmax/imax (no write)."""
+    total = 8 * modules
+    vmax = [4.0 if ch in limits_set else 12.0 for ch in range(total)]
+    imax = [4.5 if ch in limits_set else 24.0 for ch in range(total)]
+    pairs: list[Pair] = [
+        ("idall?", "\n".join(f"Q8iv-{k:04d}" for k in range(1, modules + 1))),
+        ("nchanall?", "\n".join(["8"] * modules)),
+        ("vfullall?", _lines([12.0] * modules)),
+        ("ifullall?", _lines([24.0] * modules, "mA")),
+        ("vmaxall?", _lines(vmax)),
+        ("imaxall?", _lines(imax, "mA")),
+    ]
+    for ch in range(n):
+        if ch not in limits_set:
+            pairs += [(f"vmax{ch}=4", "OK"), (f"imax{ch}=4.5", "OK")]
+    return [*pairs, ("vall?", _lines(readback or [0.0] * total))]
+
+
+def _driver(link: Link, n: int = 8, vector_write: bool = True) -> QontrolDriver:
     return QontrolDriver("heaters", link, list(range(n)), [LIMITS] * n, vector_write).connect()
 
 
-def test_connect_names_the_device_pushes_vmax_imax_and_reads_the_outputs() -> None:
-    with expected_protocol(_connect_pairs(["0.000000", "1.250000", "0.000000"])) as link:
-        driver = _driver(link)
-    assert driver.identity() == "Q8iv-0042"
-    assert driver.n_channels == 3
+def test_connect_reads_the_chain_and_its_full_scale_and_pushes_only_the_limits_that_differ() -> None:
+    with expected_protocol(_connect_pairs(n=3, modules=2, limits_set={1})) as link:
+        driver = _driver(link, n=3)
+    assert driver.identity() == "Q8iv-0001, Q8iv-0002"
+    assert driver.module_channels == (8, 8)
+    assert driver.full_scale_v.tolist() == [12.0] * 3
+    assert driver.full_scale_ma.tolist() == [24.0] * 3
 
 
-def test_vector_write_is_one_vvec_line_over_the_changed_span() -> None:
-    pairs = [*_connect_pairs(["0.000000", "1.250000", "0.000000"]), ("vvec0=0.500000,1.250000,2.000000", "OK")]
+def test_a_whole_module_is_one_vvec_line_and_unchanged_channels_carry_their_set_points() -> None:
+    first = [0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
+    pairs = [
+        *_connect_pairs(),
+        ("vvec0=0.5,1,1.5,2,2.5,3,3.5,4", "OK"),
+        ("vvec0=0.5,1,1.25,2,2.5,3,3.5,3", "OK"),  # channels 2 and 7 changed; the others' set points
+        ("v4=2", "OK"),  # one changed channel: its own line
+    ]
     with expected_protocol(pairs) as link:
-        _driver(link).write_voltages(np.array([0, 2]), np.array([0.5, 2.0]))
+        driver = _driver(link)
+        driver.write_voltages(np.arange(8), np.array(first))
+        driver.write_voltages(np.array([2, 7]), np.array([1.25, 3.0]))
+        driver.write_voltages(np.array([4]), np.array([2.0]))
+    assert driver.commanded.tolist() == [0.5, 1.0, 1.25, 2.0, 2.0, 3.0, 3.5, 3.0]
+
+
+def test_a_vector_write_never_resends_a_read_back() -> None:
+    measured = [0.2077, 0.2055, 0.2055, 0.2051, 0.2075, 0.2060, 0.2062, 0.2076]  # the recorded Q8iv at rest
+    pairs = [*_connect_pairs(readback=measured), ("v2=1", "OK"), ("v5=2", "OK")]
+    with expected_protocol(pairs) as link:
+        driver = _driver(link)
+        driver.write_voltages(np.array([5, 2]), np.array([2.0, 1.0]))
+    assert np.isnan(driver.commanded[[0, 1, 3, 4, 6, 7]]).all()
+
+
+def test_channels_of_a_module_that_are_not_the_benchs_are_never_written() -> None:
+    pairs = [*_connect_pairs(n=4), ("v0=1", "OK"), ("v1=1", "OK"), ("v2=1", "OK"), ("v3=1", "OK")]
+    with expected_protocol(pairs) as link:
+        _driver(link, n=4).write_voltages(np.arange(4), np.ones(4))
+
+
+def test_multi_module_vector_write_then_an_over_voltage_write_is_refused_naming_code_and_channel() -> None:
+    volts = np.linspace(0.0, 3.0, 16)
+    first = ",".join(wire_number(v) for v in volts[:8])
+    second = ",".join(wire_number(v) for v in volts[8:])
+    pairs = [
+        *_connect_pairs(n=16, modules=2),
+        (f"vvec0={first}", "OK"),  # one line per module, as the vendor library sends it
+        (f"vvec8={second}", "OK"),
+        ("v11=3.5", "E01:11"),  # the module's vmax was lowered behind labsat's back
+        ("vall?", _lines([*volts[:11], 1.0, *volts[12:]])),
+    ]
+    with expected_protocol(pairs) as link:
+        driver = _driver(link, n=16)
+        driver.write_voltages(np.arange(16), volts)
+        refused = r"heaters \(scripted\): 'v11=3\.5' was refused: E01:11, over-voltage on channel 11"
+        with pytest.raises(InstrumentError, match=refused):
+            driver.write_voltages(np.array([11]), np.array([3.5]))
+    assert np.isnan(driver.commanded[11])
+    assert driver._last[11] == pytest.approx(1.0)  # what the channel holds: the device clamped it
 
 
 def test_per_channel_writes_lower_falling_channels_before_raising_others() -> None:
     pairs = [
-        *_connect_pairs(["3.000000", "0.000000", "1.000000"]),
-        ("v0=1.000000", "OK"),  # falling first: total power never exceeds max(start, target)
-        ("v2=1.000000", "OK"),  # unchanged
-        ("v1=2.500000", "OK"),
+        *_connect_pairs(n=3, readback=[3.0, 0.0, 1.0, 0, 0, 0, 0, 0]),
+        ("v0=1", "OK"),  # falling first: total power never exceeds max(start, target)
+        ("v2=1", "OK"),  # unchanged
+        ("v1=2.5", "OK"),
     ]
     with expected_protocol(pairs) as link:
-        _driver(link, vector_write=False).write_voltages(np.array([1, 0, 2]), np.array([2.5, 1.0, 1.0]))
+        _driver(link, n=3, vector_write=False).write_voltages(np.array([1, 0, 2]), np.array([2.5, 1.0, 1.0]))
 
 
-def test_single_channel_write_uses_the_channel_command_and_reads_current() -> None:
-    currents = [("i0?", "0.000000"), ("i1?", "1.500000"), ("i2?", "0.000000")]
-    pairs = [*_connect_pairs(["0.000000", "0.000000", "0.000000"]), ("v1=1.500000", "OK"), *currents]
-    with expected_protocol(pairs) as link:
-        driver = _driver(link)
-        driver.write_voltages(np.array([1]), np.array([1.5]))
-        np.testing.assert_allclose(driver.read_currents(), [0.0, 1.5, 0.0])
-
-
-def test_error_reply_names_code_and_meaning_and_the_outputs_are_read_back() -> None:
+def test_a_measurement_near_the_set_point_reads_as_the_set_point_and_a_hair_below_zero_as_zero() -> None:
     pairs = [
-        *_connect_pairs(["0.000000", "0.000000", "0.000000"]),
-        ("v2=3.000000", "E01:02"),
-        ("v0?", "0.000000"),
-        ("v1?", "0.000000"),
-        ("v2?", "2.000000"),  # the device clamped to its vmax: the driver must not believe 3 V
+        *_connect_pairs(n=2),
+        ("v0=1.5", "OK"),
+        ("vall?", _lines([1.4998, -0.0003, 0, 0, 0, 0, 0, 0])),
+        ("iall?", _lines([1.5002, -0.0036, 0, 0, 0, 0, 0, 0], "mA")),
     ]
     with expected_protocol(pairs) as link:
-        driver = _driver(link)
-        refused = r"heaters \(scripted\): 'v2=3.000000' was refused: error 01 on channel 2, over-voltage"
-        with pytest.raises(InstrumentError, match=refused):
-            driver.write_voltages(np.array([2]), np.array([3.0]))
-        assert driver._last.tolist() == [0.0, 0.0, 2.0]
+        driver = _driver(link, n=2)
+        driver.write_voltages(np.array([0]), np.array([1.5]))
+        assert driver.read_voltages().tolist() == [1.5, 0.0]  # not -0.0003: that would fail the guard's range
+        assert driver.measured.tolist() == [1.4998, -0.0003]
+        assert driver.read_currents().tolist() == [1.5002, -0.0036]
 
 
-def test_a_bipolar_bench_range_is_refused_at_connect() -> None:
-    bipolar = ChannelLimits(voltage=(-1.0, 4.0))
+def test_stale_and_out_of_step_lines_are_discarded_never_taken_for_a_reply() -> None:
+    pairs = [
+        *_connect_pairs(n=1),
+        ("v0=1", "OK\n+0.9000 V"),  # a stray line after the acknowledgement...
+        ("vall?", "OK\n" + _lines([1.0001, 0, 0, 0, 0, 0, 0, 0])),  # ...and an OK where voltages are due
+    ]
+    with expected_protocol(pairs) as link:
+        driver = _driver(link, n=1)
+        driver.write_voltages(np.array([0]), np.array([1.0]))
+        assert driver.read_voltages().tolist() == [1.0]
+        assert driver.measured.tolist() == [1.0001]  # vall?'s own reply, not the stale +0.9000 V
+
+
+def test_an_overflow_is_refused_with_its_meaning_and_its_trailing_lines_are_drained() -> None:
+    line = "vvec0=" + ",".join(["1"] * 8)
+    pairs = [*_connect_pairs(n=8), (line, "E14:00\nE15:00"), ("vall?", _lines([1.0] * 8))]
+    with expected_protocol(pairs) as link:
+        driver = _driver(link, n=8)
+        with pytest.raises(InstrumentError, match=r"was refused: E14:00, buffer overflow: instruction buffer overflow"):
+            driver.write_voltages(np.arange(8), np.ones(8))
+
+
+def test_a_power_up_notice_resets_the_link_and_restores_the_limits_and_the_set_points() -> None:
+    pairs = [
+        *_connect_pairs(n=2),
+        ("v1=2", "OK\nE90:00"),  # the modules restarted right after acknowledging
+        # the next command finds the E90 first: the link is reopened and the outputs restored
+        *_connect_pairs(n=2),
+        ("v1=2", "OK"),
+        ("vall?", _lines([0, 2.0001, 0, 0, 0, 0, 0, 0])),  # the command that met the notice, repeated
+    ]
+    with expected_protocol(pairs, retries=1) as link:
+        driver = _driver(link, n=2)
+        driver.write_voltages(np.array([1]), np.array([2.0]))
+        assert driver.read_voltages().tolist() == [0.0, 2.0]
+    assert link.reconnects == 1
+
+
+def test_a_reconnect_does_not_rewrite_outputs_that_held() -> None:
+    pairs = [
+        *_connect_pairs(n=2),
+        ("v0=1", "OK"),
+        ("vall?", None),  # the link drops: no reply
+        ("idall?", "Q8iv-0001"),
+        ("nchanall?", "8"),
+        ("vfullall?", "+12.0000 V"),
+        ("ifullall?", "+24.0000 mA"),
+        ("vmaxall?", _lines([4.0, 4.0, 12, 12, 12, 12, 12, 12])),  # the limits held: no write
+        ("imaxall?", _lines([4.5, 4.5, 24, 24, 24, 24, 24, 24], "mA")),
+        ("vall?", _lines([1.0002, 0, 0, 0, 0, 0, 0, 0])),  # so did the output: no write, no ramp
+        ("vall?", _lines([0.9999, 0, 0, 0, 0, 0, 0, 0])),
+    ]
+    with expected_protocol(pairs, retries=1) as link:
+        driver = _driver(link, n=2)
+        driver.write_voltages(np.array([0]), np.array([1.0]))
+        assert driver.read_voltages().tolist() == [1.0, 0.0]
+
+
+def test_bench_limits_the_device_cannot_hold_are_refused_at_connect() -> None:
+    with pytest.raises(InstrumentError, match="allows -1 V but a Qontrol output is unipolar"):
+        QontrolDriver("heaters", Link("h", "x", lambda: None, None), [0], [ChannelLimits(voltage=(-1.0, 4.0))])  # type: ignore[arg-type, return-value]
+    heavy = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=100.0, current_max_ma=30.0)
     with (
-        expected_protocol([("id?", "Q8iv-0042")]) as link,
-        pytest.raises(InstrumentError, match="allows -1 V but a Qontrol output is unipolar"),
+        expected_protocol(_connect_pairs()[:4]) as link,
+        pytest.raises(InstrumentError, match=r"channel 0 allows up to 30 mA but its full scale \(ifull\?\) is 24 mA"),
     ):
-        QontrolDriver("heaters", link, [0], [bipolar]).connect()
+        QontrolDriver("heaters", link, [0], [heavy]).connect()
+    with (
+        expected_protocol(_connect_pairs()[:4]) as link,
+        pytest.raises(InstrumentError, match=r"channel 8 does not exist: the chain has 8 channels \(8\)"),
+    ):
+        QontrolDriver("heaters", link, [7, 8], [LIMITS] * 2).connect()
 
 
-def test_value_outside_the_instrument_range_never_reaches_the_wire() -> None:
-    with expected_protocol(_connect_pairs(["0.000000"])) as link:
+def test_a_value_outside_the_bench_range_never_reaches_the_wire() -> None:
+    with expected_protocol(_connect_pairs(n=1)) as link:
         driver = _driver(link, n=1)
-        with pytest.raises(InstrumentError, match=r"voltage = 13\.0 refused: 13 is outside the instrument's range"):
-            driver.set("voltage", 13.0, ch=0)
+        with pytest.raises(InstrumentError, match=r"channel 0 = 4\.5 V refused: outside the bench range \[0, 4\] V"):
+            driver.write_voltages(np.array([0]), np.array([4.5]))
 
 
-def test_unknown_reply_to_a_setting_is_garbled() -> None:
-    with expected_protocol([*_connect_pairs(["0.000000"]), ("v0=1.000000", "KO")]) as link:
+def test_a_garbled_reply_is_a_link_error() -> None:
+    reconnect = _connect_pairs(n=1, limits_set={0})  # the read-back after the failed write reopens the link
+    pairs = [*_connect_pairs(n=1), ("v0=1", "#\ufffd?~%0x"), *reconnect, ("vall?", _lines([0.0] * 8))]
+    with expected_protocol(pairs) as link:
         driver = _driver(link, n=1)
-        with pytest.raises(InstrumentError, match=r"failed after 1 attempts; last: v0=1\.000000: garbled reply"):
-            driver.set("voltage", 1.0, ch=0)
+        with pytest.raises(InstrumentError, match=r"'v0=1' failed after 1 attempts; last: .*garbled reply"):
+            driver.write_voltages(np.array([0]), np.array([1.0]))
+
+
+@pytest.mark.parametrize(("value", "text"), [(0.3, "0.3"), (10.0, "10"), (3.33335, "3.3333"), (0.0, "0"), (1e-5, "0")])
+def test_numbers_go_on_the_wire_at_four_decimals_rounded_towards_zero(value: float, text: str) -> None:
+    assert wire_number(value) == text
+
+
+def test_a_line_the_modules_would_overflow_is_sent_channel_by_channel() -> None:
+    wide = ChannelLimits(voltage=(0.0, 12.0))
+    pairs = [*_connect_pairs()[:6], ("vall?", _lines([0.0] * 8))]  # vmax/imax already at full scale
+    volts = np.full(8, 10.1234)  # "vvec0=" + 8 x "10.1234": 69 characters, over max_line
+    pairs += [(f"v{ch}=10.1234", "OK") for ch in range(8)]
+    with expected_protocol(pairs) as link:
+        driver = QontrolDriver("heaters", link, list(range(8)), [wide] * 8).connect()
+        driver.write_voltages(np.arange(8), volts)
+
+
+@pytest.mark.parametrize("fault", ["E15:01", "E16:00"])  # a framing error; a line that arrived too slowly
+def test_a_line_garbled_on_its_way_in_is_sent_again(fault: str) -> None:
+    reconnect = _connect_pairs(n=1, limits_set={0})
+    pairs = [*_connect_pairs(n=1), ("v0=1", fault), *reconnect, ("v0=1", "OK")]
+    with expected_protocol(pairs, retries=1) as link:
+        driver = _driver(link, n=1)
+        driver.write_voltages(np.array([0]), np.array([1.0]))
+    assert driver.commanded.tolist() == [1.0]
+    assert link.reconnects == 1

@@ -115,43 +115,7 @@ def test_smu_output_never_exceeds_the_ovp() -> None:
     assert volts == 20.0 and int(status) & 0b10000  # bit 4: OVP
 
 
-# -- the Qontrol protocol --------------------------------------------------------------------------
-
-
-def test_qontrol_clamps_at_vmax_and_imax_and_says_so() -> None:
-    backend = Outputs(4)
-    emulator = QontrolEmulator(backend, [1000.0] * 4)
-    assert emulator.handle("vmax1=2.0") == "OK"
-    assert emulator.handle("imax2=1.5") == "OK"
-    assert emulator.handle("v1=3.0") == "E01:01"
-    assert emulator.handle("v2=3.0") == "E02:02"
-    assert emulator.handle("vvec0=0.5,3,2,1") == "E01:01"
-    np.testing.assert_allclose(backend.volts, [0.5, 2.0, 1.5, 1.0])
-    assert emulator.handle("i3?") == "1.000000"
-
-
-@pytest.mark.parametrize(
-    ("line", "reply"), [("x1=2", "E10"), ("v1=abc", "E11:01"), ("v9=1", "E12:09"), ("v1=-1", "E11:01")]
-)
-def test_qontrol_refuses_what_it_does_not_understand(line: str, reply: str) -> None:
-    assert QontrolEmulator(Outputs(4), [1000.0] * 4).handle(line) == reply
-
-
-def test_qontrol_limits_have_their_own_full_scales() -> None:
-    emulator = QontrolEmulator(Outputs(1), [1000.0])
-    assert emulator.handle("imax0=24") == "OK"  # mA: full scale 24
-    assert emulator.handle("imax0=25") == "E11:00"
-    assert emulator.handle("vmax0=12.5") == "E11:00"  # V: full scale 12
-
-
-def test_qontrol_power_cycle_forgets_outputs_and_limits() -> None:
-    backend = Outputs(2)
-    emulator = QontrolEmulator(backend, [1000.0] * 2)
-    emulator.handle("vmax0=1")
-    emulator.handle("v0=1")
-    emulator.power_cycle()
-    assert emulator.handle("vmax0?") == "12.000000"
-    assert backend.volts.tolist() == [0.0, 0.0]
+# (the Qontrol chain's own protocol: tests/test_emulator_qontrol.py)
 
 
 # -- front ends ------------------------------------------------------------------------------------
@@ -160,7 +124,7 @@ def test_qontrol_power_cycle_forgets_outputs_and_limits() -> None:
 def test_serial_url_handler_reaches_a_published_emulator_only() -> None:
     url = protocol_labsatemu.publish("test-url", QontrolEmulator(Outputs(2), [1000.0] * 2))
     try:
-        port = serial.serial_for_url(url, timeout=0.1)
+        port = serial.serial_for_url(url, baudrate=115200, timeout=0.1)
         port.write(b"id?\n")
         assert port.read_until(b"\n") == b"Q8iv-0001\n"
         port.close()
@@ -212,8 +176,8 @@ def test_a_heater_write_moves_the_detector_reading_through_the_wire(emu_bench: B
     after = emu_bench.detectors["detectors"].read()
     assert np.abs(after - before)[:2].min() > 10 * np.abs(after - before)[2:].max() > 0
     lab = emu_bench.shared["emulators"]
-    assert lab.emulator("heaters").handle("v9?") == "2.500000"
-    assert lab.emulator("heaters").handle("vmax9?") == "4.000000"  # device-side limits came from the bench
+    assert float(lab.emulator("heaters").handle("v9?").split()[0]) == pytest.approx(2.5, abs=1e-3)
+    assert lab.emulator("heaters").handle("vmax9?") == "+4.0000 V"  # device-side limits came from the bench
     assert lab.emulator("modulators").handle("SOUR8:VOLT:LIM:HIGH?") == "2.200000"
 
 
@@ -259,7 +223,7 @@ def test_labsat_devices_lists_the_emulated_instruments_with_their_identity() -> 
     result = CliRunner().invoke(app, ["devices", "--bench", str(CONFIG / "emu-mrr.yaml"), "--json"])
     assert result.exit_code == 0, result.output
     devices = {d["name"]: d for d in json.loads(result.stdout)["devices"]}
-    assert devices["heaters"]["identity"] == "Q8iv-0001"
+    assert devices["heaters"]["identity"] == ", ".join(f"Q8iv-{k:04d}" for k in range(1, 9))  # a chain of 8
     assert devices["modulators"]["identity"] == "LABSAT,EMU-DAC8,EMU0001,1.0"
     assert devices["detectors"]["identity"] == "LABSAT,EMU-DAQ8,EMU0001,1.0"
     assert devices["heaters"]["driver"] == "qontrol"

@@ -144,19 +144,19 @@ def test_an_instrument_error_is_reported_not_retried_and_the_outputs_are_read_ba
     driver, emulator, backend = qontrol
     emulator.faults.refuse = 1
     lines = emulator.lines
-    with pytest.raises(InstrumentError, match=r"'vvec0=1.000000,2.000000' was refused: error 13 on channel 0"):
+    with pytest.raises(InstrumentError, match=r"'v0=1' was refused: E13:00, operation forbidden on channel 0"):
         driver.write_voltages(np.array([0, 1]), np.array([1.0, 2.0]))
-    assert emulator.lines == lines + 1 + 4  # one attempt, then the read-back of four channels
-    np.testing.assert_array_equal(driver._last, backend.volts)
+    assert emulator.lines == lines + 1 + 1  # one attempt, then the read-back (vall?)
+    np.testing.assert_allclose(driver._last, backend.volts, atol=0.01)
 
 
 def test_a_device_side_clamp_is_an_error_and_the_driver_learns_the_clamped_value(qontrol: Any) -> None:
     driver, emulator, backend = qontrol
     emulator.handle("vmax3=1.0")  # someone lowered vmax at the front panel
-    with pytest.raises(InstrumentError, match="error 01 on channel 3, over-voltage"):
+    with pytest.raises(InstrumentError, match="'v3=2' was refused: E01:03, over-voltage on channel 3"):
         driver.write_voltages(np.array([3]), np.array([2.0]))
     assert backend.volts[3] == 1.0
-    assert driver.read_voltages()[3] == 1.0
+    assert driver.read_voltages()[3] == pytest.approx(1.0, abs=0.01)  # measured: the set point was never taken
 
 
 def test_scpi_error_queue_is_reported_with_the_command(dac: Any) -> None:
@@ -180,8 +180,8 @@ def test_limits_and_outputs_are_reasserted_after_the_instrument_was_power_cycled
     emulator.power_cycle()  # outputs at 0, vmax/imax back at full scale...
     emulator.faults.cut = 1  # ...and the USB link went down with it
     driver.write_voltages(np.array([2]), np.array([0.5]))
-    assert emulator.vmax.tolist() == [4.0] * 4
-    assert emulator.imax.tolist() == [4.5] * 4
+    assert emulator.vmax[:4].tolist() == [4.0] * 4  # the module's other four channels are not the bench's
+    assert emulator.imax[:4].tolist() == [4.5] * 4
     assert backend.volts.tolist() == [1.0, 2.0, 0.5, 3.0]
 
 
@@ -276,7 +276,7 @@ def test_a_ramp_that_hangs_leaves_the_heaters_at_a_point_the_guard_allowed(fast_
     emulator.faults.hang_after = 2  # two ramp steps of 0.5 V go through, the third hangs
     target = np.zeros(64)
     target[:8] = 2.0
-    with pytest.raises(InstrumentError, match=r"heaters \(labsatemu://.+\): 'vvec0=1.500000,.+' failed after 3"):
+    with pytest.raises(InstrumentError, match=r"heaters \(labsatemu://.+\): 'vvec0=1.5,.+' failed after 3"):
         heaters.set_vector(target)
     np.testing.assert_array_equal(emulator.volts[:8], 1.0)  # the second ramp point: validated by the guard
     np.testing.assert_array_equal(emulator.volts[8:], 0.0)
@@ -287,19 +287,20 @@ def test_a_ramp_that_hangs_leaves_the_heaters_at_a_point_the_guard_allowed(fast_
 
 
 def test_outputs_restored_after_a_power_cycle_are_ramped() -> None:
-    backend = Outputs(4)
-    emulator = QontrolEmulator(backend, [1000.0] * 4)
+    backend = Outputs(8)  # one whole module: a ramp point is one vvec line
+    emulator = QontrolEmulator(backend, [1000.0] * 8)
     url = protocol_labsatemu.publish("faults-ramped-restore", emulator)
     ramped = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=1000.0, max_step=0.5)
-    driver = QontrolDriver("heaters", _link("heaters", url), range(4), [ramped] * 4).connect()
-    driver.write_voltages(np.arange(4), np.array([1.0, 2.0, 0.0, 3.0]))
+    driver = QontrolDriver("heaters", _link("heaters", url), range(8), [ramped] * 8).connect()
+    target = [1.0, 2.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0]
+    driver.write_voltages(np.arange(8), np.array(target))
     emulator.power_cycle()
     emulator.faults.cut = 1
     backend.states.clear()
     driver.read_voltages()  # reconnects and restores
     restored = np.array(backend.states)
-    assert restored[-1].tolist() == [1.0, 2.0, 0.0, 3.0]
-    steps = np.abs(np.diff(np.vstack([np.zeros(4), restored]), axis=0))
+    assert restored[-1].tolist() == target
+    steps = np.abs(np.diff(np.vstack([np.zeros(8), restored]), axis=0))
     assert steps.max() <= 0.5 + 1e-9  # never one jump from 0 V to 3 V
     assert len(restored) == 6  # 3 V in 0.5 V steps
     driver.close()

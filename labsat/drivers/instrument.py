@@ -317,18 +317,22 @@ class VoltageOutputs(Instrument):
         self.apply_limits()
         present = self.read_outputs()
         lost = np.flatnonzero(np.isfinite(self._last) & (np.abs(present - self._last) > self.resolution_v))
-        if lost.size:
-            restored = {self.channels[p]: round(float(self._last[p]), 6) for p in lost}
-            log.warning("%s: restoring outputs %s after reconnect, ramped", self.where, restored)
-            target = self._last[lost].copy()
-            self._last[lost] = present[lost]  # where the outputs really are: the ramp starts there
-            max_step = np.array([self.limits[p].max_step or math.inf for p in lost])
-            delay = max(self.limits[p].step_delay for p in lost)
-            points = ramp_points(present[lost], target, max_step)
-            for k, point in enumerate(points, start=1):
-                self.write_outputs(lost, point)
-                if k < len(points):
-                    time.sleep(delay)
+        self.ramp_back(lost, present, self._last.copy())
+
+    def ramp_back(self, lost: np.ndarray, present: np.ndarray, target: np.ndarray) -> None:
+        """Ramp positions ``lost`` from ``present`` back to ``target`` in the bench's steps; others untouched."""
+        if not lost.size:
+            return
+        restored = {self.channels[p]: round(float(target[p]), 6) for p in lost}
+        log.warning("%s: restoring outputs %s after reconnect, ramped", self.where, restored)
+        self._last[lost] = present[lost]  # where the outputs really are: the ramp starts there
+        max_step = np.array([self.limits[p].max_step or math.inf for p in lost])
+        delay = max(self.limits[p].step_delay for p in lost)
+        points = ramp_points(present[lost], target[lost], max_step)
+        for k, point in enumerate(points, start=1):
+            self.write_outputs(lost, point)
+            if k < len(points):
+                time.sleep(delay)
 
     def write_voltages(self, positions: np.ndarray, volts: np.ndarray) -> None:
         positions = np.asarray(positions, dtype=int)

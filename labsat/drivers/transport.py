@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, Protocol, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 
 import pyvisa
 import serial
@@ -60,6 +60,20 @@ class Transport(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class LineTransport(Transport, Protocol):
+    """A transport that also reads lines on their own: for instruments that answer a command with
+    several lines, or send lines nobody asked for (a Qontrol's power-up notice)."""
+
+    def read_line(self, command: str = "", timeout_s: float | None = None) -> str:
+        """The next line within ``timeout_s`` (default: the transport's timeout), else :class:`LinkError`."""
+        ...
+
+    def drain(self) -> list[str]:
+        """Every line already received and not yet read, without waiting for more."""
+        ...
 
 
 @cache
@@ -171,16 +185,38 @@ class SerialTransport:
 
     def query(self, command: str) -> str:
         self.write(command)
+        return self.read_line(command)
+
+    def read_line(self, command: str = "", timeout_s: float | None = None) -> str:
+        """The next line, within ``timeout_s`` (default: the transport's timeout); for protocols that
+        answer with several lines or send lines nobody asked for."""
+        timeout = self._timeout_s if timeout_s is None else timeout_s
         try:
-            data = self._port.read_until(self._termination)
+            if timeout != self._timeout_s:
+                self._port.timeout = timeout
+            try:
+                data = self._port.read_until(self._termination)
+            finally:
+                if timeout != self._timeout_s:
+                    self._port.timeout = self._timeout_s
         except (serial.SerialException, OSError) as exc:
             raise LinkError(f"{self.address}: no reply to {command!r} ({exc})") from None
         if not data.endswith(self._termination):
             got = f" (got {data!r} before the timeout)" if data else ""
-            raise LinkError(f"{self.address}: no reply to {command!r} within {self._timeout_s:g} s{got}")
+            raise LinkError(f"{self.address}: no reply to {command!r} within {timeout:g} s{got}")
         reply = data.decode("ascii", errors="replace").strip()
         log.debug("%s >> %s", self.address, reply)
         return reply
+
+    def drain(self) -> list[str]:
+        """Every line already waiting in the input buffer, without waiting for more."""
+        lines: list[str] = []
+        try:
+            while self._port.in_waiting and len(lines) < MAX_STALE_REPLIES:
+                lines.append(self.read_line("(nothing: draining stale lines)"))
+        except (serial.SerialException, OSError) as exc:
+            raise LinkError(f"{self.address}: reading stale lines failed ({exc})") from None
+        return lines
 
     def close(self) -> None:
         self._port.close()

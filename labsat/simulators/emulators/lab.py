@@ -37,6 +37,7 @@ from labsat.registry import BenchContext, driver_factory
 from ..plugin import STREAMER_KEY
 from . import protocol_labsatemu
 from .qontrol import QontrolEmulator
+from .qontrol import module as qontrol_module
 from .scpi import DacEmulator, DaqEmulator
 from .tcp import TcpServer
 from .wire import LineEmulator
@@ -56,9 +57,13 @@ class EmulatorKind:
 
 
 def _qontrol(backend: Any, spec: DeviceSpec) -> QontrolEmulator:
+    """A chain of Qontrol modules: ``options.emulated_chain`` lists them (``[Q8iv, Q8b, {model: Q8iv,
+    channels: 16}]``); by default as many Q8iv as the channels need."""
     assert spec.channels is not None
     resistance = [lim.resistance_ohm or math.inf for lim in spec.channel_limits_list()]
-    return QontrolEmulator(backend, resistance, first=spec.channels.first)
+    chain = spec.options.get("emulated_chain")
+    modules = None if chain is None else [qontrol_module(entry) for entry in chain]
+    return QontrolEmulator(backend, resistance, first=spec.channels.first, modules=modules)
 
 
 def _dac(backend: Any, spec: DeviceSpec) -> DacEmulator:
@@ -141,6 +146,10 @@ def serve(name: str, spec: DeviceSpec, context: BenchContext) -> str:
     lab = context.shared.get(SHARED_KEY)
     if lab is None:
         lab = context.shared[SHARED_KEY] = EmulatedLab()
-    address = lab.start(name, kind.build(backend, spec), kind.wire)
+    try:
+        emulator = kind.build(backend, spec)
+    except ValueError as exc:  # an emulated setup the bench file describes wrongly (an unknown model)
+        raise BenchFileError(context.path, f"devices.{name}.options", str(exc)) from None
+    address = lab.start(name, emulator, kind.wire)
     log.info("%s: emulated %s on %s, backed by %s/%s", name, spec.driver, address, chip, role)
     return address

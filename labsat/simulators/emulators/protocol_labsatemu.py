@@ -6,8 +6,11 @@ that list, so a driver opens an emulated instrument exactly as it opens ``/dev/t
 emulator is reachable once :func:`publish` has put it under a key, until :func:`withdraw`.
 
 The port is synchronous: a written line is interpreted at once and its reply waits in the input
-buffer. A link the emulator drops behaves like an unplugged USB adapter: reads and writes raise
-``SerialException`` until the port is opened again.
+buffer; lines the instrument sends on its own (:meth:`LineEmulator.take_unsolicited`) join the input
+when the host looks. A link the emulator drops behaves like an unplugged USB adapter: reads and
+writes raise ``SerialException`` until the port is opened again. A port opened at other UART
+settings than the instrument's (:attr:`LineEmulator.serial_settings`) carries noise both ways, as a
+wrong baud rate does.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 
 from serial.serialutil import PortNotOpenError, SerialBase, SerialException
 
-from .wire import LineEmulator, Session
+from .wire import GARBAGE, LineEmulator, Session
 
 SCHEME = "labsatemu"
 _published: dict[str, LineEmulator] = {}
@@ -41,6 +44,8 @@ def withdraw(key: str) -> None:
 
 class Serial(SerialBase):
     """The port object pyserial hands out for ``labsatemu://`` URLs."""
+
+    is_open: bool
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._session: Session | None = None
@@ -71,10 +76,12 @@ class Serial(SerialBase):
     @property
     def in_waiting(self) -> int:
         self._check_open()
+        self._listen()
         return len(self._input)
 
     def read(self, size: int = 1) -> bytes:
         self._check_open()
+        self._listen()
         if not self._input:
             if self._dropped:
                 raise SerialException("device reports readiness to read but returned no data (device disconnected?)")
@@ -90,6 +97,10 @@ class Serial(SerialBase):
         if self._dropped:
             raise SerialException("write failed: device disconnected")
         assert self._session is not None
+        self._listen()
+        if not self._settings_match():
+            self._input += GARBAGE  # the instrument reads noise and answers nothing we can read
+            return len(data)
         reply, alive = self._session.receive(bytes(data))
         self._input += reply
         self._dropped = not alive
@@ -97,7 +108,21 @@ class Serial(SerialBase):
 
     def reset_input_buffer(self) -> None:
         self._check_open()
+        self._listen()
         self._input.clear()
+
+    def _listen(self) -> None:
+        """Take what the instrument sent on its own into the input buffer."""
+        if self._session is not None and not self._dropped:
+            self._input += self._session.emulator.take_unsolicited()
+
+    def _settings_match(self) -> bool:
+        assert self._session is not None
+        wanted = self._session.emulator.serial_settings
+        if wanted is None:
+            return True
+        have = (self.baudrate, self.bytesize, self.parity, self.stopbits)
+        return have == (wanted.baudrate, wanted.bytesize, wanted.parity, wanted.stopbits)
 
     def reset_output_buffer(self) -> None:
         self._check_open()

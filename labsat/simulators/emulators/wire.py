@@ -11,11 +11,22 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
 GARBAGE = b"#\xfe?~%0x"  # what a garbled reply looks like: not text, not a number
+
+
+@dataclass(frozen=True)
+class SerialSettings:
+    """The UART settings a serial instrument runs at; a port opened otherwise reads noise."""
+
+    baudrate: int
+    bytesize: int
+    parity: str
+    stopbits: float
 
 
 @dataclass
@@ -44,6 +55,9 @@ class LineEmulator:
     change it to play a different instrument appearing on the same port.
     """
 
+    serial_settings: SerialSettings | None = None  # a serial instrument's UART settings; None: any
+    line_timeout_s: float | None = None  # longest a line may take to arrive whole; None: forever
+
     def __init__(self, identity: str) -> None:
         self.identity = identity
         self.faults = Faults()
@@ -65,6 +79,14 @@ class LineEmulator:
     def power_cycle(self) -> None:
         """Lose every setting, as after a power cut: outputs at 0, device-side limits at full scale."""
         raise NotImplementedError
+
+    def timed_out(self, line: str) -> bytes:
+        """What the instrument answers to a line whose end came after :attr:`line_timeout_s`."""
+        return b""
+
+    def take_unsolicited(self) -> bytes:
+        """Lines the instrument sent on its own (a power-up notice), for whoever listens now."""
+        return b""
 
     def exchange(self, line: str) -> tuple[bytes, bool]:
         """One received line -> (bytes to send back, whether the link stays up), faults applied."""
@@ -110,14 +132,25 @@ class Session:
     def __init__(self, emulator: LineEmulator) -> None:
         self.emulator = emulator
         self._pending = b""
+        self._started = 0.0  # when the first byte of the pending line arrived
 
     def receive(self, data: bytes) -> tuple[bytes, bool]:
         """Bytes from the host -> (bytes to send back, whether the link stays up)."""
+        now = time.monotonic()
+        if not self._pending:
+            self._started = now
         self._pending += data
         out = b""
         while b"\n" in self._pending:
             raw, _, self._pending = self._pending.partition(b"\n")
-            reply, alive = self.emulator.exchange(raw.decode("ascii", errors="replace").strip())
+            line = raw.decode("ascii", errors="replace").strip()
+            limit = self.emulator.line_timeout_s
+            if limit is not None and now - self._started > limit:
+                out += self.emulator.timed_out(line)  # the instrument gave up on the line half-way
+                self._started = now
+                continue
+            self._started = now
+            reply, alive = self.emulator.exchange(line)
             out += reply
             if not alive:
                 self._pending = b""
