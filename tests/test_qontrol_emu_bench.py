@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import cli_json
 
 from labsat.bench import Bench, open_bench
 from labsat.errors import InstrumentError
 from labsat.simulators.emulators.qontrol import QontrolEmulator
-from tests.cli_helpers import cli_json
 
 BENCH = str(Path(__file__).parents[1] / "config" / "emu-mrr.yaml")
 CHAIN = ", ".join(f"Q8iv-{k:04d}" for k in range(1, 9))
