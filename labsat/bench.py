@@ -132,10 +132,7 @@ class Bench:
 
     def _release(self) -> None:
         """Close the instruments, then what they shared (e.g. emulator servers), after the safe state."""
-        for resource in [*self.instruments, *self.shared.values()]:
-            close = getattr(resource, "close", None)
-            if callable(close):
-                close()
+        _close_all([*self.instruments, *self.shared.values()])
 
     def __enter__(self) -> Bench:
         return self
@@ -145,6 +142,14 @@ class Bench:
     ) -> None:
         # A refused request wrote nothing, so there is nothing to make safe; anything else might have.
         self.close(failed=exc_type is not None and not issubclass(exc_type, RefusedRequest))
+
+
+def _close_all(resources: list[Any]) -> None:
+    """Close every resource that can be closed, in order."""
+    for resource in resources:
+        close = getattr(resource, "close", None)
+        if callable(close):
+            close()
 
 
 def open_bench(
@@ -171,22 +176,26 @@ def open_bench(
     slms: dict[str, GuardedSLM] = {}
     detectors: dict[str, Detector] = {}
     instruments: list[Any] = []
-    for name, device_spec in spec.devices.items():
-        device = driver_factory(device_spec.driver)(name, device_spec, context)
-        instruments.append(device)
-        if device_spec.kind == "voltage_source":
-            assert device_spec.channels is not None
-            sources[name] = guard.add_voltage_source(
-                name,
-                device,
-                device_spec.channels.names,
-                device_spec.channel_limits_list(),
-                device_spec.neighbour_max_diff,
-            )
-        elif device_spec.kind == "slm":
-            slms[name] = guard.add_slm(name, device, device_spec.frame_limits or FrameLimits())
-        elif device_spec.kind == "detector":
-            detectors[name] = device
+    try:
+        for name, device_spec in spec.devices.items():
+            device = driver_factory(device_spec.driver)(name, device_spec, context)
+            instruments.append(device)
+            if device_spec.kind == "voltage_source":
+                assert device_spec.channels is not None
+                sources[name] = guard.add_voltage_source(
+                    name,
+                    device,
+                    device_spec.channels.names,
+                    device_spec.channel_limits_list(),
+                    device_spec.neighbour_max_diff,
+                )
+            elif device_spec.kind == "slm":
+                slms[name] = guard.add_slm(name, device, device_spec.frame_limits or FrameLimits())
+            elif device_spec.kind == "detector":
+                detectors[name] = device
+    except BaseException:
+        _close_all([*instruments, *context.shared.values()])  # a device that fails must not leave ports taken
+        raise
     opened = Bench(
         spec=spec,
         path=path,
