@@ -25,8 +25,9 @@ from labsat.calibration.session import bench_identity
 from labsat.calibration.stored import latest_record_of
 from labsat.errors import LabsatError
 from labsat.physics.mrr import MRRBankModel, MRRChipParams, TemperatureShift, logical_weights
+from labsat.readout import Readout
 from labsat.store import Store
-from labsat.systems.mrr import MRRBankSystem, Readout
+from labsat.systems.mrr import MRRBankSystem
 
 if TYPE_CHECKING:
     from labsat.bench import Bench

@@ -28,9 +28,9 @@ from labsat.datasets import load_dataset
 from labsat.errors import LabsatError
 from labsat.jobs.engine import JobEngine
 from labsat.physics.slm import PhaseLUT
+from labsat.readout import QueryStats
 from labsat.store import Store, new_id, utcnow
 from labsat.systems.d2nn import D2NNSystem
-from labsat.systems.mrr import QueryStats
 from labsat.training import session
 from labsat.training.config import TrainConfig
 from labsat.training.diffractive import d2nn_network, diffractive_physical_layer

@@ -11,8 +11,8 @@ from labsat.bench import Bench
 from labsat.calibration.record import ChipParameters
 from labsat.errors import LabsatError
 from labsat.physics.mrr import MRRChipParams, bank_weights
+from labsat.readout import Readout
 from labsat.store import Store
-from labsat.systems.mrr import Readout
 from labsat.twin import Twin, chip_params, twin_for_bench
 
 

@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from labsat.errors import LabsatError
-from labsat.systems.mrr import QueryStats
+from labsat.readout import QueryStats
 
 RECORD_VERSION = 1
 MEASUREMENTS = ("detectors", "modulators", "rings", "crosstalk", "heaters")

@@ -20,10 +20,10 @@ import torch
 from labsat.bench import Bench
 from labsat.calibration.session import bench_identity
 from labsat.evaluation.photonic import ChipDraw, LayerModel
+from labsat.readout import Readout
 from labsat.simulators.mrr import MRRChipSimulator, MRRSimConfig, chip_params
 from labsat.simulators.plugin import CHIP_KEY
 from labsat.store import Store
-from labsat.systems.mrr import Readout
 from labsat.twin import Twin, apply_calibration, latest_record
 
 
