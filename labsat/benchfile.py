@@ -14,8 +14,9 @@ from typing import Annotated, Any, Literal, NamedTuple
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from labsat.entrypoints import known_drivers
 from labsat.errors import BenchFileError
-from labsat.physics.diffractive import CLASSES, DiffractiveOptics
+from labsat.physics.optics import CLASSES, DiffractiveOptics
 
 
 class _Strict(BaseModel):
@@ -353,8 +354,6 @@ def load_bench_file(path: str | Path) -> BenchFile:
 
 def _check_references(bench: BenchFile, path: str) -> None:
     """Cross-field rules pydantic cannot see: driver names, channel names, shared channels, roles."""
-    from labsat.registry import known_drivers
-
     drivers = known_drivers()
     claimed: dict[tuple[str, int], str] = {}
     for name, device in bench.devices.items():
