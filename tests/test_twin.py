@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from labsat.bench import Bench
-from labsat.calibration.record import ChipParameters
+from labsat.calibration.twins import twin_for_bench
 from labsat.errors import LabsatError
 from labsat.physics.mrr import MRRChipParams, bank_weights
 from labsat.readout import Readout
 from labsat.store import Store
-from labsat.twin import Twin, chip_params, twin_for_bench
+from labsat.twin import ChipParameters, Twin, chip_params
 
 
 def _truth(bench: Bench) -> MRRChipParams:
