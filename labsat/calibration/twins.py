@@ -10,7 +10,9 @@ from labsat.bench import Bench
 from labsat.calibration.record import CalibrationRecord
 from labsat.calibration.session import bench_identity
 from labsat.calibration.stored import latest_record_of
+from labsat.errors import LabsatError
 from labsat.store import Store
+from labsat.systems.mrr import MRRBankSystem
 from labsat.twin import Twin, apply_calibration
 
 
@@ -25,6 +27,8 @@ def twin_for_bench(bench: Bench, store: Store | None = None, *, apply: bool = Tr
     With ``apply`` (the default) the record's readout is applied to ``bench.system`` as well, so that
     the System and the twin answer in the same units from then on.
     """
+    if not isinstance(bench.system, MRRBankSystem):
+        raise LabsatError(f"bench {bench.name!r} is a {bench.system.spec.label}, not an MRR bank: it has no bank twin")
     record = latest_record(store or Store(), bench.name, bench_identity(bench))
     if apply:
         apply_calibration(bench.system, record)

@@ -86,6 +86,7 @@ def diffractive_physical_layer(
 
     def build(offsets: dict[str, float]) -> PhysicalLayer:
         moved = twin.with_misalignment(twin.misalignment.moved(offsets))
+        forward: Callable[[Tensor, Tensor], Tensor]
         if device is None:
             forward = moved.layer
         elif not any(offsets.values()):
