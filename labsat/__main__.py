@@ -1,5 +1,6 @@
-"""``python -m labsat`` runs the command line."""
+"""``python -m labsat`` runs the command line (importing this module alone runs nothing)."""
 
 from labsat.cli import main
 
-main()
+if __name__ == "__main__":
+    main()

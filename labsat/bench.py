@@ -23,7 +23,7 @@ from labsat.clock import Clock, RealClock, VirtualClock
 from labsat.devices import BatchStreamer, Detector
 from labsat.errors import BenchFileError, RefusedRequest, UnknownChannel
 from labsat.guard import GuardedSLM, GuardedVoltageSource, SafetyGuard
-from labsat.physics import default_device
+from labsat.physics.compute import default_device
 from labsat.registry import BenchContext, driver_factory
 from labsat.systems import System, build_system
 

@@ -8,14 +8,16 @@ limits make sense, whose drivers exist and whose channel names resolve. Every pr
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from labsat.entrypoints import known_drivers
 from labsat.errors import BenchFileError
-from labsat.physics.diffractive import CLASSES, DiffractiveOptics
+from labsat.physics.optics import CLASSES, DiffractiveOptics
 
 
 class _Strict(BaseModel):
@@ -132,7 +134,8 @@ class BenchLimits(_Strict):
     )
 
 
-class RoleNeed(NamedTuple):
+@dataclass(frozen=True)
+class RoleNeed:
     """One device a system role names, and what it must be (``_check_system`` enforces it)."""
 
     role: str
@@ -305,7 +308,7 @@ class BenchFile(_Strict):
 
 
 _SYSTEM_TYPES = {
-    spec.model_fields["type"].annotation.__args__[0] for spec in (MRRSystemSpec, MZISystemSpec, D2NNSystemSpec)
+    get_args(spec.model_fields["type"].annotation)[0] for spec in (MRRSystemSpec, MZISystemSpec, D2NNSystemSpec)
 }
 """The ``system.type`` tags, which pydantic puts into an error's location under ``system``."""
 
@@ -353,8 +356,6 @@ def load_bench_file(path: str | Path) -> BenchFile:
 
 def _check_references(bench: BenchFile, path: str) -> None:
     """Cross-field rules pydantic cannot see: driver names, channel names, shared channels, roles."""
-    from labsat.registry import known_drivers
-
     drivers = known_drivers()
     claimed: dict[tuple[str, int], str] = {}
     for name, device in bench.devices.items():
@@ -384,13 +385,13 @@ def _check_references(bench: BenchFile, path: str) -> None:
                         exc.errors()[0]["msg"].removeprefix("Value error, "),
                     ) from None
             if device.address is not None:
-                for channel in device.channels.instrument_channels:
-                    other = claimed.setdefault((device.address, channel), name)
+                for number in device.channels.instrument_channels:
+                    other = claimed.setdefault((device.address, number), name)
                     if other != name:
                         raise BenchFileError(
                             path,
                             f"devices.{name}.channels",
-                            f"instrument channel {channel} at {device.address} is already used by device {other!r}",
+                            f"instrument channel {number} at {device.address} is already used by device {other!r}",
                         )
     _check_system(bench, path)
 

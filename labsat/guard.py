@@ -30,6 +30,7 @@ from labsat.benchfile import ChannelLimits, FrameLimits
 from labsat.clock import Clock
 from labsat.devices import SLM, VoltageSource
 from labsat.errors import Halted, InstrumentError, LimitViolation, RefusedRequest, UnknownChannel
+from labsat.ramp import ramp_points
 
 log = logging.getLogger(__name__)
 
@@ -422,34 +423,6 @@ class SafetyGuard:
                     errors.append(exc)
         if errors:
             raise errors[0]
-
-
-def clamp_inside(values: torch.Tensor, low: float, high: float) -> torch.Tensor:
-    """``values`` clamped into ``[low, high]`` in their own dtype, never past a limit once compared in float64.
-
-    A limit such as 2.2 V has no exact float32 form and rounds *up* (2.2000000477); a value clamped to it
-    would then be refused by the guard, which compares in float64. Such a bound is stepped one ulp inward.
-    """
-    lo = torch.tensor(low, dtype=values.dtype, device=values.device)
-    hi = torch.tensor(high, dtype=values.dtype, device=values.device)
-    if float(lo) < low:
-        lo = torch.nextafter(lo, hi)
-    if float(hi) > high:
-        hi = torch.nextafter(hi, lo)
-    return values.clamp(lo, hi)
-
-
-def ramp_points(start: np.ndarray, target: np.ndarray, max_step: np.ndarray) -> list[np.ndarray]:
-    """The points of a straight ramp from ``start`` to ``target`` with no channel moving more than its
-    ``max_step`` at once (``inf``: one step); empty when there is nothing to move.
-
-    Shared by the guard and by drivers that restore outputs after an instrument lost them, so no
-    path moves an output in one jump that the guard would have ramped.
-    """
-    if np.array_equal(target, start):
-        return []
-    steps = max(1, int(np.max(np.ceil(np.abs(target - start) / max_step))))
-    return [target if k == steps else start + (target - start) * (k / steps) for k in range(1, steps + 1)]
 
 
 def _as_vector(volts: np.ndarray | torch.Tensor | Sequence[float], n: int, name: str) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Device drivers are found through the ``labsat.devices`` entry-point group.
+"""Device drivers are found through the ``labsat.devices`` entry-point group (:mod:`labsat.entrypoints`).
 
 A lab adds its own instrument by publishing a package with an entry point in that group; labsat
 never needs editing. An entry point names a factory ``(name, spec, context) -> device``.
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +15,8 @@ import torch
 
 from labsat.benchfile import BenchFile, DeviceSpec
 from labsat.clock import Clock
+from labsat.entrypoints import DRIVERS, entry_points_of, known_drivers
 from labsat.errors import LabsatError
-
-GROUP = "labsat.devices"
 
 
 @dataclass
@@ -41,20 +38,10 @@ class BenchContext:
 DeviceFactory = Callable[[str, DeviceSpec, BenchContext], Any]
 
 
-@cache
-def _entry_points() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
-
-
-def known_drivers() -> set[str]:
-    """Names usable as ``driver:`` in a bench file."""
-    return set(_entry_points())
-
-
 def driver_factory(driver: str) -> DeviceFactory:
     """Load the factory registered for ``driver``."""
     try:
-        entry = _entry_points()[driver]
+        entry = entry_points_of(DRIVERS)[driver]
     except KeyError:
         raise LabsatError(f"unknown driver {driver!r} (known: {', '.join(sorted(known_drivers()))})") from None
     return entry.load()

@@ -14,25 +14,72 @@ calibration temperature; only the temperature-drift term (nm/K) depends on it be
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
-from labsat.calibration.record import CalibrationRecord, ChipParameters
-from labsat.calibration.session import bench_identity
-from labsat.calibration.stored import latest_record_of
 from labsat.errors import LabsatError
 from labsat.physics.mrr import MRRBankModel, MRRChipParams, TemperatureShift, logical_weights
-from labsat.store import Store
-from labsat.systems.mrr import MRRBankSystem, Readout
-
-if TYPE_CHECKING:
-    from labsat.bench import Bench
+from labsat.readout import Readout
+from labsat.systems.mrr import MRRBankSystem
 
 REFERENCE_WAVELENGTH_NM = 1550.0
 """Channel wavelength the twin places every channel at: sweeps see detunings, never absolute wavelengths."""
+
+Matrix = list[list[float]]
+
+
+class ChipParameters(BaseModel):
+    """Everything a twin needs, derived from a calibration's procedure results (single-ring, crosstalk removed).
+
+    A calibration record stores them (:class:`~labsat.calibration.record.CalibrationRecord`); the twin is
+    built from them, so their schema lives with the twin and the record refers to it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    assumed_efficiency_nm_per_mw: float
+    heater_resistance_ohm: Matrix = Field(
+        description="Fitted heater resistances (their geometric mean: the bench file's)."
+    )
+    resonance_mw: Matrix = Field(description="Heater power, alone, that centres each ring on its channel.")
+    fwhm_mw: Matrix
+    depth: Matrix
+    fitted: list[list[bool]] = Field(description="False: no fit (flagged); the twin treats the ring as dark.")
+    row_gain_v_per_mw: list[float] = Field(description="g_r of the rank-1 gain g_r·P_c (P in relative mW).")
+    channel_power_mw: list[float] = Field(description="P_c of the rank-1 gain, normalised to a mean of 1.")
+    dark_volts: list[float]
+    modulator_v_pi: list[float]
+    crosstalk_kernel: Matrix
+
+    @property
+    def volts_per_unit(self) -> list[float]:
+        """The System's readout gain per row, ``g_r · mean(P_c)``: logical weight = ring weight × P_c / mean(P)."""
+        mean_power = sum(self.channel_power_mw) / len(self.channel_power_mw)
+        return [gain * mean_power for gain in self.row_gain_v_per_mw]
+
+    def comparable(self) -> dict[str, Any]:
+        """Parameter name -> nested list, the comparable quantities."""
+        return {
+            name: value for name, value in self.model_dump().items() if isinstance(value, list) and name != "fitted"
+        }
+
+
+class FittedRecord(Protocol):
+    """What a twin reads of a calibration record: its id (named in errors) and its fitted chip parameters.
+
+    A bank's :class:`~labsat.calibration.record.CalibrationRecord` is one; the twin does not depend on the
+    calibration procedures that write it.
+    """
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def parameters(self) -> ChipParameters | None: ...
 
 
 def wavelengths(resonance_mw: Tensor, fwhm_mw: Tensor, efficiency_nm_per_mw: float) -> tuple[Tensor, Tensor]:
@@ -74,13 +121,13 @@ def readout(parameters: ChipParameters, device: torch.device | str | None = None
     )
 
 
-def _parameters(record: CalibrationRecord) -> ChipParameters:
+def _parameters(record: FittedRecord) -> ChipParameters:
     if record.parameters is None:
         raise LabsatError(f"calibration {record.id} has no chip parameters (it did not run every procedure)")
     return record.parameters
 
 
-def apply_calibration(system: MRRBankSystem, record: CalibrationRecord) -> None:
+def apply_calibration(system: MRRBankSystem, record: FittedRecord) -> None:
     """Make ``system`` read out in the record's units: fitted dark offsets, gains and modulator Vπ."""
     system.readout = readout(_parameters(record), system.torch_device)
 
@@ -102,7 +149,7 @@ class Twin(nn.Module):
 
     @classmethod
     def from_record(
-        cls, record: CalibrationRecord, device: torch.device | str | None = None, trainable: tuple[str, ...] = ()
+        cls, record: FittedRecord, device: torch.device | str | None = None, trainable: tuple[str, ...] = ()
     ) -> Twin:
         parameters = _parameters(record)
         return cls(chip_params(parameters, device), readout(parameters, device), trainable)
@@ -138,20 +185,3 @@ class Twin(nn.Module):
     def detector_volts(self, x: Tensor, heater_volts: Tensor, delta_t_k: TemperatureShift = 0.0) -> Tensor:
         """Raw detector volts ``(B, rows)`` for input fractions ``x`` ``(B, cols)`` (``measure_volts``'s units)."""
         return self.model(x, heater_volts, delta_t_k)
-
-
-def latest_record(store: Store, bench_name: str, identity: str | None = None) -> CalibrationRecord:
-    """The newest finished bank calibration of a bench that can build a twin (optionally of one identity)."""
-    return latest_record_of(store, bench_name, identity, CalibrationRecord)
-
-
-def twin_for_bench(bench: Bench, store: Store | None = None, *, apply: bool = True) -> Twin:
-    """The twin of ``bench``'s newest calibration of these very instruments and chip.
-
-    With ``apply`` (the default) the record's readout is applied to ``bench.system`` as well, so that
-    the System and the twin answer in the same units from then on.
-    """
-    record = latest_record(store or Store(), bench.name, bench_identity(bench))
-    if apply:
-        apply_calibration(bench.system, record)
-    return Twin.from_record(record, bench.torch_device)

@@ -14,9 +14,10 @@ import torch
 
 from labsat.bench import Bench, builtin_bench_path, open_bench
 from labsat.calibration import CalibrationOptions, CalibrationRecord, calibrate, compare
+from labsat.calibration.twins import twin_for_bench
 from labsat.simulators.mrr import MRRChipSimulator
 from labsat.store import Store
-from labsat.twin import Twin, apply_calibration, twin_for_bench
+from labsat.twin import Twin, apply_calibration
 
 OPTIONS = CalibrationOptions(sweep_points=48, heater_maps=40)
 """Half the default sweep resolution and fit maps, to keep the test fast; the accuracy bounds still hold."""

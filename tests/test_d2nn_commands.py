@@ -23,14 +23,13 @@ from labsat.api.auth import Scope
 from labsat.bench import open_bench
 from labsat.calibration import D2NNCalibrationOptions, D2NNCalibrationRecord, calibrate_bench
 from labsat.calibration.slm_lut import LUTCalibration
-from labsat.calibration.stored import record_from_stored
 from labsat.datasets import load_dataset
 from labsat.errors import LabsatError
 from labsat.jobs.engine import JobEngine
 from labsat.physics.slm import PhaseLUT
-from labsat.store import Store, new_id, utcnow
+from labsat.readout import QueryStats
+from labsat.store import Store, new_id, record_from_stored, utcnow
 from labsat.systems.d2nn import D2NNSystem
-from labsat.systems.mrr import QueryStats
 from labsat.training import session
 from labsat.training.config import TrainConfig
 from labsat.training.diffractive import d2nn_network, diffractive_physical_layer

@@ -12,6 +12,7 @@ from labsat.physics.diffractive import (
     DiffractiveModel,
     DiffractiveOptics,
     Misalignment,
+    detector_masks,
     lens_transmittance,
     mask_transmittance,
     propagate,
@@ -130,7 +131,7 @@ SMALL = DiffractiveOptics(grid=32)
 
 def test_detector_layout_scales_with_the_grid() -> None:
     for optics, side in ((DiffractiveOptics(), 9), (SMALL, 2)):
-        masks = optics.detector_masks()
+        masks = detector_masks(optics)
         assert masks.shape == (CLASSES, optics.grid, optics.grid)
         assert masks.sum((1, 2)).tolist() == [side * side] * CLASSES
         assert masks.sum(0).max() == 1  # no pixel in two regions

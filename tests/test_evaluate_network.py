@@ -25,8 +25,8 @@ from labsat.evaluation.photonic import (
     photonic_controls,
     transfer_model,
 )
+from labsat.readout import Readout
 from labsat.simulators.mrr import MRRSimConfig, chip_params
-from labsat.systems.mrr import Readout
 from labsat.training.network import PhotonicNet
 from labsat.twin import Twin
 

@@ -21,7 +21,8 @@ from labsat.bench import Bench, open_bench
 from labsat.benchfile import ChannelLimits
 from labsat.clock import VirtualClock
 from labsat.errors import InstrumentError, LimitViolation, UnknownChannel
-from labsat.guard import GuardedVoltageSource, SafetyGuard, clamp_inside
+from labsat.guard import GuardedVoltageSource, SafetyGuard
+from labsat.readout import clamp_inside
 
 
 def _heater_limits(**changes: Any) -> Any:

@@ -22,10 +22,9 @@ from labsat.api.auth import Scope
 from labsat.bench import open_bench
 from labsat.calibration import MeshCalibrationOptions, MeshCalibrationRecord, calibrate_bench
 from labsat.calibration.mzi import calibrate_mesh
-from labsat.calibration.stored import record_from_stored
 from labsat.jobs.engine import JobEngine
 from labsat.physics.mzi import TENSOR_FIELDS
-from labsat.store import Store, new_id, utcnow
+from labsat.store import Store, new_id, record_from_stored, utcnow
 from labsat.training import session
 from labsat.training.session import load_model
 

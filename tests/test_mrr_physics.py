@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from labsat.physics import default_device
 from labsat.physics import mrr as physics
+from labsat.physics.compute import default_device
 from labsat.physics.mrr import (
     MRRBankModel,
     MRRChipParams,

@@ -17,7 +17,7 @@ from labsat.benchfile import BenchFile
 from labsat.clock import VirtualClock
 from labsat.devices import BatchStreamer, Detector, VoltageSource
 from labsat.errors import BenchFileError, InstrumentError
-from labsat.physics import default_device
+from labsat.physics.compute import default_device
 from labsat.physics.mrr import balanced_readout, heater_power_mw, modulator_power_mw, weights_from_power
 from labsat.registry import BenchContext
 from labsat.simulators.mrr import (

@@ -10,7 +10,7 @@ import torch
 from labsat.bench import Bench
 from labsat.errors import LimitViolation
 from labsat.physics.mrr import MRRBankModel
-from labsat.systems.mrr import Readout
+from labsat.readout import Readout
 
 
 def _true_readout(bench: Bench) -> Readout:

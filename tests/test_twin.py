@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from labsat.bench import Bench
-from labsat.calibration.record import ChipParameters
+from labsat.bench import Bench, open_bench
+from labsat.calibration.twins import twin_for_bench
 from labsat.errors import LabsatError
 from labsat.physics.mrr import MRRChipParams, bank_weights
+from labsat.readout import Readout
 from labsat.store import Store
-from labsat.systems.mrr import Readout
-from labsat.twin import Twin, chip_params, twin_for_bench
+from labsat.twin import ChipParameters, Twin, chip_params
 
 
 def _truth(bench: Bench) -> MRRChipParams:
@@ -90,3 +90,10 @@ def test_twin_gradients_are_exact(sim_bench: Bench) -> None:
 def test_a_bench_without_a_calibration_has_no_twin(sim_bench: Bench, data_dir: Path) -> None:
     with pytest.raises(LabsatError, match=r"no finished calibration .* `labsat calibrate"):
         twin_for_bench(sim_bench, Store(data_dir))
+
+
+def test_a_bench_of_another_system_is_refused_before_the_store_is_read(data_dir: Path) -> None:
+    mesh = Path(__file__).parents[1] / "config" / "sim-mzi.yaml"
+    refused = pytest.raises(LabsatError, match="not an MRR bank")
+    with open_bench(mesh, torch_device=torch.device("cpu")) as bench, refused:
+        twin_for_bench(bench, Store(data_dir))

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from labsat.physics.mrr import MRRBankModel, MRRChipParams
+from labsat.readout import QueryStats
 from labsat.simulators.mrr import MRRSimConfig, chip_params
-from labsat.systems.mrr import QueryStats
 from labsat.training.physical import PhysicalLayer
 
 NOMINAL = {"fab_sigma_nm": 0.0, "fwhm_spread": 0.0, "efficiency_spread": 0.0, "resistance_spread": 0.0}

@@ -24,7 +24,7 @@ from labsat.calibration.fitted import FitRecord
 from labsat.calibration.mzi import MeshCalibration
 from labsat.calibration.record import Cost, _Model
 from labsat.physics.mzi import TENSOR_FIELDS, MZIChipParams
-from labsat.systems.mrr import QueryStats
+from labsat.readout import QueryStats
 
 MESH_RECORD_VERSION = 1
 MESH_PROCEDURE = "mesh"

@@ -40,7 +40,7 @@ from labsat.physics.mzi import (
     unitary_at,
     volts_for_phase,
 )
-from labsat.systems.mrr import QueryStats, Readout
+from labsat.readout import QueryStats, Readout
 from labsat.systems.mzi import MZIMeshSystem
 
 FITTED = ("theta_offset", "phi_offset", "split_in", "split_out", "p_pi_mw")

@@ -22,7 +22,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from labsat.errors import LabsatError
-from labsat.systems.mrr import QueryStats
+from labsat.readout import QueryStats
+from labsat.twin import ChipParameters
 
 RECORD_VERSION = 1
 MEASUREMENTS = ("detectors", "modulators", "rings", "crosstalk", "heaters")
@@ -246,36 +247,6 @@ class ValidationResult(ProcedureResult):
 
 
 ProcedureResults = DetectorsResult | ModulatorsResult | RingsResult | CrosstalkResult | HeatersResult | ValidationResult
-
-
-class ChipParameters(_Model):
-    """Everything a twin needs, derived from the procedure results (single-ring, crosstalk removed)."""
-
-    assumed_efficiency_nm_per_mw: float
-    heater_resistance_ohm: Matrix = Field(
-        description="Fitted heater resistances (their geometric mean: the bench file's)."
-    )
-    resonance_mw: Matrix = Field(description="Heater power, alone, that centres each ring on its channel.")
-    fwhm_mw: Matrix
-    depth: Matrix
-    fitted: list[list[bool]] = Field(description="False: no fit (flagged); the twin treats the ring as dark.")
-    row_gain_v_per_mw: list[float] = Field(description="g_r of the rank-1 gain g_r·P_c (P in relative mW).")
-    channel_power_mw: list[float] = Field(description="P_c of the rank-1 gain, normalised to a mean of 1.")
-    dark_volts: list[float]
-    modulator_v_pi: list[float]
-    crosstalk_kernel: Matrix
-
-    @property
-    def volts_per_unit(self) -> list[float]:
-        """The System's readout gain per row, ``g_r · mean(P_c)``: logical weight = ring weight × P_c / mean(P)."""
-        mean_power = sum(self.channel_power_mw) / len(self.channel_power_mw)
-        return [gain * mean_power for gain in self.row_gain_v_per_mw]
-
-    def comparable(self) -> dict[str, Any]:
-        """Parameter name -> nested list, the comparable quantities."""
-        return {
-            name: value for name, value in self.model_dump().items() if isinstance(value, list) and name != "fitted"
-        }
 
 
 class CalibrationRecord(_Model):

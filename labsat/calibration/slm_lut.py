@@ -35,8 +35,8 @@ from labsat.calibration.session import Progress
 from labsat.errors import LabsatError
 from labsat.physics.diffractive import DiffractiveModel
 from labsat.physics.slm import LEVELS, PhaseLUT, wrap
+from labsat.readout import QueryStats
 from labsat.systems.d2nn import D2NNSystem
-from labsat.systems.mrr import QueryStats
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 One table, one id space and one listing for all of them: ``labsat calibrations`` and the REST listing
 show a bank's record next to a mesh's or a D2NN's, and ``--calibration ID`` names any. A record's ``kind`` is its
 system's ``type`` in the bench file; records stored before there was more than one kind carry none and
-are a bank's.
+are a bank's. The store reads a record as the class its kind is registered with in the ``labsat.records``
+entry points (:func:`labsat.store.record_from_stored`).
 """
 
 from __future__ import annotations
@@ -23,25 +24,7 @@ StoredCalibration = CalibrationRecord | MeshCalibrationRecord | D2NNCalibrationR
 
 RecordType = type[CalibrationRecord] | type[MeshCalibrationRecord] | type[D2NNCalibrationRecord]
 
-RECORD_TYPES: dict[str, RecordType] = {
-    "mrr_bank": CalibrationRecord,
-    "mzi_mesh": MeshCalibrationRecord,
-    "d2nn": D2NNCalibrationRecord,
-}
-"""The record class of each kind (a system ``type`` of the bench file)."""
-
 R = TypeVar("R", CalibrationRecord, MeshCalibrationRecord, D2NNCalibrationRecord)
-
-
-def record_from_stored(data: dict[str, Any]) -> StoredCalibration:
-    """The record stored as ``data`` (JSON), as the class of its kind."""
-    kind = data.get("kind", "mrr_bank")
-    record_type = RECORD_TYPES.get(kind)
-    if record_type is None:
-        raise LabsatError(
-            f"calibration {data.get('id')!r} is of kind {kind!r}; this labsat reads {', '.join(RECORD_TYPES)}"
-        )
-    return record_type.from_stored(data)
 
 
 def latest_record_of(store: Store, bench_name: str, identity: str | None, record_type: type[R]) -> R:

@@ -28,7 +28,7 @@ import numpy as np
 
 from labsat.benchfile import ChannelLimits, DeviceSpec
 from labsat.errors import InstrumentError, LabsatError
-from labsat.guard import ramp_points
+from labsat.ramp import ramp_points
 from labsat.registry import BenchContext
 
 from .transport import Link, LinkError, RetryPolicy, Transport, transport_opener

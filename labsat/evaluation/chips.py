@@ -19,12 +19,13 @@ import torch
 
 from labsat.bench import Bench
 from labsat.calibration.session import bench_identity
+from labsat.calibration.twins import latest_record
 from labsat.evaluation.photonic import ChipDraw, LayerModel
+from labsat.readout import Readout
 from labsat.simulators.mrr import MRRChipSimulator, MRRSimConfig, chip_params
 from labsat.simulators.plugin import CHIP_KEY
 from labsat.store import Store
-from labsat.systems.mrr import Readout
-from labsat.twin import Twin, apply_calibration, latest_record
+from labsat.twin import Twin, apply_calibration
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,5 @@
-"""Differentiable device physics shared by the simulators (ground truth) and the twins (fitted)."""
+"""Differentiable device physics shared by the simulators (ground truth) and the twins (fitted).
 
-from __future__ import annotations
-
-import os
-
-import torch
-
-
-def default_device() -> torch.device:
-    """CUDA when present (and not disabled with ``LABSAT_DEVICE=cpu``), else the CPU."""
-    wanted = os.environ.get("LABSAT_DEVICE")
-    if wanted:
-        return torch.device(wanted)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+The package itself imports nothing, so the torch-free geometry (:mod:`labsat.physics.optics`) can be
+read by the bench-file schema without loading torch.
+"""

@@ -26,7 +26,7 @@ from torch import Tensor
 from labsat.benchfile import D2NNSystemSpec, DeviceSpec
 from labsat.clock import Clock
 from labsat.errors import BenchFileError, InstrumentError
-from labsat.physics import default_device
+from labsat.physics.compute import default_device
 from labsat.physics.diffractive import CLASSES, DiffractiveModel, DiffractiveOptics, Misalignment
 from labsat.physics.slm import PhaseLUT
 from labsat.registry import BenchContext

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from labsat.clock import Clock
 from labsat.errors import InstrumentError
-from labsat.physics import default_device
+from labsat.physics.compute import default_device
 from labsat.physics.mrr import (
     MRRChipParams,
     balanced_readout,

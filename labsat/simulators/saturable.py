@@ -26,7 +26,7 @@ Non-idealities, all seeded per device:
 
 Read-outs are signed field amplitudes (coherent detection against a reference beam), as the amplitude
 encoding of the network requires. The device itself is stateless between calls; it keeps only its noise
-stream and the :class:`~labsat.systems.mrr.QueryStats` a training run reads.
+stream and the :class:`~labsat.readout.QueryStats` a training run reads.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from labsat.physics.saturable import probe_transmission, saturation, transmit
-from labsat.systems.mrr import QueryStats
+from labsat.readout import QueryStats
 
 
 class SaturableSimConfig(BaseModel):

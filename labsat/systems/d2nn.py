@@ -27,7 +27,7 @@ from labsat.errors import LabsatError
 from labsat.guard import GuardedSLM
 from labsat.physics.diffractive import DiffractiveModel, DiffractiveOptics
 from labsat.physics.slm import PHASE_RANGE, PhaseLUT
-from labsat.systems.mrr import QueryStats, measure_batch
+from labsat.readout import QueryStats, measure_batch
 
 
 @dataclass

@@ -20,7 +20,8 @@ import torch
 
 from labsat.benchfile import MZISystemSpec
 from labsat.physics.mzi import MZIChipParams, MZIMeshModel, mzi_count
-from labsat.systems.mrr import HeaterChipSystem, Readout, program_heaters
+from labsat.readout import Readout
+from labsat.systems.mrr import HeaterChipSystem, program_heaters
 
 
 @dataclass(kw_only=True)

@@ -27,8 +27,8 @@ from torch import Tensor
 from labsat.errors import LabsatError
 from labsat.physics.diffractive import CLASSES, DISTURBANCES, DiffractiveModel
 from labsat.physics.slm import PHASE_RANGE
+from labsat.readout import QueryStats
 from labsat.systems.d2nn import D2NNSystem
-from labsat.systems.mrr import QueryStats
 from labsat.training.config import TrainConfig
 from labsat.training.fdsat import FDSAT
 from labsat.training.methods import Backprop
@@ -86,6 +86,7 @@ def diffractive_physical_layer(
 
     def build(offsets: dict[str, float]) -> PhysicalLayer:
         moved = twin.with_misalignment(twin.misalignment.moved(offsets))
+        forward: Callable[[Tensor, Tensor], Tensor]
         if device is None:
             forward = moved.layer
         elif not any(offsets.values()):

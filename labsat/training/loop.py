@@ -6,7 +6,7 @@ group ρ = 0, which makes the step an exact plain Adam step: one optimizer, one 
 θ + ε, the method's own source gives ∇L there, and Adam descends from θ with it.
 
 Costs are measured, not assumed: every step records the device forwards, tile programs, samples and
-estimated bench time the System counted while it ran (:class:`~labsat.systems.mrr.QueryStats`), and a
+estimated bench time the System counted while it ran (:class:`~labsat.readout.QueryStats`), and a
 run reports their sum, including one-off setup (NAT's noise fit).
 """
 
@@ -24,8 +24,8 @@ import torch
 from labsat.ascent import SPSA, CentralDifference, GradientEstimator
 from labsat.datasets import Dataset
 from labsat.errors import LabsatError
+from labsat.readout import QueryStats
 from labsat.sat import SAT
-from labsat.systems.mrr import QueryStats
 from labsat.training.checkpoint import load_checkpoint, save_checkpoint
 from labsat.training.config import TrainConfig
 from labsat.training.dat import DualAdaptive

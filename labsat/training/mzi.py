@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from labsat.errors import LabsatError
-from labsat.guard import clamp_inside
 from labsat.physics.mzi import MZIMeshModel, volts_for_phase
+from labsat.readout import clamp_inside
 from labsat.systems.mzi import MZIMeshSystem
 from labsat.training.config import TrainConfig
 from labsat.training.phase import phase_network

@@ -4,7 +4,7 @@ Training never sees heaters, rings or meshes. A photonic layer is a map ``(x, θ
 inputs ``x`` (B, in) and controls ``θ`` (out, in) to outputs (B, out), available two ways:
 
 * ``system_forward`` — the device (through the System, its tiling and the safety guard): the truth, but
-  opaque to autograd and costly (every call is counted in :class:`~labsat.systems.mrr.QueryStats`);
+  opaque to autograd and costly (every call is counted in :class:`~labsat.readout.QueryStats`);
 * ``twin_layer`` — a differentiable model of the same map (a calibrated twin, a nominal design model, or
   anything else with the right signature): free, but only as right as its parameters.
 
@@ -21,7 +21,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from labsat.systems.mrr import QueryStats
+from labsat.readout import QueryStats
 from labsat.training.network import ControlShape
 
 LayerFn = Callable[[Tensor, Tensor], Tensor]

@@ -35,9 +35,9 @@ from labsat.calibration.record import CalibrationRecord
 from labsat.calibration.stored import StoredCalibration, latest_record_of
 from labsat.datasets import Dataset
 from labsat.errors import LabsatError
+from labsat.readout import QueryStats
 from labsat.store import Store
 from labsat.systems.d2nn import D2NNSystem
-from labsat.systems.mrr import QueryStats
 from labsat.systems.mzi import MZIMeshSystem
 from labsat.training.checkpoint import run_directory
 from labsat.training.config import TrainConfig
