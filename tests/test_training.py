@@ -134,3 +134,33 @@ def test_an_encoder_is_seeded_trained_and_survives_a_snapshot() -> None:
     x = dataset.test.x[:5]
     run = twin_runner(physical)
     assert torch.equal(restored(x, run), net(x, run))
+
+
+@pytest.mark.parametrize(
+    ("settings", "kept"),
+    [({"sparsity": 0.75, "mask": "fisher"}, 0.25), ({"sparsity": 0.5, "mask": "dynamic"}, 0.5), ({}, None)],
+)
+def test_ssam_masks_the_ascent_of_a_training_run(iris, settings: dict, kept: float | None) -> None:
+    """SSAM's sparsity reaches the optimizer a run trains with: only the kept fraction of controls is perturbed."""
+    physical, _ = fake_physical()
+    trainer = Trainer(TrainConfig(method="sat", **settings, **FAST), physical, iris)
+    trainer.step(iris.train.x, iris.train.y, 0)
+    photonic = trainer.optimizer.param_groups[0]["params"]
+    masks = [trainer.optimizer.state[p].get("mask") for p in photonic]
+    if kept is None:
+        assert masks == [None] * len(photonic)  # plain SAM: no mask at all
+        return
+    fraction = sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
+    assert fraction == pytest.approx(kept, abs=0.02)
+
+
+def test_gsam_changes_the_descent_and_only_the_descent(iris) -> None:
+    """With the same seed and data, GSAM's first step differs from SAM's; with α = 0 the two are the same run."""
+    moved = {}
+    for alpha in (0.0, 0.0, 0.5):
+        physical, _ = fake_physical()
+        trainer = Trainer(TrainConfig(method="sat", gsam_alpha=alpha, **FAST), physical, iris)
+        trainer.step(iris.train.x, iris.train.y, 0)
+        moved.setdefault(alpha, []).append(torch.cat([t.flatten() for t in trainer.net.theta]))
+    torch.testing.assert_close(moved[0.0][0], moved[0.0][1])
+    assert not torch.allclose(moved[0.0][0], moved[0.5][0])

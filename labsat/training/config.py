@@ -80,6 +80,19 @@ class TrainConfig(BaseModel):
         description="Reference of the adaptive scaling: a number, or peak (each element's resonance).",
     )
     digital_rho: float = Field(0.0, ge=0, le=100, description="SAT radius over the digital parameters (0: never).")
+    sparsity: float = Field(
+        0.0, ge=0, lt=1, description="SSAM: fraction of the controls left out of the ascent (0: SAM, all of them)."
+    )
+    mask: Literal["fisher", "dynamic"] = Field(
+        "fisher", description="SSAM's mask: fisher (largest squared gradients) or dynamic (random, drop and regrow)."
+    )
+    mask_interval: int = Field(100, ge=1, le=MAX_STEPS, description="SSAM: steps between mask updates.")
+    drop_rate: float = Field(
+        0.5, gt=0, le=1, description="SSAM dynamic mask: fraction of kept controls dropped and regrown per update."
+    )
+    gsam_alpha: float = Field(
+        0.0, ge=0, le=10, description="GSAM: weight of the clean gradient's part orthogonal to the ascent one (0: SAM)."
+    )
     seed: int = Field(
         0, ge=0, le=2**32 - 1, description="Seeds the split, the initial controls, the data order, the noise."
     )

@@ -162,7 +162,16 @@ class Trainer:
             "rho": cfg.digital_rho if method.sat else 0.0,
             "adaptive": False,
         }
-        return SAT([photonic, digital], torch.optim.Adam, seed=cfg.seed)
+        return SAT(
+            [photonic, digital],
+            torch.optim.Adam,
+            sparsity=cfg.sparsity,
+            mask=cfg.mask,
+            mask_interval=cfg.mask_interval,
+            drop_rate=cfg.drop_rate,
+            gsam_alpha=cfg.gsam_alpha,
+            seed=cfg.seed,
+        )
 
     def _theta_ref(self) -> float | list[torch.Tensor]:
         """SAT's adaptive reference point: a number, or for ``"peak"`` each element's resonance.
