@@ -22,7 +22,7 @@ from labsat.calibration import calibrate_bench
 from labsat.calibration.absorber import AbsorberCalibrationOptions
 from labsat.errors import BenchFileError, LabsatError
 from labsat.store import Store
-from labsat.systems.kind import GROUP, forget_kinds, known_system_types, system_kind
+from labsat.systems.kind import GROUP, forget_system_kinds, known_system_types, system_kind
 from labsat.training.session import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,9 +39,9 @@ def toy_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     (info / "entry_points.txt").write_text(f"[{GROUP}]\ntoy_mesh = labsat_toy:KIND\n")
     monkeypatch.syspath_prepend(str(PLUGINS))
     monkeypatch.syspath_prepend(str(site))
-    forget_kinds()
+    forget_system_kinds()
     yield
-    forget_kinds()
+    forget_system_kinds()
 
 
 @pytest.fixture
