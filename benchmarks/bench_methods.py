@@ -39,6 +39,7 @@ from labsat.training.loop import train
 from labsat.training.physical import PhysicalLayer
 from labsat.training.runners import device_runner
 from labsat.training.session import bench_twin
+from labsat.truth import SIMULATED_CHIP
 from labsat.twin import Twin
 
 DRIFTS_K = (0.0, -0.25, -0.5, -1.0, -2.0)
@@ -74,7 +75,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder, open_bench(builtin_bench_path()) as bench:
         twin, record, _ = bench_twin(bench, Store(Path(folder)))
         log(f"calibration {record.id} ready after {time.perf_counter() - started:.0f} s")
-        chip = bench.shared["mrr_chip"]
+        chip = bench.shared[SIMULATED_CHIP]
         calibrated = PhysicalLayer.from_system(bench.system, twin.layer)
         uninformed = PhysicalLayer.from_system(bench.system, nominal(twin).layer)
         for seed in seeds:

@@ -25,7 +25,7 @@ from labsat.errors import BenchFileError, RefusedRequest, UnknownChannel
 from labsat.guard import GuardedSLM, GuardedVoltageSource, SafetyGuard
 from labsat.physics.compute import default_device
 from labsat.registry import BenchContext, driver_factory
-from labsat.systems import System, build_system
+from labsat.systems.kind import System, build_system
 
 DEFAULT_BENCH = "sim-mrr.yaml"
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
-from labsat.entrypoints import known_drivers
+from labsat.entrypoints import UnknownSystemKind, known_drivers, known_system_types, load_system_kind
 from labsat.errors import BenchFileError
 from labsat.physics.optics import CLASSES, DiffractiveOptics
 
@@ -145,16 +145,36 @@ class RoleNeed:
     """Channel count (voltage sources, detectors)."""
     shape: tuple[int, int] | None = None
     """Frame shape (SLMs), checked where the device declares ``options.shape``."""
-    index: int | None = None
+    position: int | None = None
     """Position within a list role (one SLM per mask); None for a single device."""
 
     @property
     def key(self) -> str:
         """Where the role sits in the bench file, below ``system``."""
-        return self.role if self.index is None else f"{self.role}.{self.index}"
+        return self.role if self.position is None else f"{self.role}.{self.position}"
 
 
-class MRRSystemSpec(_Strict):
+class SystemSpec(_Strict):
+    """The ``system:`` section: what the bench's devices form. Each system kind has its own model of it.
+
+    The kind registered for ``type`` (:mod:`labsat.systems.kind`, found through :mod:`labsat.entrypoints`)
+    supplies the model a bench file is validated with; every model names its devices by role
+    (:meth:`device_roles`), which is what the cross-checks here and the building of the System need.
+    """
+
+    type: str = Field(description="The system kind, registered in the 'labsat.systems' entry-point group.")
+
+    @property
+    def label(self) -> str:
+        """How messages name the system ("8x8 bank")."""
+        raise NotImplementedError
+
+    def device_roles(self) -> list[RoleNeed]:
+        """Each role's device, kind and channel count or frame shape."""
+        raise NotImplementedError
+
+
+class MRRSystemSpec(SystemSpec):
     """A microring weight bank: rows = output neurons (balanced detectors), cols = WDM input channels."""
 
     type: Literal["mrr_bank"]
@@ -183,7 +203,7 @@ class MRRSystemSpec(_Strict):
         ]
 
 
-class MZISystemSpec(_Strict):
+class MZISystemSpec(SystemSpec):
     """A rectangular (Clements) MZI mesh on ``modes`` modes: two heaters per MZI, one modulator and PD per mode."""
 
     type: Literal["mzi_mesh"]
@@ -214,7 +234,7 @@ class MZISystemSpec(_Strict):
         ]
 
 
-class D2NNSystemSpec(_Strict):
+class D2NNSystemSpec(SystemSpec):
     """A diffractive network in a 4f system: an input SLM, phase-mask SLMs, ten detector regions on a camera.
 
     The input device is an amplitude SLM (or DMD) of ``input_side × input_side`` pixels, one per feature,
@@ -280,16 +300,14 @@ class D2NNSystemSpec(_Strict):
 
     def device_roles(self) -> list[RoleNeed]:
         masks = [
-            RoleNeed("masks", name, "slm", shape=(self.grid, self.grid), index=i) for i, name in enumerate(self.masks)
+            RoleNeed("masks", name, "slm", shape=(self.grid, self.grid), position=i)
+            for i, name in enumerate(self.masks)
         ]
         return [
             *masks,
             RoleNeed("input", self.input, "slm", shape=(self.input_side, self.input_side)),
             RoleNeed("detectors", self.detectors, "detector", CLASSES),
         ]
-
-
-SystemSpec = Annotated[MRRSystemSpec | MZISystemSpec | D2NNSystemSpec, Field(discriminator="type")]
 
 
 class BenchFile(_Strict):
@@ -301,23 +319,28 @@ class BenchFile(_Strict):
     seed: int = Field(0, description="Seed for everything random on this bench (simulated chips, noise).")
     devices: dict[str, DeviceSpec]
     limits: BenchLimits = BenchLimits()
-    system: SystemSpec
+    system: SerializeAsAny[SystemSpec] = Field(description="The system the devices form; its keys are its kind's.")
     simulator: dict[str, Any] = Field(
         default_factory=dict, description="Physics of the simulated chip, read by simulated devices."
     )
 
-
-_SYSTEM_TYPES = {
-    get_args(spec.model_fields["type"].annotation)[0] for spec in (MRRSystemSpec, MZISystemSpec, D2NNSystemSpec)
-}
-"""The ``system.type`` tags, which pydantic puts into an error's location under ``system``."""
+    @field_validator("system", mode="before")
+    @classmethod
+    def _system_of_its_kind(cls, value: Any) -> Any:
+        """Validate ``system:`` with the model of the kind its ``type`` names."""
+        if not isinstance(value, dict):
+            return value
+        if "type" not in value:
+            raise ValueError(f"system.type is missing (known: {', '.join(known_system_types())})")
+        try:
+            spec: type[SystemSpec] = load_system_kind(str(value["type"])).spec
+        except UnknownSystemKind as exc:
+            raise ValueError(str(exc)) from None
+        return spec.model_validate(value)
 
 
 def _key(loc: tuple[Any, ...]) -> str:
-    parts = [str(part) for part in loc if not str(part).startswith(("function-after", "tagged-union"))]
-    if parts[:1] == ["system"] and parts[1:2] and parts[1] in _SYSTEM_TYPES:
-        del parts[1]  # "system.d2nn.masks" is "system.masks" in the file
-    return ".".join(parts)
+    return ".".join(str(part) for part in loc if not str(part).startswith("function-after"))
 
 
 def parse_bench(data: Any, path: str) -> BenchFile:

@@ -12,8 +12,8 @@ One SQLAlchemy 2 declarative :class:`Base` holds every table, so the service's j
 Calibration records are stored whole as JSON next to the columns a listing filters on (bench, time,
 procedures), so a record written by an older labsat still loads: the record model, not the table,
 carries the version. Every kind's records share the table; the JSON's ``kind`` says which, and the
-``labsat.records`` entry points name its class (:func:`record_from_stored`), so the store never imports
-the calibration code.
+``labsat.systems`` entry points name its kind and so its class (:func:`record_from_stored`), so the store
+never imports the calibration code.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-from labsat.entrypoints import RECORDS, entry_points_of
+from labsat.entrypoints import UnknownSystemKind, known_system_types, load_system_kind
 from labsat.errors import LabsatError
 from labsat.paths import data_dir as default_data_dir
 
@@ -261,17 +261,18 @@ def _record(row: CalibrationRow) -> StoredCalibration:
 
 
 def record_from_stored(data: dict[str, Any]) -> StoredCalibration:
-    """The record stored as ``data`` (JSON), as the class its ``kind`` is registered with (``labsat.records``).
+    """The record stored as ``data`` (JSON), as the record class of its ``kind``'s system kind (``labsat.systems``).
 
-    A record stored before records had a kind is a bank's. The classes are found through entry points,
-    so the store holds any kind a plugin adds without importing the procedures that write them.
+    A record stored before records had a kind is a bank's. The kinds are found through entry points, so
+    the store holds any kind a plugin adds without importing the procedures that write them.
     """
     kind = data.get("kind", "mrr_bank")
-    kinds = entry_points_of(RECORDS)
-    if kind not in kinds:
-        known = ", ".join(sorted(kinds)) or "no kind (reinstall labsat: its entry points are missing)"
-        raise LabsatError(f"calibration {data.get('id')!r} is of kind {kind!r}; this labsat reads {known}")
-    record: StoredCalibration = kinds[kind].load().from_stored(data)
+    try:
+        system_kind = load_system_kind(kind)
+    except UnknownSystemKind:
+        known = ", ".join(known_system_types()) or "no kind (reinstall labsat: its entry points are missing)"
+        raise LabsatError(f"calibration {data.get('id')!r} is of kind {kind!r}; this labsat reads {known}") from None
+    record: StoredCalibration = system_kind.calibration.record.from_stored(data)
     return record
 
 

@@ -17,6 +17,7 @@ from labsat.calibration import CalibrationOptions, CalibrationRecord, calibrate,
 from labsat.calibration.twins import twin_for_bench
 from labsat.simulators.mrr import MRRChipSimulator
 from labsat.store import Store
+from labsat.truth import SIMULATED_CHIP
 from labsat.twin import Twin, apply_calibration
 
 OPTIONS = CalibrationOptions(sweep_points=48, heater_maps=40)
@@ -32,7 +33,7 @@ def calibrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Bench
 
 
 def _chip(bench: Bench) -> MRRChipSimulator:
-    return bench.shared["mrr_chip"]
+    return bench.shared[SIMULATED_CHIP]
 
 
 def _matrix(values: list[list[float]]) -> torch.Tensor:

@@ -12,6 +12,7 @@ from labsat.bench import open_bench
 from labsat.calibration import CalibrationOptions, CalibrationRecord, calibrate
 from labsat.calibration.rings import mutual_heating
 from labsat.store import Store
+from labsat.truth import SIMULATED_CHIP
 
 SWEEPS_ONLY = ["detectors", "modulators", "rings"]
 OPTIONS = CalibrationOptions(sweep_points=32)
@@ -20,7 +21,7 @@ OPTIONS = CalibrationOptions(sweep_points=32)
 def _calibrate(path: Path, data_dir: Path) -> tuple[CalibrationRecord, Any]:
     with open_bench(path) as bench:  # no data dir for the simulator: it need not keep its outputs between runs
         record = calibrate(bench, Store(data_dir), only=SWEEPS_ONLY, options=OPTIONS)
-        return record, bench.shared["mrr_chip"].truth
+        return record, bench.shared[SIMULATED_CHIP].truth
 
 
 def _ring_flags(record: CalibrationRecord) -> dict[str, str]:

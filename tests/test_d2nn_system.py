@@ -27,6 +27,7 @@ from labsat.systems.d2nn import D2NNSystem
 from labsat.training.config import TrainConfig
 from labsat.training.diffractive import diffractive_physical_layer
 from labsat.training.loop import train
+from labsat.truth import SIMULATED_CHIP
 
 CONFIG = Path(__file__).parents[1] / "config" / "sim-d2nn.yaml"
 IMAGING = CONFIG.with_name("sim-d2nn-imaging.yaml")
@@ -51,7 +52,7 @@ def smooth_phases(system: D2NNSystem, seed: int) -> torch.Tensor:
 
 
 def chip_of(bench: Bench) -> D2NNChipSimulator:
-    return bench.shared["d2nn_chip"]
+    return bench.shared[SIMULATED_CHIP]
 
 
 @pytest.fixture

@@ -96,7 +96,10 @@ def test_tables_and_the_report_location_are_printed(stored: tuple[Path, list[str
     ("args", "message"),
     [
         (["-m", "nosuchmodel"], "no model 'nosuchmodel'"),
-        (["-m", "FIRST", "--sweep", "misalignment"], "misalignment needs a free-space system"),
+        (
+            ["-m", "FIRST", "--sweep", "misalignment"],
+            "sweep 'misalignment': not run on a 8x8 bank (bench 'sim-mrr'); its sweeps: drift, noise, transfer",
+        ),
         (["-m", "FIRST", "--sweep", "tilt"], "unknown sweep 'tilt'"),
         (["-m", "FIRST", "--landscape-steps", "4"], "--landscape-steps must be odd"),
     ],

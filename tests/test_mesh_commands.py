@@ -27,6 +27,7 @@ from labsat.physics.mzi import TENSOR_FIELDS
 from labsat.store import Store, new_id, record_from_stored, utcnow
 from labsat.training import session
 from labsat.training.session import load_model
+from labsat.truth import SIMULATED_CHIP
 
 ROOT = Path(__file__).parents[1]
 BENCH = "sim-mzi-4"
@@ -93,7 +94,7 @@ def test_labsat_calibrate_fits_the_mesh_closer_to_the_chip_than_the_design(mesh_
     record = Store(data_dir).get_calibration(summary["id"])
     assert isinstance(record, MeshCalibrationRecord)
     with open_bench(mesh_bench, data_dir=data_dir, torch_device=CPU) as bench:
-        truth = bench.shared["mzi_chip"].truth
+        truth = bench.shared[SIMULATED_CHIP].truth
     fitted = record.calibration().params
     for name in ("theta_offset", "phi_offset"):  # the design has none: its error is the chip's whole offset
         design_error = _wrapped_rms(torch.zeros_like(getattr(truth, name)), getattr(truth, name))
@@ -134,6 +135,8 @@ def test_labsat_train_calibrates_trains_and_evaluate_reloads_the_mesh_model(
     assert abs(model["device_accuracy"] - trained["test_accuracy_device"]) <= 0.1  # the device has read noise
     assert model["sweeps"] == {} and "not run on a 4-mode mesh: drift sweep, noise sweep" in model["notes"][0]
     assert Path(result["report"]).is_file()
+    refused = cli_refusal("evaluate", "--bench", str(mesh_bench), "-m", trained["model"], "--sweep", "drift")
+    assert "sweep 'drift': not run on a 4-mode mesh (bench 'sim-mzi-4'); its sweeps: none" in refused
 
 
 def test_refusals_name_the_bench_and_the_reason(mesh_bench: Path, tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from labsat.simulators.mrr import (
     draw_chips,
 )
 from labsat.simulators.plugin import build_sim_device
+from labsat.truth import SIMULATED_CHIP
 
 ROWS, COLS = 4, 6
 QUIET = {"noise": False, "adc_bits": 24}
@@ -349,7 +350,7 @@ def test_sim_driver_builds_one_shared_chip(tmp_path: Path) -> None:
     spec = bench({"fwhm_nm": 0.25, "crosstalk": {"horizontal": 0.1}})
     ctx = context(spec, tmp_path)
     devices = {name: build_sim_device(name, device, ctx) for name, device in spec.devices.items()}
-    chip = ctx.shared["mrr_chip"]
+    chip = ctx.shared[SIMULATED_CHIP]
     assert ctx.shared["streamer"] is chip and chip.seed == 5 and chip.clock is ctx.clock
     assert devices["heat"].chip is chip and devices["pds"].chip is chip
     assert (
@@ -369,7 +370,7 @@ def test_chip_streams_only_for_its_own_instruments() -> None:
     emulated = spec.model_copy(update={"devices": devices})
     ctx = context(emulated)
     build_sim_device("heat", emulated.devices["heat"], ctx)
-    assert "mrr_chip" in ctx.shared and "streamer" not in ctx.shared
+    assert SIMULATED_CHIP in ctx.shared and "streamer" not in ctx.shared
 
 
 @pytest.mark.parametrize(

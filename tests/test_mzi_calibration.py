@@ -16,6 +16,7 @@ from labsat.calibration.mzi import calibrate_mesh
 from labsat.errors import LabsatError
 from labsat.store import Store
 from labsat.training.mzi import mesh_physical_layer
+from labsat.truth import SIMULATED_CHIP
 
 CONFIG = Path(__file__).parents[1] / "config" / "sim-mzi.yaml"
 
@@ -38,7 +39,7 @@ def test_fit_recovers_every_mzi_and_predicts_held_out_settings() -> None:
     spec = parse_bench(_six_mode_bench(), "sim-mzi-6.yaml")
     with open_bench(spec, torch_device=torch.device("cpu")) as bench:
         calibration = calibrate_mesh(bench.system, settings=60, holdout=20, random_inputs=6, steps=400, seed=1)
-        truth = bench.shared["mzi_chip"].truth
+        truth = bench.shared[SIMULATED_CHIP].truth
     fitted = calibration.params
     for name in ("theta_offset", "phi_offset"):
         error = _wrapped(getattr(fitted, name).double(), getattr(truth, name).double())

@@ -21,6 +21,7 @@ from labsat.training.config import TrainConfig
 from labsat.training.loop import train
 from labsat.training.mzi import mesh_physical_layer
 from labsat.training.network import PhotonicNet
+from labsat.truth import SIMULATED_CHIP
 
 CONFIG = Path(__file__).parents[1] / "config" / "sim-mzi.yaml"
 
@@ -56,7 +57,7 @@ def test_unknown_simulator_key_is_refused(mzi_data: dict[str, Any]) -> None:
 
 
 def test_system_forward_equals_the_chip_physics_within_noise(mzi_bench: Bench) -> None:
-    chip = mzi_bench.shared["mzi_chip"]
+    chip = mzi_bench.shared[SIMULATED_CHIP]
     controls = torch.rand(90, generator=torch.Generator().manual_seed(0)) * 7
     x = torch.rand(32, 8, generator=torch.Generator().manual_seed(1))  # fewer inputs than modes: the rest dark
     measured = mzi_bench.system.forward(x, controls)

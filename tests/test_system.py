@@ -11,11 +11,12 @@ from labsat.bench import Bench
 from labsat.errors import LimitViolation
 from labsat.physics.mrr import MRRBankModel
 from labsat.readout import Readout
+from labsat.truth import SIMULATED_CHIP
 
 
 def _true_readout(bench: Bench) -> Readout:
     """The readout a perfect calibration would find for this simulated chip."""
-    truth = bench.shared["mrr_chip"].truth
+    truth = bench.shared[SIMULATED_CHIP].truth
     return Readout(
         volts_per_unit=(truth.readout_volts_per_mw * truth.input_power_mw[0]).float(),
         dark_volts=truth.readout_offset_v.float(),
@@ -30,8 +31,8 @@ def test_tiled_forward_matches_the_chip_physics(sim_bench: Bench) -> None:
     x = torch.rand(32, 20, generator=generator)
     controls = 1.0 + 2.0 * torch.rand(12, 20, generator=generator)  # 12x20 layer on an 8x8 bank: 2x3 tiles
     y = system.forward(x, controls)
-    truth = MRRBankModel(sim_bench.shared["mrr_chip"].truth)
-    quantised = sim_bench.shared["mrr_chip"].quantise_heater_volts(controls.double())
+    truth = MRRBankModel(sim_bench.shared[SIMULATED_CHIP].truth)
+    quantised = sim_bench.shared[SIMULATED_CHIP].quantise_heater_volts(controls.double())
     expected = truth.layer(x.double(), quantised).float()
     assert y.shape == (32, 12)
     assert torch.allclose(y, expected, atol=0.02), (y - expected).abs().max()

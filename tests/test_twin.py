@@ -13,11 +13,12 @@ from labsat.errors import LabsatError
 from labsat.physics.mrr import MRRChipParams, bank_weights
 from labsat.readout import Readout
 from labsat.store import Store
+from labsat.truth import SIMULATED_CHIP
 from labsat.twin import ChipParameters, Twin, chip_params
 
 
 def _truth(bench: Bench) -> MRRChipParams:
-    return bench.shared["mrr_chip"].truth
+    return bench.shared[SIMULATED_CHIP].truth
 
 
 def _exact_readout(truth: MRRChipParams) -> Readout:

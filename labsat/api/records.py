@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Union
 
 from fastapi import APIRouter, Body, status
 
 from labsat.api.auth import OperateAccess, ReadAccess
 from labsat.api.deps import EngineDep
 from labsat.api.schemas import CalibrationSummary, DeployRequest, ModelInfo
-from labsat.calibration.d2nn_record import D2NNCalibrationRecord
-from labsat.calibration.mesh_record import MeshCalibrationRecord
-from labsat.calibration.record import CalibrationRecord
 from labsat.calibration.stored import summary_fields
 from labsat.jobs.model import Job
+from labsat.systems.kind import installed_kinds
 
 router = APIRouter(tags=["records"])
+
+CALIBRATION_RECORD: Any = Union[tuple(kind.calibration.record for kind in installed_kinds())]  # noqa: UP007
+"""A calibration record of any installed system kind, as the API documents and returns it."""
 
 
 @router.get("/calibrations", summary="List calibrations")
@@ -24,10 +25,8 @@ def list_calibrations(who: ReadAccess, engine: EngineDep, bench: str | None = No
     return [CalibrationSummary(**summary_fields(record)) for record in engine.store.list_calibrations(bench)]
 
 
-@router.get("/calibrations/{calibration_id}", summary="Get a calibration record")
-def get_calibration(
-    who: ReadAccess, calibration_id: str, engine: EngineDep
-) -> CalibrationRecord | MeshCalibrationRecord | D2NNCalibrationRecord:
+@router.get("/calibrations/{calibration_id}", summary="Get a calibration record", response_model=CALIBRATION_RECORD)
+def get_calibration(who: ReadAccess, calibration_id: str, engine: EngineDep) -> Any:
     """The whole record. A bank's: options, every procedure's fits and flags, chip parameters, twin validation;
     its plots and raw sweeps are under ``/api/artifacts/calibrations/{id}``. A mesh's: the fit's options, the
     fitted mesh and readout, its RMS figures and cost. A D2NN's: the fit's options, every mask SLM's fitted

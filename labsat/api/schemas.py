@@ -90,7 +90,7 @@ class EmergencyStopResult(BaseModel):
 class CalibrationSummary(BaseModel):
     id: str
     bench: str
-    kind: str = Field("mrr_bank", description="The system calibrated: mrr_bank, mzi_mesh or d2nn.")
+    kind: str = Field("mrr_bank", description="The system calibrated: its system.type (mrr_bank, mzi_mesh, d2nn...).")
     created: datetime
     complete: bool
     procedures: list[str]

@@ -11,7 +11,6 @@ and what it cost; the rest it shares with a mesh's record (:class:`~labsat.calib
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -80,6 +79,24 @@ class D2NNCalibrationRecord(FitRecord):
             "fit_residual": [mask.residual for mask in self.masks],
         }
 
+    def described(self) -> dict[str, Any]:
+        return {"masks": [mask.slm for mask in self.masks]}
+
+    def fitted(self) -> Any:
+        return {"luts": {mask.slm: mask.phase for mask in self.masks}}
+
+    def table(self, summary: dict[str, Any]) -> tuple[str, list[tuple[str, str]], str]:
+        levels = len({*range(0, 256, self.options.step), 255})
+        rows = [("gray levels measured × readings", f"{levels} × {self.options.repeats} per mask and split")]
+        for mask in self.masks:
+            rows += [
+                (f"{mask.slm}: LUT − nominal, RMS", f"{mask.rms_vs_nominal:.4f} rad"),
+                (f"{mask.slm}: phase at gray 255", f"{mask.span_rad:.3f} rad"),
+                (f"{mask.slm}: fit residual", f"{mask.residual:.4f}"),
+            ]
+        caption = "LUT − nominal: common offset removed; residual: RMS misfit over the readings' spread"
+        return "D2NN SLM LUT calibration", rows, caption
+
     def luts(self) -> list[PhaseLUT]:
         """The fitted LUTs, one per mask SLM."""
         return [PhaseLUT(torch.tensor(mask.phase, dtype=torch.float64)) for mask in self.masks]
@@ -94,18 +111,8 @@ class D2NNCalibrationRecord(FitRecord):
         system.use_luts(self.luts())
 
     @classmethod
-    def from_calibration(
-        cls,
-        calibration: tuple[LUTCalibration, D2NNSystem],
-        *,
-        id: str,
-        bench: str,
-        bench_identity: str,
-        created: datetime,
-        finished: datetime,
-        options: D2NNCalibrationOptions,
-    ) -> D2NNCalibrationRecord:
-        """The record of a finished fit of ``system``'s mask SLMs (``calibration`` is the fit and the system)."""
+    def fitted_fields(cls, calibration: tuple[LUTCalibration, D2NNSystem]) -> dict[str, Any]:
+        """``calibration`` is the fit and the system whose mask SLMs it fitted."""
         fit, system = calibration
         nominal = system.nominal_luts()
         masks = [
@@ -117,14 +124,8 @@ class D2NNCalibrationRecord(FitRecord):
             )
             for slm, lut, design, residual in zip(system.masks, fit.luts, nominal, fit.residual, strict=True)
         ]
-        return cls(
-            id=id,
-            bench=bench,
-            bench_identity=bench_identity,
-            created=created,
-            finished=finished,
-            options=options,
-            masks=masks,
-            nominal_phase_range_rad=system.spec.lut_phase_range_rad,
-            cost=Cost().plus(fit.cost),
-        )
+        return {
+            "masks": masks,
+            "nominal_phase_range_rad": system.spec.lut_phase_range_rad,
+            "cost": Cost().plus(fit.cost),
+        }

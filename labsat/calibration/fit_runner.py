@@ -8,17 +8,22 @@ simply runs again.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from labsat.calibration.d2nn_record import D2NNCalibrationOptions, D2NNCalibrationRecord
-from labsat.calibration.fitted import store_fit
+from labsat.calibration.fitted import FitRecord, store_fit
 from labsat.calibration.mesh_record import MeshCalibrationOptions, MeshCalibrationRecord
 from labsat.calibration.mzi import calibrate_mesh
+from labsat.calibration.reporting import CalibrationReport, fit_report
 from labsat.calibration.session import Progress
 from labsat.calibration.slm_lut import calibrate_slm_luts
+from labsat.calibration.stored import StoredCalibration
 from labsat.errors import LabsatError
 from labsat.store import Store
 from labsat.systems.d2nn import D2NNSystem
+from labsat.systems.kind import CalibrationSettings, system_of
 from labsat.systems.mzi import MZIMeshSystem
 
 if TYPE_CHECKING:
@@ -29,9 +34,7 @@ def calibrate_mesh_bench(
     bench: Bench, store: Store, options: MeshCalibrationOptions | None = None, progress: Progress | None = None
 ) -> MeshCalibrationRecord:
     """Fit ``bench``'s mesh (:func:`~labsat.calibration.mzi.calibrate_mesh`); returns the record, saved in ``store``."""
-    system = bench.system
-    if not isinstance(system, MZIMeshSystem):
-        raise LabsatError(f"bench {bench.name!r} is a {bench.spec.system.label}, not an MZI mesh")
+    system = system_of(bench, MZIMeshSystem)
     options = options or MeshCalibrationOptions()
     fit = options.model_dump()
     return store_fit(
@@ -46,9 +49,7 @@ def calibrate_d2nn_bench(
 
     Returns the record, saved in ``store``.
     """
-    system = bench.system
-    if not isinstance(system, D2NNSystem):
-        raise LabsatError(f"bench {bench.name!r} is a {bench.spec.system.label}, not a D2NN")
+    system = system_of(bench, D2NNSystem)
     options = options or D2NNCalibrationOptions()
     fit = options.model_dump()
     return store_fit(
@@ -58,3 +59,37 @@ def calibrate_d2nn_bench(
         options,
         lambda: (calibrate_slm_luts(system, **fit, progress=progress), system),
     )
+
+
+@dataclass(frozen=True)
+class FitCalibration:
+    """The calibration part of a kind calibrated by one fit (:class:`~labsat.systems.kind.Calibration`).
+
+    ``fit(bench, store, options, progress)`` runs it; its options model arrives as the one keyword ``options``
+    names.
+    """
+
+    record: type[FitRecord]
+    label: str
+    options: CalibrationSettings
+    fit: Callable[[Bench, Store, Any, Progress | None], FitRecord]
+
+    @property
+    def parameter(self) -> str:
+        return self.options.parameter
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        return (self.parameter,)
+
+    @property
+    def settings(self) -> tuple[CalibrationSettings, ...]:
+        return (self.options,)
+
+    def run(self, bench: Bench, store: Store, settings: Mapping[str, Any], progress: Progress | None) -> FitRecord:
+        return self.fit(bench, store, settings.get(self.parameter), progress)
+
+    def report(self, record: StoredCalibration, store: Store, *, figures: bool = True) -> CalibrationReport:
+        if not isinstance(record, self.record):
+            raise LabsatError(f"calibration {record.id} is a {record.kind} calibration, not {self.label}")
+        return fit_report(record, store, figures=figures)

@@ -72,6 +72,23 @@ class FitRecord(_Model):
         """The numbers that judge the fit, as the commands and jobs report them."""
         raise NotImplementedError
 
+    def described(self) -> dict[str, Any]:
+        """What the command's summary says of the system fitted besides the figures (a mesh's modes...)."""
+        return {}
+
+    def fitted(self) -> Any:
+        """The fitted values as ``labsat calibrations ID`` shows them (JSON-ready)."""
+        raise NotImplementedError
+
+    def table(self, summary: dict[str, Any]) -> tuple[str, list[tuple[str, str]], str]:
+        """The title, rows and caption of the command's table of this fit (``summary``: the command's summary)."""
+        rows = [(name, f"{value:.4g}") for name, value in self.figures().items() if isinstance(value, float)]
+        return f"{self.LABEL} calibration", rows, ""
+
+    def twin_rms(self) -> dict[str, float | None]:
+        """How well its twin matched the device, as listings show it (None: the fit reports no such number)."""
+        return {"twin_weight_rms": None, "holdout_rms": None}
+
     @classmethod
     def from_calibration(
         cls: type[F],
@@ -84,7 +101,13 @@ class FitRecord(_Model):
         finished: datetime,
         options: Any,
     ) -> F:
-        """The record of a finished fit (the value the fit function returned)."""
+        """The record of a finished fit (the value the fit function returned), where and when it ran."""
+        stamp = {"id": id, "bench": bench, "bench_identity": bench_identity, "created": created, "finished": finished}
+        return cls(**stamp, options=options, **cls.fitted_fields(calibration))
+
+    @classmethod
+    def fitted_fields(cls, calibration: Any) -> dict[str, Any]:
+        """The record's own fields (what was fitted, its figures, ``cost``) from the value the fit returned."""
         raise NotImplementedError
 
     @classmethod

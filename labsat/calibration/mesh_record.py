@@ -14,7 +14,6 @@ record is self-contained and :meth:`MeshCalibrationRecord.calibration` rebuilds 
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -75,6 +74,26 @@ class MeshCalibrationRecord(FitRecord):
     def figures(self) -> dict[str, Any]:
         return {"fit_rms": self.fit_rms, "holdout_rms": self.holdout_rms, "design_holdout_rms": self.design_holdout_rms}
 
+    def described(self) -> dict[str, Any]:
+        return {"modes": self.modes}
+
+    def fitted(self) -> Any:
+        return self.parameters.model_dump()
+
+    def twin_rms(self) -> dict[str, float | None]:
+        return {"twin_weight_rms": None, "holdout_rms": self.holdout_rms}
+
+    def table(self, summary: dict[str, Any]) -> tuple[str, list[tuple[str, str]], str]:
+        modes, options = self.modes, self.options
+        rows = [
+            ("mesh", f"{modes} modes, {modes * (modes - 1) // 2} MZIs"),
+            ("settings fitted / held out", f"{options.settings} / {options.holdout}"),
+            ("fit RMS", f"{self.fit_rms:.4g}"),
+            ("holdout RMS, calibrated twin", f"{self.holdout_rms:.4g}"),
+            ("holdout RMS, design twin", f"{self.design_holdout_rms:.4g}"),
+        ]
+        return "mesh calibration", rows, "RMS of twin − device in units of one input's full power"
+
     def calibration(self, device: torch.device | str | None = None) -> MeshCalibration:
         """The fit as :func:`~labsat.calibration.mzi.calibrate_mesh` returned it; ``.apply(system)`` gives the twin."""
         values = self.parameters
@@ -94,35 +113,18 @@ class MeshCalibrationRecord(FitRecord):
         )
 
     @classmethod
-    def from_calibration(
-        cls,
-        calibration: MeshCalibration,
-        *,
-        id: str,
-        bench: str,
-        bench_identity: str,
-        created: datetime,
-        finished: datetime,
-        options: MeshCalibrationOptions,
-    ) -> MeshCalibrationRecord:
-        """The record of a finished fit."""
+    def fitted_fields(cls, calibration: MeshCalibration) -> dict[str, Any]:
         params = calibration.params
         tensors = {name: getattr(params, name).detach().cpu().tolist() for name in TENSOR_FIELDS}
-        return cls(
-            id=id,
-            bench=bench,
-            bench_identity=bench_identity,
-            created=created,
-            finished=finished,
-            modes=params.modes,
-            options=options,
-            parameters=MeshParameters(
+        return {
+            "modes": params.modes,
+            "parameters": MeshParameters(
                 **tensors,
                 modulator_ratio=calibration.modulator_ratio.detach().cpu().tolist(),
                 detector_gain=calibration.detector_gain.detach().cpu().tolist(),
             ),
-            fit_rms=calibration.fit_rms,
-            holdout_rms=calibration.holdout_rms,
-            design_holdout_rms=calibration.design_holdout_rms,
-            cost=Cost().plus(calibration.cost),
-        )
+            "fit_rms": calibration.fit_rms,
+            "holdout_rms": calibration.holdout_rms,
+            "design_holdout_rms": calibration.design_holdout_rms,
+            "cost": Cost().plus(calibration.cost),
+        }

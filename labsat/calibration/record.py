@@ -299,6 +299,10 @@ class CalibrationRecord(_Model):
         """Finished, with the chip parameters a twin is made of."""
         return self.complete and self.parameters is not None
 
+    def twin_rms(self) -> dict[str, float | None]:
+        """How well its twin matched the device, as listings show it: the validation's RMS per weight."""
+        return {"twin_weight_rms": self.validation.weight_rms if self.validation else None, "holdout_rms": None}
+
     @classmethod
     def from_stored(cls, data: dict[str, Any]) -> CalibrationRecord:
         """Load stored JSON; a record from a newer labsat is refused rather than misread."""

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 from labsat.calibration import crosstalk, detectors, heaters, modulators, rings, validation
 from labsat.calibration.parameters import derive_parameters
 from labsat.calibration.record import MEASUREMENTS, PROCEDURE_ORDER, CalibrationOptions, CalibrationRecord
-from labsat.calibration.session import Progress, Run, bench_delta_t_k, bench_identity
+from labsat.calibration.session import Progress, Run, bench_identity
 from labsat.errors import LabsatError
 from labsat.store import Store, new_id, utcnow
 from labsat.systems.mrr import MRRBankSystem
+from labsat.truth import chip_delta_t_k
 
 if TYPE_CHECKING:
     from labsat.bench import Bench
@@ -56,7 +57,8 @@ def calibrate(
     calibration. The twin check (``validation``) runs whenever the record can build a twin. ``resume``
     continues the bench's unfinished run with the options it started with.
     """
-    if not isinstance(bench.system, MRRBankSystem):
+    system = bench.system
+    if not isinstance(system, MRRBankSystem):
         raise LabsatError(
             f"bench {bench.name!r} is a {bench.spec.system.label}: these are an MRR weight bank's calibration "
             "procedures; labsat.calibration.calibrate_bench calibrates any bench `labsat calibrate` drives (a "
@@ -69,7 +71,7 @@ def calibrate(
     if resume:
         record = _resumed(bench, store, identity)
     else:
-        record = _started(bench, store, identity, only, options or CalibrationOptions())
+        record = _started(bench, system, store, identity, only, options or CalibrationOptions())
     available = set(record.requested) | {name for name in MEASUREMENTS if record.result(name) is not None}
     for name in record.requested:
         missing = [need for need in REQUIRES[name] if need not in available]
@@ -78,7 +80,7 @@ def calibrate(
                 f"procedure {name!r} needs the results of {', '.join(missing)}, and bench {bench.name!r} has no "
                 f"finished calibration that holds them: run them too (drop --only, or add --only {missing[0]})"
             )
-    run = Run(bench=bench, store=store, record=record, progress=progress)
+    run = Run(bench=bench, system=system, store=store, record=record, progress=progress)
     run.checkpoint()
     for name in MEASUREMENTS:
         if name in record.requested:
@@ -107,7 +109,12 @@ def _run_procedure(run: Run, name: str) -> None:
 
 
 def _started(
-    bench: Bench, store: Store, identity: str, only: Sequence[str] | None, options: CalibrationOptions
+    bench: Bench,
+    system: MRRBankSystem,
+    store: Store,
+    identity: str,
+    only: Sequence[str] | None,
+    options: CalibrationOptions,
 ) -> CalibrationRecord:
     record_id = new_id()
     record = CalibrationRecord(
@@ -115,9 +122,9 @@ def _started(
         bench=bench.name,
         bench_identity=identity,
         created=utcnow(),
-        delta_t_k=bench_delta_t_k(bench),
-        rows=bench.system.rows,
-        cols=bench.system.cols,
+        delta_t_k=chip_delta_t_k(bench.shared),
+        rows=system.rows,
+        cols=system.cols,
         options=options,
         requested=[name for name in PROCEDURE_ORDER if not only or name in only],
     )

@@ -30,13 +30,11 @@ class Run:
     """One calibration run in progress: the bench, the record being filled, where it is saved."""
 
     bench: Bench
+    system: MRRBankSystem
+    """The bench's System, which the procedures measure through."""
     store: Store
     record: CalibrationRecord
     progress: Progress | None = None
-
-    @property
-    def system(self) -> MRRBankSystem:
-        return self.bench.system
 
     @property
     def options(self) -> CalibrationOptions:
@@ -94,10 +92,3 @@ def bench_identity(bench: Bench) -> str:
         "seed": bench.spec.seed,
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def bench_delta_t_k(bench: Bench) -> float | None:
-    """The chip's temperature offset from its reference, where the bench can tell (a simulated chip can)."""
-    chip = bench.shared.get("mrr_chip")
-    reading = getattr(chip, "ambient_delta_k", None)
-    return None if reading is None else float(reading)

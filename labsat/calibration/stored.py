@@ -3,28 +3,28 @@
 One table, one id space and one listing for all of them: ``labsat calibrations`` and the REST listing
 show a bank's record next to a mesh's or a D2NN's, and ``--calibration ID`` names any. A record's ``kind`` is its
 system's ``type`` in the bench file; records stored before there was more than one kind carry none and
-are a bank's. The store reads a record as the class its kind is registered with in the ``labsat.records``
-entry points (:func:`labsat.store.record_from_stored`).
+are a bank's. The store reads a record as the record class of its system kind (``labsat.systems`` entry points,
+:func:`labsat.store.record_from_stored`).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from labsat.calibration.d2nn_record import D2NNCalibrationRecord
-from labsat.calibration.mesh_record import MeshCalibrationRecord
+from labsat.calibration.fitted import FitRecord
 from labsat.calibration.record import CalibrationRecord
 from labsat.errors import LabsatError
 
 if TYPE_CHECKING:
     from labsat.store import Store
 
-StoredCalibration = CalibrationRecord | MeshCalibrationRecord | D2NNCalibrationRecord
-"""A calibration record of any kind."""
+StoredCalibration = CalibrationRecord | FitRecord
+"""A calibration record of any kind: a bank's chain of procedures, or one finished fit (a mesh's, a D2NN's...)."""
 
-RecordType = type[CalibrationRecord] | type[MeshCalibrationRecord] | type[D2NNCalibrationRecord]
+RecordType = type[CalibrationRecord] | type[FitRecord]
+"""The record class of a system kind (:attr:`Calibration.record <labsat.systems.kind.Calibration.record>`)."""
 
-R = TypeVar("R", CalibrationRecord, MeshCalibrationRecord, D2NNCalibrationRecord)
+R = TypeVar("R", bound=StoredCalibration)
 
 
 def latest_record_of(store: Store, bench_name: str, identity: str | None, record_type: type[R]) -> R:
@@ -41,11 +41,6 @@ def latest_record_of(store: Store, bench_name: str, identity: str | None, record
 
 def summary_fields(record: StoredCalibration) -> dict[str, Any]:
     """What a listing shows of any record (the CLI's table and JSON, the REST listing)."""
-    weight_rms = holdout_rms = None
-    if isinstance(record, CalibrationRecord):
-        weight_rms = record.validation.weight_rms if record.validation else None
-    elif isinstance(record, MeshCalibrationRecord):
-        holdout_rms = record.holdout_rms
     return {
         "id": record.id,
         "bench": record.bench,
@@ -54,6 +49,5 @@ def summary_fields(record: StoredCalibration) -> dict[str, Any]:
         "procedures": record.procedures,
         "complete": record.complete,
         "flags": len(record.flags),
-        "twin_weight_rms": weight_rms,
-        "holdout_rms": holdout_rms,
+        **record.twin_rms(),
     }

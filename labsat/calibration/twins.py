@@ -27,9 +27,10 @@ def twin_for_bench(bench: Bench, store: Store | None = None, *, apply: bool = Tr
     With ``apply`` (the default) the record's readout is applied to ``bench.system`` as well, so that
     the System and the twin answer in the same units from then on.
     """
-    if not isinstance(bench.system, MRRBankSystem):
-        raise LabsatError(f"bench {bench.name!r} is a {bench.system.spec.label}, not an MRR bank: it has no bank twin")
+    system = bench.system
+    if not isinstance(system, MRRBankSystem):
+        raise LabsatError(f"bench {bench.name!r} is a {bench.spec.system.label}, not an MRR bank: it has no bank twin")
     record = latest_record(store or Store(), bench.name, bench_identity(bench))
     if apply:
-        apply_calibration(bench.system, record)
+        apply_calibration(system, record)
     return Twin.from_record(record, bench.torch_device)

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from labsat.evaluation import Table
 
 SWEEP_NAMES = ("drift", "noise", "transfer", "misalignment")
-DEFAULT_SWEEPS = ("drift", "noise", "transfer")
 
 
 def _rich(table: Table) -> RichTable:
@@ -36,7 +35,10 @@ def evaluate(
     model: Annotated[list[str], typer.Option("--model", "-m", help="Stored model id; repeat to compare models.")],
     sweep: Annotated[
         list[str] | None,
-        typer.Option(help=f"Sweep ({', '.join(SWEEP_NAMES)}); repeatable. Default: {', '.join(DEFAULT_SWEEPS)}."),
+        typer.Option(
+            help=f"Sweep ({', '.join(SWEEP_NAMES)}); repeatable. Default: the bench's system's own (a bank: drift, "
+            "noise, transfer; a D2NN: misalignment)."
+        ),
     ] = None,
     seeds: Annotated[
         int, typer.Option(min=1, help="Seeds per noise/transfer point (transfer: at least 5 chips; drift needs one).")
@@ -58,8 +60,8 @@ def evaluate(
     from labsat.evaluation.photonic import EvaluationSettings
     from labsat.evaluation.session import evaluate_models
 
-    sweeps = tuple(dict.fromkeys(sweep or DEFAULT_SWEEPS))
-    unknown = [name for name in sweeps if name not in SWEEP_NAMES]
+    sweeps = tuple(dict.fromkeys(sweep)) if sweep else None
+    unknown = [name for name in sweeps or () if name not in SWEEP_NAMES]
     if unknown:
         raise LabsatError(f"unknown sweep {unknown[0]!r} (known: {', '.join(SWEEP_NAMES)})")
     if landscape_steps % 2 == 0:

@@ -102,10 +102,10 @@ def settings_options(
 
     def decorate(command: Callable[..., R]) -> Callable[..., R]:
         hints = get_type_hints(command, include_extras=True)
-        own = [
+        own = [  # a command's **kwargs take what decorators below it pass on; typer must not see them
             parameter.replace(annotation=hints.get(name, parameter.annotation))
             for name, parameter in inspect.signature(command).parameters.items()
-            if name != into
+            if name != into and parameter.kind is not inspect.Parameter.VAR_KEYWORD
         ]
         clash = {parameter.name for parameter in own} & set(keys.values())
         if clash:

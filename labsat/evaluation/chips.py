@@ -18,14 +18,23 @@ from dataclasses import dataclass
 import torch
 
 from labsat.bench import Bench
+from labsat.calibration.record import CalibrationRecord
 from labsat.calibration.session import bench_identity
 from labsat.calibration.twins import latest_record
-from labsat.evaluation.photonic import ChipDraw, LayerModel
+from labsat.errors import LabsatError
+from labsat.evaluation.photonic import ChipDraw, EvaluationSettings, LayerModel, StoredNetwork, evaluate_network
+from labsat.evaluation.report import ModelEvaluation
 from labsat.readout import Readout
-from labsat.simulators.mrr import MRRChipSimulator, MRRSimConfig, chip_params
-from labsat.simulators.plugin import CHIP_KEY
+from labsat.simulators.mrr import MRRSimConfig, chip_params
 from labsat.store import Store
+from labsat.systems.kind import system_of
+from labsat.systems.mrr import MRRBankSystem
+from labsat.training.evaluate import accuracy
+from labsat.truth import ground_truth
 from labsat.twin import Twin, apply_calibration
+
+SWEEPS = ("drift", "noise", "transfer")
+"""The perturbation sweeps a bank's chip model runs (warming, read noise, fresh chips)."""
 
 
 @dataclass(frozen=True)
@@ -59,16 +68,56 @@ def bench_chips(bench: Bench, store: Store, calibration: str | None = None) -> B
         if calibration is not None
         else latest_record(store, bench.name, bench_identity(bench))
     )
-    apply_calibration(bench.system, record)
-    readout = bench.system.readout
-    simulated: MRRChipSimulator | None = bench.shared.get(CHIP_KEY)
+    if not isinstance(record, CalibrationRecord):
+        raise LabsatError(f"calibration {record.id} is a {record.kind} calibration, not an MRR bank's")
+    system = system_of(bench, MRRBankSystem)
+    apply_calibration(system, record)
+    readout = system.readout
+    simulated = ground_truth(bench.shared)
     if simulated is not None:
         layer = Twin(simulated.truth.to(dtype=torch.float32), readout).layer
         source = f"simulated chip (seed {simulated.seed}, ground truth) read out with calibration {record.id}"
-        config = simulated.config
     else:
         layer = Twin.from_record(record, bench.torch_device).layer
         source = f"twin of calibration {record.id} (a real bench cannot be warmed or redrawn on request)"
-        config = MRRSimConfig.model_validate(bench.spec.simulator or {})
-    chips = fresh_chips(config, bench.system.rows, bench.system.cols, readout, bench.torch_device)
+    # The design fresh chips are drawn from: the bench's simulator section, which a simulated chip is built from.
+    config = MRRSimConfig.model_validate(bench.spec.simulator or {})
+    chips = fresh_chips(config, system.rows, system.cols, readout, bench.torch_device)
     return BenchChips(layer=layer, chips=chips, source=source, calibration_id=record.id)
+
+
+def evaluate_on_chips(
+    bench: Bench, store: Store, model: StoredNetwork, settings: EvaluationSettings
+) -> ModelEvaluation:
+    """A bank's evaluation: sweeps, sharpness, landscape and confusion on its chips, accuracy on the device.
+
+    The chips are read out with the calibration the model was trained with on its own bench (another
+    bench's newest otherwise).
+    """
+    chips = bench_chips(bench, store, model.calibration_on(bench.name))
+    evaluation = evaluate_network(
+        model.name,
+        model.net,
+        chips.layer,
+        model.test,
+        method=model.metadata.get("method", ""),
+        chips=chips.chips,
+        settings=settings,
+        metadata={"model": model.model_id, "bench": bench.name, "evaluated_on": chips.source},
+    )
+    system = system_of(bench, MRRBankSystem)
+    evaluation.device_accuracy = accuracy(model.net, model.test, lambda _index, x, theta: system.forward(x, theta))
+    return evaluation
+
+
+@dataclass(frozen=True)
+class ChipModelEvaluation:
+    """The evaluation part of a bank's kind (:class:`~labsat.systems.kind.Evaluation`)."""
+
+    sweeps: tuple[str, ...] = SWEEPS
+    default_sweeps: tuple[str, ...] = SWEEPS
+
+    def evaluate(
+        self, bench: Bench, store: Store, model: StoredNetwork, settings: EvaluationSettings
+    ) -> ModelEvaluation:
+        return evaluate_on_chips(bench, store, model, settings)

@@ -13,19 +13,20 @@ What it can: the accuracy on the device itself and on the twin (the layer :func:
 bench), and, for a system whose layer has disturbance parameters (a D2NN's masks:
 :attr:`PhysicalLayer.disturbed <labsat.training.physical.PhysicalLayer.disturbed>`), the ``misalignment``
 sweep: the twin's accuracy with both masks rotated, the disturbance FD-SAT trains against. It is taken on
-the twin because nothing on a bench turns the mask SLMs; it always runs there, whatever ``--sweep`` asks
-(the defaults are a bank's). ``benchmarks/bench_mzi.py`` runs a mesh's transfer sweep and
-``benchmarks/bench_d2nn.py`` compares BP with SAT + FD-SAT under rotation.
+the twin because nothing on a bench turns the mask SLMs. Each kind names the sweeps it runs
+(:class:`LayerEvaluation`), and where its fuller comparison is: ``benchmarks/bench_mzi.py`` runs a mesh's
+transfer sweep and ``benchmarks/bench_d2nn.py`` compares BP with SAT + FD-SAT under rotation.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from labsat.datasets import Split
-from labsat.evaluation.photonic import EvaluationSettings
+from labsat.evaluation.photonic import EvaluationSettings, StoredNetwork
 from labsat.evaluation.report import ModelEvaluation
-from labsat.evaluation.sweeps import MISALIGNMENT, Classifier, PerturbedModel, SweepResult, run_sweep
+from labsat.evaluation.sweeps import MISALIGNMENT, SWEEPS, Classifier, PerturbedModel, SweepResult, run_sweep
 from labsat.store import Store
 from labsat.training.evaluate import EVAL_BATCH, accuracy
 from labsat.training.network import PhotonicNet
@@ -41,12 +42,6 @@ BANK_ONLY = ("sharpness", "landscape", "confusion")
 
 ROTATION = "rotation"
 """The disturbance the misalignment sweep moves (:data:`~labsat.physics.diffractive.DISTURBANCES`)."""
-
-BENCHMARKS = {
-    "mzi_mesh": "benchmarks/bench_mzi.py runs a mesh's transfer sweep.",
-    "d2nn": "benchmarks/bench_d2nn.py compares BP with SAT + FD-SAT under mask rotation.",
-}
-"""Where a system's fuller comparison is, by system type."""
 
 
 def misalignment_model(net: PhotonicNet, physical: PhysicalLayer) -> PerturbedModel:
@@ -68,31 +63,27 @@ def misalignment_sweep(net: PhotonicNet, physical: PhysicalLayer, test: Split, s
 
 
 def evaluate_on_layer(
-    bench: Bench,
-    store: Store,
-    model_id: str,
-    net: PhotonicNet,
-    metadata: dict[str, Any],
-    test: Split,
-    settings: EvaluationSettings,
+    bench: Bench, store: Store, model: StoredNetwork, settings: EvaluationSettings, benchmark: str = ""
 ) -> ModelEvaluation:
-    """``net`` on the device of ``bench`` and on its twin, with the calibration it was trained with (on its own bench).
+    """``model`` on the device of ``bench`` and on its twin, with the calibration it was trained with there.
 
-    ``accuracy`` is the calibrated twin's, ``device_accuracy`` the device's over the whole test split.
+    ``accuracy`` is the calibrated twin's, ``device_accuracy`` the device's over the whole test split; the
+    misalignment sweep runs where ``settings`` asks for it and the layer has disturbances. ``benchmark``
+    says in the notes where the system's fuller comparison is.
     """
-    same_bench = metadata.get("bench") == bench.name
-    physical, record, _ = bench_layer(bench, store, net.sizes[-1], metadata.get("calibration") if same_bench else None)
+    net, test = model.net, model.test
+    physical, record, _ = bench_layer(bench, store, net.sizes[-1], model.calibration_on(bench.name))
     device_accuracy = accuracy(net, test, device_runner(physical))
     twin_accuracy = accuracy(net, test, twin_runner(physical))
     sweeps = {}
-    if physical.disturbed is not None:
+    if physical.disturbed is not None and MISALIGNMENT.name in (settings.sweeps or ()):
         sweeps[MISALIGNMENT.name] = misalignment_sweep(net, physical, test, settings.seed)
     label = bench.spec.system.label
-    not_run = [*(f"{sweep} sweep" for sweep in settings.sweeps if sweep not in sweeps), *BANK_ONLY]
+    not_run = [*(f"{sweep} sweep" for sweep in SWEEPS if sweep not in sweeps), *BANK_ONLY]
     notes = [
         f"not run on a {label}: {', '.join(not_run)} (labsat evaluate takes them on an MRR bank's chip model: "
         "drift in K, fabrication spread in nm); 'accuracy' is the twin's, with the calibration in evaluated_on. "
-        + BENCHMARKS.get(bench.spec.system.type, "")
+        + benchmark
     ]
     if sweeps:
         notes.append(
@@ -100,15 +91,34 @@ def evaluate_on_layer(
             "bench turns the mask SLMs): the disturbance FD-SAT (--fd-disturbance rotation) trains against."
         )
     return ModelEvaluation(
-        name=f"{metadata.get('method', 'model')} {model_id}",
-        method=metadata.get("method", ""),
+        name=model.name,
+        method=model.metadata.get("method", ""),
         accuracy=twin_accuracy,
         device_accuracy=device_accuracy,
         sweeps=sweeps,
         metadata={
-            "model": model_id,
+            "model": model.model_id,
             "bench": bench.name,
             "evaluated_on": f"the {label} itself and the twin of its calibration {record.id}",
         },
         notes=notes,
     )
+
+
+@dataclass(frozen=True)
+class LayerEvaluation:
+    """The evaluation part of a kind measured on its device and twin (:class:`~labsat.systems.kind.Evaluation`)."""
+
+    sweeps: tuple[str, ...] = ()
+    """The sweeps it runs: ``misalignment`` where its layer has disturbances, else none."""
+    benchmark: str = ""
+    """Where the system's fuller comparison is, for the notes."""
+
+    @property
+    def default_sweeps(self) -> tuple[str, ...]:
+        return self.sweeps
+
+    def evaluate(
+        self, bench: Bench, store: Store, model: StoredNetwork, settings: EvaluationSettings
+    ) -> ModelEvaluation:
+        return evaluate_on_layer(bench, store, model, settings, self.benchmark)

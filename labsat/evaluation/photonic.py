@@ -98,6 +98,25 @@ def transfer_model(net: PhotonicNet, draw: ChipDraw) -> PerturbedModel:
 
 
 @dataclass(frozen=True)
+class StoredNetwork:
+    """A stored model as an evaluation takes it: its id, the network, what its trainer recorded, its test split."""
+
+    model_id: str
+    net: PhotonicNet
+    metadata: dict[str, Any]
+    test: Split
+
+    @property
+    def name(self) -> str:
+        """How the report names it: its method and id."""
+        return f"{self.metadata.get('method', 'model')} {self.model_id}"
+
+    def calibration_on(self, bench_name: str) -> str | None:
+        """The calibration it was trained with if ``bench_name`` is its own bench, else None (that bench's newest)."""
+        return self.metadata.get("calibration") if self.metadata.get("bench") == bench_name else None
+
+
+@dataclass(frozen=True)
 class EvaluationSettings:
     """How much to measure; the defaults follow the SAT work's protocol at a cost a laptop affords.
 
@@ -106,7 +125,8 @@ class EvaluationSettings:
     with the batch, and every HVP costs in proportion to it.
     """
 
-    sweeps: tuple[str, ...] = ("drift",)
+    sweeps: tuple[str, ...] | None = None
+    """The perturbation sweeps; None: the system's own default (:func:`evaluate_network`: drift)."""
     seeds: int = 3
     probes: int = 100
     hessian_samples: int = 100
@@ -134,7 +154,8 @@ def evaluate_network(
     factories: dict[str, PerturbedModel] = {"drift": drift_model(net, layer), "noise": noise_model(net, layer)}
     if chips is not None:
         factories["transfer"] = transfer_model(net, chips)
-    missing = [sweep for sweep in settings.sweeps if sweep not in factories]
+    requested = ("drift",) if settings.sweeps is None else settings.sweeps
+    missing = [sweep for sweep in requested if sweep not in factories]
     if missing:
         raise EvaluationError("; ".join(_unsupported(sweep) for sweep in missing))
     loss_fn, theta = network_loss(net, layer, test.subset(settings.hessian_samples, settings.seed))
@@ -143,7 +164,7 @@ def evaluate_network(
         sweep: run_sweep(
             SWEEPS[sweep], factories[sweep], test.x, test.y, seeds=_seeds(sweep, settings.seeds), seed=settings.seed
         )
-        for sweep in settings.sweeps
+        for sweep in requested
     }
     return ModelEvaluation(
         name=name,

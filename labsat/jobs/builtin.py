@@ -17,17 +17,12 @@ from pathlib import Path
 from statistics import fmean
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from labsat.calibration import (
     PROCEDURE_ORDER,
-    CalibrationOptions,
-    D2NNCalibrationOptions,
-    MeshCalibrationOptions,
     calibrate_bench,
 )
-from labsat.calibration.figures import write_figures
-from labsat.calibration.fitted import FitRecord
 from labsat.datasets import BUILTIN, load_dataset
 from labsat.evaluation import report_data
 from labsat.evaluation.photonic import EvaluationSettings
@@ -35,6 +30,7 @@ from labsat.evaluation.session import evaluate_models
 from labsat.evaluation.sweeps import SWEEPS
 from labsat.jobs.kinds import JobContext, JobKind, register
 from labsat.store import ARTIFACTS, Store
+from labsat.systems.kind import calibration_settings, system_kind
 from labsat.training.config import TrainConfig
 from labsat.training.evaluate import accuracy
 from labsat.training.loop import StepRecord
@@ -45,7 +41,6 @@ DATASETS = "datasets"
 """Folder under the data directory whose entries REST clients may name as datasets."""
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-
 
 
 def dataset_source(store: Store, label: str) -> str | Path:
@@ -73,7 +68,7 @@ def _phase_progress(context: JobContext) -> Callable[[str, int, int], None]:
 # -- calibrate ------------------------------------------------------------------------------------------
 
 
-class CalibrateParams(BaseModel):
+class _CalibrateBase(BaseModel):
     """Calibrate the bench and fit its twin (``labsat calibrate``): a bank's procedures, a mesh's or a D2NN's fit."""
 
     model_config = ConfigDict(extra="forbid")
@@ -81,18 +76,21 @@ class CalibrateParams(BaseModel):
     only: list[Literal[PROCEDURE_ORDER]] | None = Field(  # type: ignore[valid-type]
         None, description="MRR bank: run only these procedures; the others come from the bench's latest calibration."
     )
-    options: CalibrationOptions | None = Field(
-        None, description="MRR bank: how the procedures measure (omitted: every field's default)."
-    )
-    mesh: MeshCalibrationOptions | None = Field(
-        None, description="MZI mesh: how the fit measures and fits (omitted: every field's default)."
-    )
-    d2nn: D2NNCalibrationOptions | None = Field(
-        None, description="D2NN: how the SLM LUT fit measures and fits (omitted: every field's default)."
-    )
 
 
-def run_calibrate(context: JobContext, params: CalibrateParams) -> dict[str, Any]:
+_KIND_OPTIONS: dict[str, Any] = {  # one field per options model of every installed system kind
+    setting.parameter: (
+        setting.model | None,
+        Field(None, description=f"{setting.help} (omitted: every field's default)."),
+    )
+    for setting in calibration_settings()
+}
+CalibrateParams = create_model(
+    "CalibrateParams", __base__=_CalibrateBase, __doc__=_CalibrateBase.__doc__, **_KIND_OPTIONS
+)
+
+
+def run_calibrate(context: JobContext, params: _CalibrateBase) -> dict[str, Any]:
     """A resumed job continues the bench's unfinished calibration, if there is one (a mesh's or D2NN's fit runs
     again)."""
     bench, store = context.bench, context.store
@@ -100,30 +98,12 @@ def run_calibrate(context: JobContext, params: CalibrateParams) -> dict[str, Any
     record = calibrate_bench(
         bench,
         store,
-        only=params.only,
         resume=resume,
-        options=params.options,
-        mesh=params.mesh,
-        d2nn=params.d2nn,
         progress=_phase_progress(context),
+        **dict(params),
     )
-    if isinstance(record, FitRecord):
-        return {
-            "calibration": record.id,
-            "complete": record.complete,
-            "procedures": record.procedures,
-            **record.figures(),
-            "artifacts": [],
-        }
-    plots = write_figures(record, store)
-    return {
-        "calibration": record.id,
-        "complete": record.complete,
-        "procedures": record.procedures,
-        "flags": len(record.flags),
-        "twin_weight_rms": record.validation.weight_rms if record.validation else None,
-        "artifacts": artifact_refs(store, plots),
-    }
+    report = system_kind(record.kind).calibration.report(record, store)
+    return {**report.result, "artifacts": artifact_refs(store, report.files)}
 
 
 # -- train ----------------------------------------------------------------------------------------------
@@ -195,8 +175,10 @@ class EvaluateParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(min_length=1, description="Stored model ids.")
-    sweeps: list[Literal[tuple(SWEEPS)]] = Field(  # type: ignore[valid-type]
-        ["drift", "noise", "transfer"], min_length=1, description="Perturbation sweeps."
+    sweeps: list[Literal[tuple(SWEEPS)]] | None = Field(  # type: ignore[valid-type]
+        None,
+        min_length=1,
+        description="Perturbation sweeps (omitted: the system's own; a bank's: drift, noise, transfer).",
     )
     seeds: int = Field(3, ge=1, le=100, description="Seeds per noise/transfer point (transfer: at least 5 chips).")
     landscape_steps: int = Field(31, ge=3, le=201, description="Loss-landscape grid side (odd: θ is the centre).")
@@ -213,7 +195,9 @@ def run_evaluate(context: JobContext, params: EvaluateParams) -> dict[str, Any]:
     """Progress per model; the report (HTML, JSON, PNGs) goes to the job's own artifact folder."""
     store = context.store
     settings = EvaluationSettings(
-        sweeps=tuple(dict.fromkeys(params.sweeps)), seeds=params.seeds, landscape_steps=params.landscape_steps
+        sweeps=None if params.sweeps is None else tuple(dict.fromkeys(params.sweeps)),
+        seeds=params.seeds,
+        landscape_steps=params.landscape_steps,
     )
 
     def on_model(index: int, count: int, model_id: str, meta: dict[str, Any]) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 
@@ -73,3 +74,12 @@ def approximation_ratio(s: Tensor, alpha0: float) -> Tensor:
     """Probe transmission over exact derivative, ``1 / (1 + α0·s/(1+s)²)`` ∈ (0, 1]; smallest at ``s = 1``."""
     check_depth(alpha0)
     return 1 / (1 + alpha0 * s / (1 + s).square())
+
+
+WEIGHT_ZERO = 127
+"""The weight SLM's gray level of weight 0: weight ``w`` ∈ [−1, 1] is gray ``127 + 127 w`` (0..254)."""
+
+
+def weights_of_gray(gray: Tensor) -> Tensor:
+    """The weights in [−1, 1] a weight-SLM frame of gray levels shows (its amplitude LUT)."""
+    return (gray.to(torch.float32) - WEIGHT_ZERO) / WEIGHT_ZERO

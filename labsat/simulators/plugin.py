@@ -1,9 +1,11 @@
 """The ``sim`` driver: simulated instruments for bench files (``driver: sim``).
 
-All ``sim`` devices of one bench share one simulated chip, chosen by ``system.type`` (an MRR bank, an MZI
-mesh or a D2NN table) and built on first use from the bench's ``simulator:`` section, ``system`` size,
-``seed``, clock and torch device, so that a heater write (or a mask frame) moves a detector reading.
-``options.role`` says which instrument a device is.
+All ``sim`` devices of one bench share one simulated chip, which the bench's system kind supplies
+(:attr:`SystemKind.simulator <labsat.systems.kind.SystemKind.simulator>`: a :class:`ChipKind`, e.g. an MRR
+bank, an MZI mesh or a D2NN table), built on first use from the bench's ``simulator:`` section, ``system``
+size, ``seed``, clock and torch device, so that a heater write (or a mask frame) moves a detector reading.
+``options.role`` says which instrument a device is. The chip is shared as
+:data:`~labsat.truth.SIMULATED_CHIP`, where evaluation and tests find its ground truth.
 """
 
 from __future__ import annotations
@@ -13,12 +15,14 @@ from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from labsat.benchfile import D2NNSystemSpec, DeviceKind, DeviceSpec
+from labsat.benchfile import D2NNSystemSpec, DeviceKind, DeviceSpec, MRRSystemSpec, MZISystemSpec
+from labsat.entrypoints import UnknownSystemKind, load_system_kind
 from labsat.errors import BenchFileError
 from labsat.registry import BenchContext
 from labsat.simulators.d2nn import SLM_OPTIONS, D2NNChipSimulator, D2NNSimConfig, build_sim_slm
 from labsat.simulators.mrr import MRRChipSimulator, MRRSimConfig, SimDetector, SimVoltageSource
 from labsat.simulators.mzi import MZIChipSimulator, MZISimConfig
+from labsat.truth import SIMULATED_CHIP
 
 ROLES: dict[str, DeviceKind] = {"heaters": "voltage_source", "modulators": "voltage_source", "detectors": "detector"}
 """Each role of an integrated chip (MRR, MZI) and the device kind it must be declared as."""
@@ -26,9 +30,6 @@ ROLES: dict[str, DeviceKind] = {"heaters": "voltage_source", "modulators": "volt
 D2NN_ROLES: dict[str, DeviceKind] = {"mask": "slm", "input": "slm", "detectors": "detector"}
 """Each role of a D2NN table and the device kind it must be declared as."""
 
-CHIP_KEY = "mrr_chip"
-MZI_CHIP_KEY = "mzi_chip"
-D2NN_CHIP_KEY = "d2nn_chip"
 STREAMER_KEY = "streamer"
 
 
@@ -50,6 +51,8 @@ def build_sim_device(name: str, spec: DeviceSpec, context: BenchContext) -> Any:
     if spec.kind != kind.roles[role]:
         raise BenchFileError(context.path, f"devices.{name}.kind", f"a sim {role} device is a {kind.roles[role]}")
     chip = _chip(context, kind)
+    if kind.device is not None:
+        return kind.device(chip, name, spec, context)
     if spec.kind == "slm":
         return build_sim_slm(chip, name, spec, context)
     expected = chip.channel_count(role)
@@ -71,7 +74,7 @@ def build_sim_device(name: str, spec: DeviceSpec, context: BenchContext) -> Any:
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
-def _sim_config(context: BenchContext, config_type: type[ConfigT]) -> ConfigT:
+def sim_config(context: BenchContext, config_type: type[ConfigT]) -> ConfigT:
     """The bench's ``simulator:`` section as ``config_type``; errors name the offending key."""
     try:
         return config_type.model_validate(context.bench.simulator)
@@ -82,20 +85,26 @@ def _sim_config(context: BenchContext, config_type: type[ConfigT]) -> ConfigT:
         raise BenchFileError(context.path, key, message) from None
 
 
-def _mrr_chip(context: BenchContext) -> MRRChipSimulator:
+def mrr_chip(context: BenchContext) -> MRRChipSimulator:
+    """The simulated chip of an MRR bank's bench."""
     system = context.bench.system
-    config = _sim_config(context, MRRSimConfig)
+    assert isinstance(system, MRRSystemSpec)  # the MRR kind's chip, built for its own spec
+    config = sim_config(context, MRRSimConfig)
     return MRRChipSimulator(config, system.rows, system.cols, context.bench.seed, context.clock, context.torch_device)
 
 
-def _mzi_chip(context: BenchContext) -> MZIChipSimulator:
-    config = _sim_config(context, MZISimConfig)
-    modes = context.bench.system.modes
+def mzi_chip(context: BenchContext) -> MZIChipSimulator:
+    """The simulated chip of an MZI mesh's bench."""
+    system = context.bench.system
+    assert isinstance(system, MZISystemSpec)
+    config = sim_config(context, MZISimConfig)
+    modes = system.modes
     return MZIChipSimulator(config, modes, context.bench.seed, context.clock, context.torch_device)
 
 
-def _d2nn_chip(context: BenchContext) -> D2NNChipSimulator:
-    config = _sim_config(context, D2NNSimConfig)
+def d2nn_chip(context: BenchContext) -> D2NNChipSimulator:
+    """The simulated table of a D2NN's bench."""
+    config = sim_config(context, D2NNSimConfig)
     system = context.bench.system
     assert isinstance(system, D2NNSystemSpec)
     return D2NNChipSimulator(
@@ -104,37 +113,40 @@ def _d2nn_chip(context: BenchContext) -> D2NNChipSimulator:
 
 
 class ChipKind(NamedTuple):
-    """How the sim driver simulates one ``system.type``."""
+    """How the sim driver simulates one system kind's instruments."""
 
-    key: str
-    """The ``shared`` key of the bench's simulated chip."""
     build: Callable[[BenchContext], Any]
     roles: dict[str, DeviceKind]
     streamed: tuple[str, ...]
     """System roles the chip's batch streamer stands in for: it streams only when all of them are simulated."""
+    device: Callable[[Any, str, DeviceSpec, BenchContext], Any] | None = None
+    """Builds each simulated device from the chip (``chip, name, spec, context``); None: the integrated chips'
+    voltage sources and detectors, and a D2NN table's SLMs."""
 
 
-CHIPS: dict[str, ChipKind] = {
-    "mrr_bank": ChipKind(CHIP_KEY, _mrr_chip, ROLES, ("modulators", "detectors")),
-    "mzi_mesh": ChipKind(MZI_CHIP_KEY, _mzi_chip, ROLES, ("modulators", "detectors")),
-    "d2nn": ChipKind(D2NN_CHIP_KEY, _d2nn_chip, D2NN_ROLES, ("input", "detectors")),
-}
+MRR_CHIP = ChipKind(mrr_chip, ROLES, ("modulators", "detectors"))
+MZI_CHIP = ChipKind(mzi_chip, ROLES, ("modulators", "detectors"))
+D2NN_CHIP = ChipKind(d2nn_chip, D2NN_ROLES, ("input", "detectors"))
 
 
 def _chip_kind(context: BenchContext) -> ChipKind:
     system_type = context.bench.system.type
-    if system_type not in CHIPS:
+    try:
+        kind: ChipKind | None = load_system_kind(system_type).simulator
+    except UnknownSystemKind as exc:
+        raise BenchFileError(context.path, "system.type", str(exc)) from None
+    if kind is None:
         raise BenchFileError(context.path, "system.type", f"the sim driver cannot simulate a {system_type!r} system")
-    return CHIPS[system_type]
+    return kind
 
 
 def _chip(context: BenchContext, kind: ChipKind) -> Any:
     """The bench's simulated chip, built once and shared (also as its batch streamer when all-simulated)."""
-    chip = context.shared.get(kind.key)
+    chip = context.shared.get(SIMULATED_CHIP)
     if chip is not None:
         return chip
     chip = kind.build(context)
-    context.shared[kind.key] = chip
+    context.shared[SIMULATED_CHIP] = chip
     system = context.bench.system
     if all(context.bench.devices[getattr(system, role)].driver == "sim" for role in kind.streamed):
         # Streaming is the shortcut past the input and detector instruments; a bench that reaches them

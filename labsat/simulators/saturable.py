@@ -91,7 +91,7 @@ class SaturableLayerSimulator:
         """Pump pass: the camera's read-out of ``SA(W x)`` ``(B, out)``, with detector noise."""
         with torch.no_grad():
             self._count(x)
-            return self._read(self.exact_layer(x, weights))
+            return self.read_out(self.exact_layer(x, weights))
 
     def backward(self, x: Tensor, weights: Tensor, grad_out: Tensor) -> tuple[Tensor, Tensor]:
         """Probe pass at pump ``x``: ``(Wᵀδ (B, in), δᵀx (out, in))`` from the read-outs of ``δ`` and ``Wᵀδ``.
@@ -110,8 +110,8 @@ class SaturableLayerSimulator:
             shown = self.displayed(weights)
             s = saturation(x @ shown.T, self.config.i_sat)
             delta = probe_transmission(s, self.config.alpha0) * grad_out
-            grad_x = self._read(delta @ shown)
-            return grad_x, self._read(delta).T @ x
+            grad_x = self.read_out(delta @ shown)
+            return grad_x, self.read_out(delta).T @ x
 
     def _check(self, x: Tensor, weights: Tensor) -> None:
         if weights.ndim != 2 or x.ndim != 2 or x.shape[1] != weights.shape[1]:
@@ -120,7 +120,7 @@ class SaturableLayerSimulator:
                 f"got x {tuple(x.shape)} and weights {tuple(weights.shape)}"
             )
 
-    def _read(self, signal: Tensor) -> Tensor:
+    def read_out(self, signal: Tensor) -> Tensor:
         """A camera read-out: ``signal`` plus noise ``read_noise · max|signal|`` per sample."""
         if self.config.read_noise == 0:
             return signal

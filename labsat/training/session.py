@@ -9,10 +9,11 @@ here, once for every caller:
   DAT take their backward pass from it, weight-space BP is deployed through it — and a calibration is
   the only way labsat makes one, so refusing would just make the user type a second command. The
   calibration drives the heaters through the same guard as training.
-* **System.** A bank's twin is built from its record (:mod:`labsat.twin`) and trained in heater volts;
-  a mesh's is its fit applied to the System and trained in phase (:mod:`labsat.training.mzi`); a D2NN's
-  System shows phases through its record's fitted SLM LUTs, so the nominal twin models it, and is trained
-  in mask phase (:mod:`labsat.training.diffractive`). Each gets the network it affords
+* **System.** The bench's system kind (:attr:`SystemKind.training <labsat.systems.kind.SystemKind.training>`)
+  says how it trains: a bank's twin is built from its record (:mod:`labsat.twin`) and trained in heater
+  volts; a mesh's is its fit applied to the System and trained in phase (:mod:`labsat.training.mzi`); a
+  D2NN's System shows phases through its record's fitted SLM LUTs, so the nominal twin models it, and is
+  trained in mask phase (:mod:`labsat.training.diffractive`). Each gets the network it affords
   (:func:`bench_network`), and what cannot run on it is refused before any calibration or device time.
   :func:`bench_layer` hides which system it is: the rest of a run, and evaluation and deployment after
   it, see one :class:`PhysicalLayer`.
@@ -29,23 +30,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from labsat.calibration import bench_identity, calibrate_bench, record_type
-from labsat.calibration.d2nn_record import D2NNCalibrationRecord
-from labsat.calibration.mesh_record import MeshCalibrationRecord
 from labsat.calibration.record import CalibrationRecord
 from labsat.calibration.stored import StoredCalibration, latest_record_of
 from labsat.datasets import Dataset
 from labsat.errors import LabsatError
 from labsat.readout import QueryStats
 from labsat.store import Store
-from labsat.systems.d2nn import D2NNSystem
-from labsat.systems.mzi import MZIMeshSystem
+from labsat.systems.kind import bench_kind, system_of
+from labsat.systems.mrr import MRRBankSystem
 from labsat.training.checkpoint import run_directory
 from labsat.training.config import TrainConfig
-from labsat.training.diffractive import d2nn_network, diffractive_physical_layer
 from labsat.training.evaluate import accuracy
 from labsat.training.loop import StepCallback, TrainResult, train
 from labsat.training.methods import parse_method
-from labsat.training.mzi import mesh_network, mesh_physical_layer
 from labsat.training.network import PhotonicNet
 from labsat.training.physical import PhysicalLayer
 from labsat.training.runners import device_runner, twin_runner
@@ -124,15 +121,14 @@ def bench_calibration(
 def bench_twin(
     bench: Bench, store: Store, calibration: str | None = None, progress: CalibrationProgress | None = None
 ) -> tuple[Twin, CalibrationRecord, bool]:
-    """A bank's twin to train with, its record, and whether a calibration had to run for it (see module doc)."""
-    if record_type(bench) is not CalibrationRecord:
-        raise LabsatError(
-            f"bench_twin builds an MRR bank's twin; bench {bench.name!r} is a {bench.spec.system.label}: "
-            "bench_layer gives the layer any bench trains through"
-        )
+    """A bank's twin to train with, its record, and whether a calibration had to run for it (see module doc).
+
+    :func:`bench_layer` gives the layer any bench trains through.
+    """
+    system = system_of(bench, MRRBankSystem)
     record, calibrated_now = bench_calibration(bench, store, calibration, progress)
-    assert isinstance(record, CalibrationRecord)
-    apply_calibration(bench.system, record)
+    assert isinstance(record, CalibrationRecord)  # a bank's calibration record
+    apply_calibration(system, record)
     return Twin.from_record(record, bench.torch_device), record, calibrated_now
 
 
@@ -150,21 +146,7 @@ def bench_layer(
     that many of its detectors; a bank tiles any width.
     """
     record, calibrated_now = bench_calibration(bench, store, calibration, progress)
-    system = bench.system
-    if isinstance(record, MeshCalibrationRecord):
-        assert isinstance(system, MZIMeshSystem)
-        twin = record.calibration(bench.torch_device).apply(system)
-        return mesh_physical_layer(system, twin, outputs), record, calibrated_now
-    if isinstance(record, D2NNCalibrationRecord):
-        assert isinstance(system, D2NNSystem)
-        record.apply(system)
-        layer = diffractive_physical_layer(
-            system.nominal_twin(), system.forward, stats=lambda: system.stats.copy(), outputs=outputs
-        )
-        return layer, record, calibrated_now
-    apply_calibration(bench.system, record)
-    twin = Twin.from_record(record, bench.torch_device)
-    return PhysicalLayer.from_system(bench.system, twin.layer), record, calibrated_now
+    return bench_kind(bench).training.layer(bench, record, outputs), record, calibrated_now
 
 
 def bench_network(bench: Bench, config: TrainConfig, dataset: Dataset) -> TrainConfig:
@@ -172,18 +154,13 @@ def bench_network(bench: Bench, config: TrainConfig, dataset: Dataset) -> TrainC
     calibration or device time (a bad method, a mesh's or a D2NN's misfits, FD-SAT where nothing is disturbed).
     """
     parse_method(config.method, config.ascent)
-    record_type(bench)  # a system the commands do not drive is refused as such
-    system = bench.system
-    if config.fd_disturbance is not None and not isinstance(system, D2NNSystem):
+    training = bench_kind(bench).training
+    if config.fd_disturbance is not None and not training.disturbances:
         raise LabsatError(
             f"FD-SAT (fd_disturbance {config.fd_disturbance!r}) trains against a D2NN's mask misalignment; bench "
             f"{bench.name!r} is a {bench.spec.system.label}, which has no such disturbance"
         )
-    if isinstance(system, MZIMeshSystem):
-        return mesh_network(config, system.modes, dataset.n_classes)
-    if isinstance(system, D2NNSystem):
-        return d2nn_network(config, system, dataset.n_features, dataset.n_classes)
-    return config
+    return training.network(bench, config, dataset)
 
 
 def train_on_bench(
@@ -242,7 +219,6 @@ def model_for_bench(store: Store, model_id: str, bench: Bench) -> tuple[Photonic
     A bank's controls are heater volts per weight, a mesh's are phases per MZI, a D2NN's phases per mask
     pixel: on another system they mean nothing (or do not even fit its shape).
     """
-    record_type(bench)  # a system the commands do not drive is refused as such, not as a mismatch
     net, metadata = load_model(store, model_id)
     trained_on = metadata.get("system", "mrr_bank")  # models stored before meshes were trained are a bank's
     if trained_on != bench.spec.system.type:

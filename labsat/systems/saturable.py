@@ -1,0 +1,125 @@
+"""The saturable-absorber layer as a System: weights on an SLM, inputs on a second SLM, a camera behind the absorber.
+
+One layer of the all-optical network ``a = SA(W x)`` (:mod:`labsat.simulators.saturable` has the physics):
+the weight SLM shows ``W`` ∈ [−1, 1] as gray levels (``w = (g − 127)/127``, so zero is a level and ±1
+are 254 and 0), the input SLM shows each sample's field amplitudes (``x = full_scale · g/255``; the SLM
+saturates above its full scale, and the twin models that clip too) and the camera reads the ``outputs``
+fields the absorber passes. Both SLMs are written through the guard, so a frame
+outside the bench file's gray limits never reaches the glass. A network layer smaller than the SLM uses
+its top-left block: the unused weights are shown as zero and the unused inputs dark.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from labsat.benchfile import RoleNeed, SystemSpec
+from labsat.clock import Clock
+from labsat.devices import BatchStreamer, Detector
+from labsat.guard import GuardedSLM
+from labsat.physics.saturable import WEIGHT_ZERO
+from labsat.readout import QueryStats, measure_batch
+
+WEIGHT_RANGE = (-1.0, 1.0)
+
+
+class SaturableSystemSpec(SystemSpec):
+    """A saturable-absorber layer: a weight SLM of ``outputs × inputs`` pixels, an input SLM, a camera.
+
+    Amplitudes are in units of √I_sat of the nominal absorber; ``alpha0`` and ``i_sat`` are the nominal
+    absorber the uncalibrated twin assumes (a calibration measures them).
+    """
+
+    type: Literal["saturable"]
+    inputs: int = Field(gt=0, description="Input fields (input SLM pixels, weight SLM columns).")
+    outputs: int = Field(gt=0, description="Output fields (weight SLM rows, camera channels).")
+    weights: str = Field(description="SLM showing the weights, one pixel per (output, input).")
+    input: str = Field(description="SLM showing one sample's input amplitudes, 1 x inputs pixels.")
+    camera: str = Field(description="Detector reading the absorber's output fields, one channel per output.")
+    input_full_scale: float = Field(3.0, gt=0, description="Input amplitude at gray level 255.")
+    alpha0: float = Field(10.0, ge=0, description="Nominal small-signal optical depth of the absorber.")
+    i_sat: float = Field(1.0, gt=0, description="Nominal saturation intensity, in amplitude² units.")
+
+    @property
+    def label(self) -> str:
+        return f"{self.outputs}x{self.inputs} saturable-absorber layer"
+
+    def device_roles(self) -> list[RoleNeed]:
+        return [
+            RoleNeed("weights", self.weights, "slm", shape=(self.outputs, self.inputs)),
+            RoleNeed("input", self.input, "slm", shape=(1, self.inputs)),
+            RoleNeed("camera", self.camera, "detector", self.outputs),
+        ]
+
+
+@dataclass
+class SaturableSystem:
+    """A saturable-absorber layer on a weight SLM, an input SLM and a camera, driven through the guard."""
+
+    spec: SaturableSystemSpec
+    weights: GuardedSLM
+    input: GuardedSLM
+    camera: Detector
+    clock: Clock
+    torch_device: torch.device
+    streamer: BatchStreamer | None = None
+    stats: QueryStats = field(default_factory=QueryStats)
+
+    @property
+    def inputs(self) -> int:
+        return self.spec.inputs
+
+    @property
+    def outputs(self) -> int:
+        return self.spec.outputs
+
+    @property
+    def control_range(self) -> tuple[float, float]:
+        return WEIGHT_RANGE
+
+    def weight_frame(self, weights: torch.Tensor) -> torch.Tensor:
+        """The weight SLM's gray frame ``(outputs, inputs)`` showing ``weights`` ``(out, in)`` in its top-left block."""
+        out, width = weights.shape
+        if out > self.outputs or width > self.inputs:
+            raise ValueError(
+                f"a ({out}, {width}) layer does not fit this {self.spec.label} ({self.outputs} outputs, "
+                f"{self.inputs} inputs)"
+            )
+        full = torch.zeros(self.outputs, self.inputs, device=weights.device)
+        full[:out, :width] = weights.clamp(*WEIGHT_RANGE)
+        return torch.round(full * WEIGHT_ZERO + WEIGHT_ZERO).to(torch.uint8)
+
+    def input_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """Input SLM frames ``(B, 1, inputs)`` for field amplitudes ``x`` ``(B, in)``, clipped at the full scale."""
+        scale = self.spec.input_full_scale
+        if bool((x < 0).any()):
+            raise ValueError("inputs to a saturable-absorber layer are input-SLM field amplitudes and must be ≥ 0")
+        full = torch.zeros(x.shape[0], self.inputs, device=x.device)
+        full[:, : x.shape[1]] = x / scale
+        return torch.round(full.clamp(0.0, 1.0) * 255).to(torch.uint8).unsqueeze(1)
+
+    def program(self, weights: torch.Tensor) -> None:
+        """Show ``weights`` on the weight SLM and wait for it to settle: one program."""
+        started = self.clock.now()
+        self.weights.show(self.weight_frame(weights.detach().to(torch.float32)))
+        self.stats.programs += 1
+        self.stats.bench_time_s += self.clock.now() - started
+
+    def measure(self, x: torch.Tensor) -> torch.Tensor:
+        """The camera's output fields ``(B, outputs)`` for input amplitudes ``x`` ``(B, in)`` at the shown weights."""
+        frames = self.input_frames(x.detach().to(torch.float32))
+        readings = measure_batch(self.input, self.camera, self.streamer, frames, self.clock, self.stats)
+        return readings.to(self.torch_device)
+
+    def forward(self, x: torch.Tensor, controls: torch.Tensor) -> torch.Tensor:
+        """``(B, in)`` input amplitudes → ``(B, out)`` absorber output fields, weights ``controls`` ``(out, in)``."""
+        if x.ndim != 2 or controls.ndim != 2 or x.shape[1] != controls.shape[1]:
+            raise ValueError(f"need x (B, in) and weights (out, in), got {tuple(x.shape)} and {tuple(controls.shape)}")
+        self.program(controls)
+        y = self.measure(x)[:, : controls.shape[0]]
+        self.stats.forwards += 1
+        return y
