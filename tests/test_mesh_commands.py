@@ -105,7 +105,13 @@ def test_labsat_calibrate_fits_the_mesh_closer_to_the_chip_than_the_design(mesh_
     assert listed[0]["holdout_rms"] == summary["holdout_rms"]
     shown = cli_json("calibrations", record.id)
     assert shown["parameters"]["theta_offset"] == record.parameters.theta_offset
-    assert "mesh fit; comparing is for MRR bank records" in cli_refusal("calibrations", record.id, record.id)
+    assert all(item["max_abs"] == 0 for item in cli_json("calibrations", record.id, record.id)["parameters"])
+    drifted = record.model_copy(deep=True, update={"id": new_id()})
+    drifted.parameters.phi_offset[2] += 0.25
+    Store(data_dir).save_calibration(drifted)
+    compared = {item["name"]: item for item in cli_json("calibrations", record.id, drifted.id)["parameters"]}
+    assert compared["phi_offset"]["max_abs"] == pytest.approx(0.25) and compared["phi_offset"]["worst_index"] == [2]
+    assert compared["theta_offset"]["max_abs"] == 0
 
 
 def test_labsat_train_calibrates_trains_and_evaluate_reloads_the_mesh_model(

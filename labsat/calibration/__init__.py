@@ -9,6 +9,7 @@ twin (:mod:`labsat.twin`); a mesh with :func:`~labsat.calibration.mzi.calibrate_
 ``apply(system)`` shows phases through the fitted LUTs, so that the nominal twin models the device.
 """
 
+from labsat.calibration.comparison import RecordComparison, compare
 from labsat.calibration.d2nn_record import D2NNCalibrationOptions, D2NNCalibrationRecord
 from labsat.calibration.dispatch import calibrate_bench, record_type
 from labsat.calibration.mesh_record import MeshCalibrationOptions, MeshCalibrationRecord
@@ -19,8 +20,6 @@ from labsat.calibration.record import (
     CalibrationRecord,
     ChipParameters,
     Flag,
-    RecordComparison,
-    compare,
 )
 from labsat.calibration.runner import calibrate
 from labsat.calibration.session import bench_identity

@@ -80,6 +80,10 @@ class FitRecord(_Model):
         """The fitted values as ``labsat calibrations ID`` shows them (JSON-ready)."""
         raise NotImplementedError
 
+    def comparable(self) -> dict[str, Any]:
+        """The fitted values by name, for :func:`~labsat.calibration.comparison.compare` (nested names: dotted)."""
+        return _flattened(self.fitted())
+
     def table(self, summary: dict[str, Any]) -> tuple[str, list[tuple[str, str]], str]:
         """The title, rows and caption of the command's table of this fit (``summary``: the command's summary)."""
         rows = [(name, f"{value:.4g}") for name, value in self.figures().items() if isinstance(value, float)]
@@ -138,3 +142,14 @@ def store_fit(bench: Bench, store: Store, record_type: type[F], options: _Model,
     )
     store.save_calibration(record)
     return record
+
+
+def _flattened(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"luts": {"mask0": [...]}}`` as ``{"luts.mask0": [...]}``: one comparable quantity per name."""
+    flat: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flattened(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat

@@ -31,6 +31,9 @@ MEASUREMENTS = ("detectors", "modulators", "rings", "crosstalk", "heaters")
 PROCEDURE_ORDER = (*MEASUREMENTS, "validation")
 """Every procedure: the measurements, then the twin checked against the device."""
 
+PER_RING_FITS = ("resonance_mw", "fwhm_mw", "depth")
+"""Chip parameters that come from each ring's own fit: a flagged ring has none."""
+
 Matrix = list[list[float]]
 
 
@@ -294,6 +297,19 @@ class CalibrationRecord(_Model):
     def flags(self) -> list[Flag]:
         return [flag for name in self.procedures for flag in self.result(name).flags]  # type: ignore[union-attr]
 
+    def comparable(self) -> dict[str, Any]:
+        """The derived chip parameters, a flagged ring's own fit left out (``None``), for :func:`compare`."""
+        if self.parameters is None:
+            raise LabsatError(f"calibration {self.id!r} has no chip parameters yet (it did not finish)")
+        fitted = self.parameters.fitted
+        values = self.parameters.comparable()
+        for name in PER_RING_FITS:
+            values[name] = [
+                [value if ok else None for value, ok in zip(row, fitted_row, strict=True)]
+                for row, fitted_row in zip(values[name], fitted, strict=True)
+            ]
+        return values
+
     @property
     def builds_twin(self) -> bool:
         """Finished, with the chip parameters a twin is made of."""
@@ -313,69 +329,6 @@ class CalibrationRecord(_Model):
                 f"{RECORD_VERSION}"
             )
         return cls.model_validate(data)
-
-
-class ParameterDifference(_Model):
-    """``b − a`` for one parameter, over the elements both records have."""
-
-    name: str
-    count: int
-    mean: float | None
-    rms: float | None
-    max_abs: float | None
-    worst_index: list[int] | None = Field(None, description="Position of the largest |b − a|.")
-
-
-class RecordComparison(_Model):
-    a: str
-    b: str
-    parameters: list[ParameterDifference]
-
-
-def compare(a: CalibrationRecord, b: CalibrationRecord) -> RecordComparison:
-    """Per-parameter differences ``b − a`` of two records' derived chip parameters.
-
-    Elements a record did not fit (flagged rings) are left out of that parameter's statistics.
-    """
-    if a.parameters is None or b.parameters is None:
-        missing = a.id if a.parameters is None else b.id
-        raise LabsatError(f"calibration {missing!r} has no chip parameters yet (it did not finish)")
-    fitted_a, fitted_b = a.parameters.fitted, b.parameters.fitted
-    fields_a, fields_b = a.parameters.comparable(), b.parameters.comparable()
-    differences = []
-    for name, values_a in fields_a.items():
-        values_b = fields_b[name]
-        pairs = []
-        for index, (value_a, value_b) in _flat_pairs(values_a, values_b):
-            per_ring = len(index) == 2 and name in {"resonance_mw", "fwhm_mw", "depth"}
-            if per_ring and not (fitted_a[index[0]][index[1]] and fitted_b[index[0]][index[1]]):
-                continue
-            pairs.append((index, value_b - value_a))
-        if not pairs:
-            differences.append(ParameterDifference(name=name, count=0, mean=None, rms=None, max_abs=None))
-            continue
-        diffs = [d for _, d in pairs]
-        worst = max(pairs, key=lambda pair: abs(pair[1]))
-        differences.append(
-            ParameterDifference(
-                name=name,
-                count=len(diffs),
-                mean=sum(diffs) / len(diffs),
-                rms=math.sqrt(sum(d * d for d in diffs) / len(diffs)),
-                max_abs=abs(worst[1]),
-                worst_index=list(worst[0]),
-            )
-        )
-    return RecordComparison(a=a.id, b=b.id, parameters=differences)
-
-
-def _flat_pairs(a: Any, b: Any, index: tuple[int, ...] = ()) -> list[tuple[tuple[int, ...], tuple[float, float]]]:
-    """Matching leaves of two nested lists, with their positions (shapes must agree)."""
-    if isinstance(a, list):
-        if not isinstance(b, list) or len(a) != len(b):
-            raise LabsatError("the two calibrations describe banks of different shapes")
-        return [pair for i, (x, y) in enumerate(zip(a, b, strict=True)) for pair in _flat_pairs(x, y, (*index, i))]
-    return [(index, (float(a), float(b)))]
 
 
 def _rms_line(values: list[float | None], unit: str, scale: float) -> str:

@@ -16,7 +16,6 @@ from rich.table import Table
 from labsat.benchfile import load_bench_file
 from labsat.calibration import (
     PROCEDURE_ORDER,
-    CalibrationRecord,
     StoredCalibration,
     calibrate_bench,
     compare,
@@ -74,16 +73,6 @@ def _tables(report: CalibrationReport) -> list[Table]:
             table.add_row(*row)
         tables.append(table)
     return tables
-
-
-def _comparable(record: StoredCalibration) -> CalibrationRecord:
-    """``record`` if it can be compared parameter by parameter (a bank's chain of procedures can)."""
-    if not isinstance(record, CalibrationRecord):
-        raise LabsatError(
-            f"calibration {record.id} is a {record.LABEL} fit; comparing is for MRR bank records "
-            f"(show it with `labsat calibrations {record.id}`)"
-        )
-    return record
 
 
 def _report(record: StoredCalibration, store: Store, *, figures: bool) -> CalibrationReport:
@@ -182,7 +171,7 @@ def calibrations_command(
         report = _report(store.get_calibration(ids[0]), store, figures=False)
         emit({**report.summary, "parameters": report.parameters}, _tables(report), json)
     else:
-        first, second = (_comparable(store.get_calibration(calibration_id)) for calibration_id in ids)
+        first, second = (store.get_calibration(calibration_id) for calibration_id in ids)
         comparison = compare(first, second)
         table = Table(title=f"calibration {comparison.b} − {comparison.a}")
         for column in ("parameter", "count", "mean", "rms", "max |Δ|", "at"):
