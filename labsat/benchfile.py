@@ -7,7 +7,6 @@ limits make sense, whose drivers exist and whose channel names resolve. Every pr
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -17,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationErr
 
 from labsat.entrypoints import UnknownSystemKind, known_drivers, known_system_types, load_system_kind
 from labsat.errors import BenchFileError
-from labsat.physics.optics import CLASSES, DiffractiveOptics
 
 
 class _Strict(BaseModel):
@@ -172,142 +170,6 @@ class SystemSpec(_Strict):
     def device_roles(self) -> list[RoleNeed]:
         """Each role's device, kind and channel count or frame shape."""
         raise NotImplementedError
-
-
-class MRRSystemSpec(SystemSpec):
-    """A microring weight bank: rows = output neurons (balanced detectors), cols = WDM input channels."""
-
-    type: Literal["mrr_bank"]
-    rows: int = Field(gt=0)
-    cols: int = Field(gt=0)
-    heaters: str = Field(description="Voltage source driving the ring heaters, ring (r, c) on channel r*cols+c.")
-    modulators: str = Field(description="Voltage source driving the input modulators, one per WDM channel.")
-    detectors: str = Field(description="Detector with one balanced photodetector per row.")
-    settle_time_s: float = Field(5e-3, ge=0, description="Wait after programming the heaters.")
-    modulator_v_pi: float = Field(2.0, gt=0, description="Nominal modulator half-wave voltage.")
-    readout_volts_per_unit: float = Field(
-        0.5, gt=0, description="Nominal detector volts for a weighted input sum of 1."
-    )
-    readout_dark_volts: float = Field(0.0, description="Nominal detector reading with no light.")
-
-    @property
-    def label(self) -> str:
-        return f"{self.rows}x{self.cols} bank"
-
-    def device_roles(self) -> list[RoleNeed]:
-        """Each role's device, kind and channel count."""
-        return [
-            RoleNeed("heaters", self.heaters, "voltage_source", self.rows * self.cols),
-            RoleNeed("modulators", self.modulators, "voltage_source", self.cols),
-            RoleNeed("detectors", self.detectors, "detector", self.rows),
-        ]
-
-
-class MZISystemSpec(SystemSpec):
-    """A rectangular (Clements) MZI mesh on ``modes`` modes: two heaters per MZI, one modulator and PD per mode."""
-
-    type: Literal["mzi_mesh"]
-    modes: int = Field(ge=2)
-    heaters: str = Field(
-        description="Voltage source with N(N−1) heaters: MZI k's internal phase θ on channel 2k, external φ on 2k+1."
-    )
-    modulators: str = Field(description="Voltage source driving the input amplitude modulators, one per mode.")
-    detectors: str = Field(description="Detector with one photodiode per output mode.")
-    settle_time_s: float = Field(5e-3, ge=0, description="Wait after programming the heaters.")
-    modulator_v_pi: float = Field(2.0, gt=0, description="Nominal modulator half-wave voltage.")
-    readout_volts_per_unit: float = Field(
-        0.25, gt=0, description="Nominal detector volts for an output intensity of one input's full power."
-    )
-    readout_dark_volts: float = Field(0.0, description="Nominal detector reading with no light.")
-    p_pi_mw: float = Field(25.0, gt=0, description="Nominal heater power for a π phase shift (the design twin's).")
-    heater_resistance_ohm: float = Field(1000.0, gt=0, description="Nominal heater resistance.")
-
-    @property
-    def label(self) -> str:
-        return f"{self.modes}-mode mesh"
-
-    def device_roles(self) -> list[RoleNeed]:
-        return [
-            RoleNeed("heaters", self.heaters, "voltage_source", self.modes * (self.modes - 1)),
-            RoleNeed("modulators", self.modulators, "voltage_source", self.modes),
-            RoleNeed("detectors", self.detectors, "detector", self.modes),
-        ]
-
-
-class D2NNSystemSpec(SystemSpec):
-    """A diffractive network in a 4f system: an input SLM, phase-mask SLMs, ten detector regions on a camera.
-
-    The input device is an amplitude SLM (or DMD) of ``input_side × input_side`` pixels, one per feature,
-    whose intensity transmission is proportional to its gray level; the optics magnify it onto
-    ``input_image_px`` grid pixels (bilinear, as :class:`~labsat.physics.diffractive.DiffractiveOptics`
-    models it). Each mask SLM shows ``grid × grid`` pixels through its gray→phase LUT; the uncalibrated
-    twin assumes the linear ``lut_phase_range_rad·g/256``. Lengths in µm, nm and mm as named.
-    """
-
-    type: Literal["d2nn"]
-    masks: list[str] = Field(min_length=1, description="SLMs showing the phase masks, in the order light meets them.")
-    input: str = Field(description="Amplitude SLM showing the input image, one pixel per feature.")
-    detectors: str = Field(description=f"Detector with one channel per class region ({CLASSES}).")
-    grid: int = Field(128, ge=16, description="Simulation grid and mask SLM side, in pixels.")
-    pixel_um: float = Field(2.0, gt=0, description="Pixel pitch at the masks.")
-    wavelength_nm: float = Field(532.0, gt=0)
-    focal_mm: float = Field(5.0, gt=0, description="Focal length of both lenses.")
-    input_to_lens_mm: float = Field(5.0, ge=0)
-    lens_to_mask_mm: float = Field(4.0, ge=0)
-    mask_spacing_mm: float = Field(2.0, ge=0, description="Distance between consecutive masks.")
-    mask_to_lens_mm: float = Field(4.0, ge=0)
-    lens_to_detector_mm: float = Field(5.0, ge=0)
-    nonlinearity: bool = Field(True, description="Intensity threshold after each mask (the reference's).")
-    input_side: int = Field(8, gt=0, description="Side of the input SLM: input_side² features.")
-    input_image_px: int | None = Field(None, gt=0, description="Side of the input image on the grid (None: grid/2).")
-    detector_px: int | None = Field(None, gt=0, description="Side of a detector square (None: 9 px scaled to grid).")
-    lut_phase_range_rad: float = Field(
-        2 * math.pi, gt=0, description="Nominal LUT: phase of gray g is range·g/256 (before calibration)."
-    )
-    readout_volts_per_unit: float = Field(
-        0.5, gt=0, description="Nominal detector volts for a region receiving the full-on input's whole power."
-    )
-    readout_dark_volts: float = Field(0.0, description="Nominal detector reading with no light.")
-
-    @model_validator(mode="after")
-    def _geometry(self) -> D2NNSystemSpec:
-        if self.input_image_px is not None and self.input_image_px > self.grid:
-            raise ValueError(f"input_image_px {self.input_image_px} is larger than the grid ({self.grid} px)")
-        self.optics()  # and whatever else the optics model refuses
-        return self
-
-    @property
-    def label(self) -> str:
-        return f"{len(self.masks)}-mask D2NN"
-
-    def optics(self) -> DiffractiveOptics:
-        """The bench's geometry as the physics model takes it."""
-        return DiffractiveOptics(
-            grid=self.grid,
-            pixel_um=self.pixel_um,
-            wavelength_nm=self.wavelength_nm,
-            focal_mm=self.focal_mm,
-            input_to_lens_mm=self.input_to_lens_mm,
-            lens_to_mask_mm=self.lens_to_mask_mm,
-            mask_spacing_mm=self.mask_spacing_mm,
-            mask_to_lens_mm=self.mask_to_lens_mm,
-            lens_to_detector_mm=self.lens_to_detector_mm,
-            masks=len(self.masks),
-            nonlinearity=self.nonlinearity,
-            input_size=self.input_image_px,
-            detector_px=self.detector_px,
-        )
-
-    def device_roles(self) -> list[RoleNeed]:
-        masks = [
-            RoleNeed("masks", name, "slm", shape=(self.grid, self.grid), position=i)
-            for i, name in enumerate(self.masks)
-        ]
-        return [
-            *masks,
-            RoleNeed("input", self.input, "slm", shape=(self.input_side, self.input_side)),
-            RoleNeed("detectors", self.detectors, "detector", CLASSES),
-        ]
 
 
 class BenchFile(_Strict):

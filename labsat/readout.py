@@ -15,7 +15,6 @@ from typing import Protocol
 
 import torch
 
-from labsat.benchfile import MRRSystemSpec, MZISystemSpec
 from labsat.clock import Clock
 from labsat.devices import BatchStreamer, Detector
 
@@ -42,6 +41,19 @@ class QueryStats:
         )
 
 
+class NominalReadout(Protocol):
+    """What a bench file says of its readout before any calibration (a bank's or a mesh's ``system:``)."""
+
+    @property
+    def readout_volts_per_unit(self) -> float: ...
+
+    @property
+    def readout_dark_volts(self) -> float: ...
+
+    @property
+    def modulator_v_pi(self) -> float: ...
+
+
 @dataclass
 class Readout:
     """How detector volts and modulator volts map to logical values.
@@ -55,7 +67,7 @@ class Readout:
     modulator_v_pi: torch.Tensor  # (cols,)
 
     @classmethod
-    def nominal(cls, spec: MRRSystemSpec | MZISystemSpec, outputs: int, inputs: int, device: torch.device) -> Readout:
+    def nominal(cls, spec: NominalReadout, outputs: int, inputs: int, device: torch.device) -> Readout:
         """The bench file's nominal readout, the same for every detector and every modulator."""
         return cls(
             volts_per_unit=torch.full((outputs,), spec.readout_volts_per_unit, device=device),

@@ -144,6 +144,24 @@ def test_the_core_has_no_switch_on_system_kinds() -> None:
     assert found == []
 
 
+def test_the_bench_file_schema_knows_no_kind() -> None:
+    """``system:`` models come from the installed kinds: the schema module itself defines none."""
+    import labsat.benchfile as schema
+
+    defined_here = [
+        name
+        for name, value in vars(schema).items()
+        if isinstance(value, type) and issubclass(value, schema.SystemSpec) and value is not schema.SystemSpec
+    ]
+    assert defined_here == []
+    assert {kind: system_kind(kind).spec.__module__ for kind in ("mrr_bank", "mzi_mesh", "d2nn", "saturable")} == {
+        "mrr_bank": "labsat.specs.mrr",
+        "mzi_mesh": "labsat.specs.mzi",
+        "d2nn": "labsat.specs.d2nn",
+        "saturable": "labsat.specs.saturable",
+    }
+
+
 def test_a_calibration_option_no_kind_takes_is_refused_by_name(tmp_path: Path) -> None:
     with open_bench(ROOT / "config" / "sim-mzi.yaml", torch_device=torch.device("cpu")) as bench:
         with pytest.raises(LabsatError, match=r"sweeps: no installed system kind takes this calibration option"):

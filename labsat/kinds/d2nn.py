@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from labsat.benchfile import D2NNSystemSpec
 from labsat.calibration.d2nn_record import D2NNCalibrationOptions, D2NNCalibrationRecord
 from labsat.calibration.fit_runner import FitCalibration, calibrate_d2nn_bench
 from labsat.calibration.stored import StoredCalibration
@@ -19,6 +18,7 @@ from labsat.evaluation.layer import LayerEvaluation
 from labsat.evaluation.sweeps import MISALIGNMENT
 from labsat.physics.diffractive import DISTURBANCES
 from labsat.simulators.plugin import D2NN_CHIP
+from labsat.specs.d2nn import D2NNSystemSpec
 from labsat.systems.d2nn import D2NNSystem
 from labsat.systems.kind import CalibrationSettings, Kind, system_of
 from labsat.training.config import TrainConfig

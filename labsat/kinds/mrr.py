@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from labsat.benchfile import MRRSystemSpec
 from labsat.calibration.record import CalibrationOptions, CalibrationRecord
 from labsat.calibration.reporting import CalibrationReport, bank_report
 from labsat.calibration.runner import calibrate
@@ -20,6 +19,7 @@ from labsat.datasets import Dataset
 from labsat.errors import LabsatError
 from labsat.evaluation.chips import ChipModelEvaluation
 from labsat.simulators.plugin import MRR_CHIP
+from labsat.specs.mrr import MRRSystemSpec
 from labsat.store import Store
 from labsat.systems.kind import CalibrationSettings, Kind, system_of
 from labsat.systems.mrr import MRRBankSystem

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from labsat.benchfile import MZISystemSpec
 from labsat.calibration.fit_runner import FitCalibration, calibrate_mesh_bench
 from labsat.calibration.mesh_record import MeshCalibrationOptions, MeshCalibrationRecord
 from labsat.calibration.stored import StoredCalibration
@@ -17,6 +16,7 @@ from labsat.datasets import Dataset
 from labsat.errors import LabsatError
 from labsat.evaluation.layer import LayerEvaluation
 from labsat.simulators.plugin import MZI_CHIP
+from labsat.specs.mzi import MZISystemSpec
 from labsat.systems.kind import CalibrationSettings, Kind, system_of
 from labsat.systems.mzi import MZIMeshSystem
 from labsat.training.config import TrainConfig

@@ -21,8 +21,9 @@ from labsat.errors import LabsatError
 from labsat.evaluation.layer import LayerEvaluation
 from labsat.physics.saturable import transmit
 from labsat.simulators.saturable_bench import SATURABLE_CHIP
+from labsat.specs.saturable import SaturableSystemSpec
 from labsat.systems.kind import CalibrationSettings, Kind, system_of
-from labsat.systems.saturable import WEIGHT_RANGE, SaturableSystem, SaturableSystemSpec
+from labsat.systems.saturable import WEIGHT_RANGE, SaturableSystem
 from labsat.training.config import TrainConfig
 from labsat.training.physical import PhysicalLayer
 

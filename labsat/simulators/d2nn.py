@@ -23,7 +23,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from labsat.benchfile import D2NNSystemSpec, DeviceSpec
+from labsat.benchfile import DeviceSpec
 from labsat.clock import Clock
 from labsat.errors import BenchFileError, InstrumentError
 from labsat.physics.compute import default_device
@@ -31,6 +31,7 @@ from labsat.physics.diffractive import CLASSES, DiffractiveModel, DiffractiveOpt
 from labsat.physics.slm import PhaseLUT
 from labsat.registry import BenchContext
 from labsat.simulators.mrr import DetectionConfig, _stream_seeds, relative_spread
+from labsat.specs.d2nn import D2NNSystemSpec
 
 SLM_OPTIONS = frozenset({"role", "shape", "settle_time_s"})
 """Options a simulated SLM takes: ``shape`` and ``settle_time_s`` mean what they mean to the ``slm_screen`` driver."""

@@ -15,13 +15,16 @@ from typing import Any, NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from labsat.benchfile import D2NNSystemSpec, DeviceKind, DeviceSpec, MRRSystemSpec, MZISystemSpec
+from labsat.benchfile import DeviceKind, DeviceSpec
 from labsat.entrypoints import UnknownSystemKind, load_system_kind
 from labsat.errors import BenchFileError
 from labsat.registry import BenchContext
 from labsat.simulators.d2nn import SLM_OPTIONS, D2NNChipSimulator, D2NNSimConfig, build_sim_slm
 from labsat.simulators.mrr import MRRChipSimulator, MRRSimConfig, SimDetector, SimVoltageSource
 from labsat.simulators.mzi import MZIChipSimulator, MZISimConfig
+from labsat.specs.d2nn import D2NNSystemSpec
+from labsat.specs.mrr import MRRSystemSpec
+from labsat.specs.mzi import MZISystemSpec
 from labsat.truth import SIMULATED_CHIP
 
 ROLES: dict[str, DeviceKind] = {"heaters": "voltage_source", "modulators": "voltage_source", "detectors": "detector"}

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 
 import torch
 
-from labsat.benchfile import D2NNSystemSpec
 from labsat.clock import Clock
 from labsat.devices import BatchStreamer, Detector
 from labsat.errors import LabsatError
@@ -28,6 +27,7 @@ from labsat.guard import GuardedSLM
 from labsat.physics.diffractive import DiffractiveModel, DiffractiveOptics
 from labsat.physics.slm import PHASE_RANGE, PhaseLUT
 from labsat.readout import QueryStats, measure_batch
+from labsat.specs.d2nn import D2NNSystemSpec
 
 
 @dataclass

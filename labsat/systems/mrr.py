@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from labsat.benchfile import MRRSystemSpec
 from labsat.clock import Clock
 from labsat.devices import BatchStreamer, Detector
 from labsat.guard import GuardedVoltageSource
 from labsat.readout import QueryStats, Readout, measure_batch
+from labsat.specs.mrr import MRRSystemSpec
 
 
 def program_heaters(

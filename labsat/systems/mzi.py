@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import torch
 
-from labsat.benchfile import MZISystemSpec
 from labsat.physics.mzi import MZIChipParams, MZIMeshModel, mzi_count
 from labsat.readout import Readout
+from labsat.specs.mzi import MZISystemSpec
 from labsat.systems.mrr import HeaterChipSystem, program_heaters
 
 

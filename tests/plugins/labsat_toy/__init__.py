@@ -15,12 +15,12 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import Field
 
-from labsat.benchfile import MZISystemSpec
 from labsat.calibration.fit_runner import FitCalibration
 from labsat.calibration.fitted import FitRecord, store_fit
 from labsat.calibration.record import Cost, _Model
 from labsat.evaluation.layer import LayerEvaluation
 from labsat.simulators.plugin import MZI_CHIP
+from labsat.specs.mzi import MZISystemSpec
 from labsat.systems.kind import CalibrationSettings, Kind, system_of
 from labsat.systems.mzi import MZIMeshSystem
 from labsat.training.mzi import mesh_network, mesh_physical_layer
