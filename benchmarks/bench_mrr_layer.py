@@ -18,18 +18,13 @@ re-run; other sections are kept).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import shlex
 import statistics
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from results import add_timing_options, publish, timing_setup
+from results import add_timing_options, publish, timing_header, timing_setup
 from torch import nn
 from torch.profiler import profile
 
@@ -164,21 +159,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = [run_case(case, device, args.repeats, args.warmup, clock) for case in CASES]
     body = table(rows) + "\n\n" + notes(rows)
 
-    command = shlex.join(["python", "benchmarks/bench_mrr_layer.py", *sys.argv[1:]])
-    nproc = len(os.sched_getaffinity(0))
-    threads = torch.get_num_threads()
-    where = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU, {threads} intra-op thread{'' if threads == 1 else 's'}"
+    header = timing_header(
+        "Simulated MRR layer vs nn.Linear (forward + backward)", "bench_mrr_layer.py", args, device, clock
     )
-    header = (
-        "## Simulated MRR layer vs nn.Linear (forward + backward)\n\n"
-        f"`{command}` — {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, nproc {nproc}, {where}, "
-        f"torch {torch.__version__}, batch {BATCH}, float32, median of {args.repeats} interleaved steps after "
-        f"{args.warmup} warm-up, {'thread CPU' if clock is time.thread_time else 'wall'} time, load average "
-        f"{os.getloadavg()[0]:.1f} at the end. Target: MRR layer ≤ {TARGET:g}× nn.Linear.\n"
-    )
+    header += f"; batch {BATCH}, float32. Target: MRR layer ≤ {TARGET:g}× nn.Linear.\n"
     publish(SECTION, header + "\n" + body, args)
 
 

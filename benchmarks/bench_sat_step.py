@@ -21,18 +21,13 @@ Usage: ``python benchmarks/bench_sat_step.py [--repeats 300] [--warmup 30] [--de
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import shlex
 import statistics
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from results import add_timing_options, publish, timing_setup
+from results import add_timing_options, publish, timing_header, timing_setup
 from torch import Tensor, nn
 
 from labsat.sat import SAT
@@ -168,21 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = [run_case(case, device, args.repeats, args.warmup, clock) for case in CASES]
     body = table(rows)
 
-    command = shlex.join(["python", "benchmarks/bench_sat_step.py", *sys.argv[1:]])
-    nproc = len(os.sched_getaffinity(0))
-    threads = torch.get_num_threads()
-    where = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"CPU, {threads} intra-op thread{'' if threads == 1 else 's'}"
-    )
-    header = (
-        "## SAT step time over base-optimizer step time\n\n"
-        f"`{command}` — {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, nproc {nproc}, {where}, "
-        f"torch {torch.__version__}, batch {BATCH}, median of {args.repeats} interleaved steps after "
-        f"{args.warmup} warm-up, {'thread CPU' if clock is time.thread_time else 'wall'} time. "
-        "Two passes make 2.0 the floor for the passes; the base step and the gradient reset are paid once on "
-        "both sides, so a ratio slightly below 2.0 is possible. Target <= 2.2.\n"
+    header = timing_header("SAT step time over base-optimizer step time", "bench_sat_step.py", args, device, clock)
+    header += (
+        f"; batch {BATCH}. Two passes make 2.0 the floor for the passes; the base step and the gradient reset are "
+        "paid once on both sides, so a ratio slightly below 2.0 is possible. Target <= 2.2.\n"
     )
     publish(SECTION, header + "\n" + body, args)
 

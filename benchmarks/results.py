@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import datetime as dt
+import os
 import re
+import shlex
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -65,6 +69,29 @@ def timing_setup(args: argparse.Namespace) -> tuple[torch.device, Callable[[], f
     torch.set_num_threads(args.threads)
     thread_clock = device.type == "cpu" and args.threads == 1
     return device, time.thread_time if thread_clock else time.perf_counter
+
+
+def timing_header(
+    title: str, script: str, args: argparse.Namespace, device: torch.device, clock: Callable[[], float]
+) -> str:
+    """A step-timing section's title and its first sentence: the command, when, where, and how it timed.
+
+    The caller appends what its measurement adds (batch, dtype, target) after ``, batch ``.
+    """
+    command = shlex.join(["python", f"benchmarks/{script}", *sys.argv[1:]])
+    threads = torch.get_num_threads()
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {threads} intra-op thread{'' if threads == 1 else 's'}"
+    )
+    timed = "thread CPU" if clock is time.thread_time else "wall"
+    return (
+        f"## {title}\n\n"
+        f"`{command}` — {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, nproc {len(os.sched_getaffinity(0))}, "
+        f"{where}, torch {torch.__version__}, median of {args.repeats} interleaved steps after {args.warmup} "
+        f"warm-up, {timed} time, load average {os.getloadavg()[0]:.1f} at the end"
+    )
 
 
 def reuse_freed_memory() -> bool:

@@ -105,7 +105,9 @@ def test_labsat_calibrate_fits_luts_closer_to_the_slms_than_the_nominal_one(d2nn
     assert [(row["id"], row["kind"], row["procedures"]) for row in listed] == [(record.id, "d2nn", ["slm_luts"])]
     shown = cli_json("calibrations", record.id)
     assert shown["parameters"]["luts"]["mask2"] == record.masks[1].phase and len(record.masks[1].phase) == 256
-    assert "is a D2NN LUT fit; comparing is for MRR bank records" in cli_refusal("calibrations", record.id, record.id)
+    compared = cli_json("calibrations", record.id, record.id)["parameters"]
+    assert [item["name"] for item in compared] == ["luts.mask1", "luts.mask2"]
+    assert all(item["count"] == 256 and item["max_abs"] == 0 for item in compared)
 
 
 def test_labsat_train_calibrates_trains_and_evaluate_reloads_the_d2nn_model(

@@ -47,18 +47,13 @@ class DiffractiveTraining:
         )
 
 
-CALIBRATION = FitCalibration(
-    D2NNCalibrationRecord,
-    "a D2NN's SLM LUT fit",
-    CalibrationSettings("d2nn", D2NNCalibrationOptions, "lut", "D2NN: how the SLM LUT fit measures and fits"),
-    calibrate_d2nn_bench,
-)
+SETTINGS = CalibrationSettings("d2nn", D2NNCalibrationOptions, "lut", "D2NN: how the SLM LUT fit measures and fits")
 
 KIND = Kind(
     type="d2nn",
     spec=D2NNSystemSpec,
     system=D2NNSystem,
-    calibration=CALIBRATION,
+    calibration=FitCalibration(D2NNCalibrationRecord, "a D2NN's SLM LUT fit", SETTINGS, calibrate_d2nn_bench),
     training=DiffractiveTraining(),
     evaluation=LayerEvaluation(
         sweeps=(MISALIGNMENT.name,),

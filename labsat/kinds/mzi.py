@@ -43,18 +43,13 @@ class MeshTraining:
         return mesh_physical_layer(system, twin, outputs)
 
 
-CALIBRATION = FitCalibration(
-    MeshCalibrationRecord,
-    "an MZI mesh's fit",
-    CalibrationSettings("mesh", MeshCalibrationOptions, "mesh", "MZI mesh: how the fit measures and fits"),
-    calibrate_mesh_bench,
-)
+SETTINGS = CalibrationSettings("mesh", MeshCalibrationOptions, "mesh", "MZI mesh: how the fit measures and fits")
 
 KIND = Kind(
     type="mzi_mesh",
     spec=MZISystemSpec,
     system=MZIMeshSystem,
-    calibration=CALIBRATION,
+    calibration=FitCalibration(MeshCalibrationRecord, "an MZI mesh's fit", SETTINGS, calibrate_mesh_bench),
     training=MeshTraining(),
     evaluation=LayerEvaluation(benchmark="benchmarks/bench_mzi.py runs a mesh's transfer sweep."),
     simulator=MZI_CHIP,

@@ -71,23 +71,20 @@ class AbsorberTraining:
         )
 
 
-CALIBRATION = FitCalibration(
-    AbsorberCalibrationRecord,
-    "a saturable absorber's curve fit",
-    CalibrationSettings(
-        "absorber",
-        AbsorberCalibrationOptions,
-        "absorber",
-        "Saturable absorber: how its curve is measured and fitted",
-    ),
-    calibrate_absorber_bench,
+SETTINGS = CalibrationSettings(
+    "absorber",
+    AbsorberCalibrationOptions,
+    "absorber",
+    "Saturable absorber: how its curve is measured and fitted",
 )
 
 KIND = Kind(
     type="saturable",
     spec=SaturableSystemSpec,
     system=SaturableSystem,
-    calibration=CALIBRATION,
+    calibration=FitCalibration(
+        AbsorberCalibrationRecord, "a saturable absorber's curve fit", SETTINGS, calibrate_absorber_bench
+    ),
     training=AbsorberTraining(),
     evaluation=LayerEvaluation(benchmark="tests/test_optical_backprop.py compares optical and exact backprop."),
     simulator=SATURABLE_CHIP,

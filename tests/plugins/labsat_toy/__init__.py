@@ -92,18 +92,13 @@ class ToyTraining:
         return mesh_physical_layer(system, system.nominal_twin(), outputs)
 
 
-CALIBRATION = FitCalibration(
-    ToyRecord,
-    "a toy mesh's zero-power reading",
-    CalibrationSettings("toy", ToyOptions, "toy", "Toy mesh: how many readings are averaged"),
-    calibrate_toy,
-)
+SETTINGS = CalibrationSettings("toy", ToyOptions, "toy", "Toy mesh: how many readings are averaged")
 
 KIND = Kind(
     type="toy_mesh",
     spec=ToyMeshSpec,
     system=MZIMeshSystem,
-    calibration=CALIBRATION,
+    calibration=FitCalibration(ToyRecord, "a toy mesh's zero-power reading", SETTINGS, calibrate_toy),
     training=ToyTraining(),
     evaluation=LayerEvaluation(),
     simulator=MZI_CHIP,
