@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from labsat.evaluation import FlatControls, HessianOperator, LossFn, hutchinson_trace, sharpness, top_eigenpairs
+from labsat.evaluation import (
+    FlatControls,
+    HessianOperator,
+    LossFn,
+    extreme_eigenvalues,
+    hutchinson_trace,
+    sharpness,
+    top_eigenpairs,
+)
 from labsat.physics.mrr import sat_reduced_weight
 
 IN, OUT = 10, 3  # 30 heater controls
@@ -83,7 +91,8 @@ def test_sharpness_is_seeded_and_reports_both_numbers(lorentzian_layer) -> None:
     again = sharpness(loss_fn, theta, probes=64, seed=3)
     assert first == again
     summary = first.as_dict()
-    assert {"lambda_max", "trace", "trace_stderr", "hvps", "converged"} <= summary.keys()
+    keys = {"lambda_max", "lambda_max_error", "lambda_min", "lambda_min_error", "trace", "trace_stderr"}
+    assert keys <= summary.keys()
     assert summary["lambda_max"] > 0 and summary["trace"] > summary["lambda_max"] * 0.5
 
 
@@ -102,3 +111,36 @@ def test_power_iteration_rejects_bad_arguments(lorentzian_layer) -> None:
         top_eigenpairs(loss_fn, theta, k=theta.numel() + 1)
     with pytest.raises(ValueError, match="probes"):
         hutchinson_trace(loss_fn, theta, probes=0)
+
+
+def test_lanczos_finds_the_algebraic_extremes_of_an_indefinite_quadratic() -> None:
+    """λmax is the largest *algebraic* eigenvalue: −9 dominates in magnitude, yet λmax is 4."""
+    generator = torch.Generator().manual_seed(5)
+    rotation = torch.linalg.qr(torch.randn(40, 40, generator=generator, dtype=torch.float64)).Q
+    spectrum = torch.cat([torch.tensor([4.0, -9.0, 3.9]), torch.linspace(-2.0, 2.0, 37)]).double()
+    hessian = rotation @ torch.diag(spectrum) @ rotation.T
+
+    def quadratic(t: Tensor) -> Tensor:
+        return 0.5 * t @ hessian @ t
+
+    theta = torch.zeros(40, dtype=torch.float64)
+    assert float(top_eigenpairs(quadratic, theta, tol=1e-8, max_iter=500).values[0]) == pytest.approx(-9.0)
+    extremes = extreme_eigenvalues(quadratic, theta, tol=1e-8)
+    assert extremes.converged and extremes.steps <= 40
+    assert extremes.lambda_max == pytest.approx(4.0, abs=1e-6) and extremes.lambda_min == pytest.approx(-9.0, abs=1e-6)
+    assert extremes.lambda_max_error < 1e-5 and extremes.lambda_min_error < 1e-5
+    reported = sharpness(quadratic, theta, probes=8)
+    assert reported.lambda_max == pytest.approx(4.0, abs=1e-3) and reported.lambda_min == pytest.approx(-9.0, abs=1e-3)
+
+
+def test_lanczos_residual_bounds_hold_before_convergence(lorentzian_layer) -> None:
+    """Stopped early, each extreme Ritz value still lies within its residual bound of a true eigenvalue."""
+    _, loss_fn, theta = lorentzian_layer
+    eigenvalues = torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss_fn, theta))
+    early = extreme_eigenvalues(loss_fn, theta, max_steps=6, tol=1e-12)
+    assert not early.converged and early.steps == 6
+    for value, bound in ((early.lambda_max, early.lambda_max_error), (early.lambda_min, early.lambda_min_error)):
+        assert float((eigenvalues - value).abs().min()) <= bound + 1e-12
+    full = extreme_eigenvalues(loss_fn, theta, tol=1e-9)
+    assert full.lambda_max == pytest.approx(float(eigenvalues.max()), rel=1e-6)
+    assert full.lambda_min == pytest.approx(float(eigenvalues.min()), abs=1e-6 * float(eigenvalues.abs().max()))

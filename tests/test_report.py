@@ -44,7 +44,16 @@ def _model(name: str, curvature: float, drop: float) -> ModelEvaluation:
         name=name,
         method=name.upper(),
         accuracy=0.95,
-        sharpness=Sharpness(lambda_max=curvature, trace=4 * curvature, trace_stderr=0.1, hvps=12, converged=True),
+        sharpness=Sharpness(
+            lambda_max=curvature,
+            lambda_max_error=0.01,
+            lambda_min=-0.5,
+            lambda_min_error=0.02,
+            trace=4 * curvature,
+            trace_stderr=0.1,
+            hvps=12,
+            converged=True,
+        ),
         sweeps={
             "drift": _sweep(
                 DRIFT, (-1.0, 0.0, 1.0), [[0.9 - drop, 0.8 - drop], [0.95, 0.95], [0.9 - drop, 0.7 - drop]]
@@ -68,7 +77,7 @@ def test_figures_say_what_they_show(models: list[ModelEvaluation]) -> None:
     assert [t.get_text() for t in drift.axes[0].get_legend().get_texts()] == ["bp (2 seeds)", "sat (2 seeds)"]
     sharp = sharpness_figure([(m.name, m.sharpness) for m in models])
     assert [ax.get_title() for ax in sharp.axes] == [
-        "Top Hessian eigenvalue λmax (control space)",
+        "Largest Hessian eigenvalue λmax (loss per control unit²)",
         "Hessian trace (Hutchinson)",
     ]
     assert [t.get_text() for t in sharp.axes[0].get_xticklabels()] == ["bp", "sat"]
@@ -116,7 +125,7 @@ def test_report_is_self_contained_with_every_table_and_plot(models: list[ModelEv
 
     images = {attrs["alt"]: _decode_png(attrs["src"]) for tag, attrs in parser.tags if tag == "img"}
     expected_files = {
-        "sharpness.png": "Top Hessian eigenvalue λmax (control space)",
+        "sharpness.png": "Largest Hessian eigenvalue λmax (loss per control unit²)",
         "sweep-drift.png": "Accuracy vs uniform temperature change ΔT",
         "sweep-noise.png": f"Accuracy vs {NOISE.label}",
         "landscape.png": "Loss landscape along the random directions",
@@ -144,9 +153,9 @@ def test_report_is_self_contained_with_every_table_and_plot(models: list[ModelEv
 
 def test_summary_and_sweep_tables(models: list[ModelEvaluation]) -> None:
     summary, drift, noise = report_tables(models)
-    assert summary.columns == ("model", "method", "accuracy", "λmax", "trace", "drift worst", "noise worst")
-    assert summary.rows[0][:4] == ("bp", "BP", "95.0 %", "40")
-    assert summary.rows[1][5] == "75.0 %"  # sat's worst drift mean: (0.85 + 0.65) / 2
+    assert summary.columns == ("model", "method", "accuracy", "λmax", "λmin", "trace", "drift worst", "noise worst")
+    assert summary.rows[0][:5] == ("bp", "BP", "95.0 %", "40 ± 0.01", "-0.5 ± 0.02")
+    assert summary.rows[1][6] == "75.0 %"  # sat's worst drift mean: (0.85 + 0.65) / 2
     assert drift.columns == ("uniform temperature change ΔT (K)", "bp", "sat")
     assert drift.rows[0] == ("-1", "35.0 ± 7.1", "80.0 ± 7.1")
     assert noise.rows[-1][0] == "0.1"

@@ -11,9 +11,11 @@ from labsat.evaluation.confusion import Confusion, confusion, confusion_matrix
 from labsat.evaluation.flat import FlatControls, LossFn
 from labsat.evaluation.hessian import (
     Eigenpairs,
+    ExtremeEigenvalues,
     HessianOperator,
     Sharpness,
     TraceEstimate,
+    extreme_eigenvalues,
     hutchinson_trace,
     sharpness,
     top_eigenpairs,
@@ -38,6 +40,7 @@ __all__ = [
     "Classifier",
     "Confusion",
     "Eigenpairs",
+    "ExtremeEigenvalues",
     "FlatControls",
     "HessianOperator",
     "Landscape",
@@ -53,6 +56,7 @@ __all__ = [
     "confusion",
     "confusion_matrix",
     "drift_sweep",
+    "extreme_eigenvalues",
     "filter_normalize",
     "hutchinson_trace",
     "loss_landscape",

@@ -52,12 +52,17 @@ def sweep_figure(results: Sequence[tuple[str, SweepResult]]) -> Figure:
 
 
 def sharpness_figure(items: Sequence[tuple[str, Sharpness]]) -> Figure:
-    """λmax and tr H per model as bars on a log scale (symlog when a value is not positive)."""
+    """Algebraic λmax and tr H per model as bars with error bars, on a log scale (symlog if one is not positive)."""
     figure, (ax_top, ax_trace) = _panels(2)
     names = [name for name, _ in items]
     positions = np.arange(len(items))
     bars = (
-        (ax_top, [s.lambda_max for _, s in items], None, "Top Hessian eigenvalue λmax (control space)"),
+        (
+            ax_top,
+            [s.lambda_max for _, s in items],
+            [s.lambda_max_error for _, s in items],
+            "Largest Hessian eigenvalue λmax (loss per control unit²)",
+        ),
         (ax_trace, [s.trace for _, s in items], [s.trace_stderr for _, s in items], "Hessian trace (Hutchinson)"),
     )
     for ax, heights, errors, title in bars:

@@ -1,4 +1,4 @@
-"""Sharpness in control space: top Hessian eigenvalues by power iteration, the trace by Hutchinson.
+"""Sharpness in control space: λmax and λmin by Lanczos, dominant eigenpairs by power iteration, tr H by Hutchinson.
 
 SAT's claim is that its trained controls sit in a flat minimum; the top eigenvalue λmax of the loss
 Hessian over the controls is the number the SAT work reports for that (BP 745 vs SAT 1.05 on its MRR
@@ -10,8 +10,11 @@ Every Hessian-vector product is forward-over-reverse, ``jvp(grad(f), (θ,), (v,)
 and one forward-mode pass, with no Hessian ever built, so it scales to any number of controls. The
 loss must be a pure function of the flat control vector (see :class:`~labsat.evaluation.flat.FlatControls`).
 
-Power iteration converges to the eigenvalue of largest *magnitude*. At a trained minimum that is
-λmax; away from one a large negative eigenvalue can win, and the sign of the result says so.
+Power iteration converges to the eigenvalue of largest *magnitude*, which away from a minimum can be a
+large negative one; averaged over seeds such signed values mean nothing. The sharpness reported is
+therefore the *algebraic* extremes λmax and λmin from Lanczos (:func:`extreme_eigenvalues`), each with
+a residual bound that a true eigenvalue lies within, and λmin < 0 says the point is a saddle, not a
+minimum. Power iteration stays for the dominant eigenvectors the loss landscape is drawn along.
 """
 
 from __future__ import annotations
@@ -118,6 +121,87 @@ def top_eigenpairs(
 
 
 @dataclass(frozen=True)
+class ExtremeEigenvalues:
+    """The algebraic λmax and λmin of a Hessian, each within ``±error`` of a true eigenvalue.
+
+    ``error`` is the Ritz residual ``‖H·y − θ·y‖`` of the Ritz pair: for a symmetric ``H`` some eigenvalue
+    lies within it of ``θ`` (and the extremes can only be further out), so it is a bound, not a spread.
+    """
+
+    lambda_max: float
+    lambda_max_error: float
+    lambda_min: float
+    lambda_min_error: float
+    steps: int
+    converged: bool
+
+
+def extreme_eigenvalues(
+    loss_fn: LossFn,
+    theta: Tensor,
+    *,
+    max_steps: int = 100,
+    tol: float = 1e-3,
+    seed: int = 0,
+    hvp: HessianOperator | None = None,
+) -> ExtremeEigenvalues:
+    """λmax and λmin of the Hessian by Lanczos with full reorthogonalisation, one HVP a step.
+
+    Lanczos' extreme Ritz values converge to both ends of the spectrum at once, whatever their signs,
+    in about as many steps as power iteration takes for the dominant one. It stops when both residual
+    bounds are below ``tol`` times the spectrum's span (or the Krylov space is exhausted: then exact).
+    """
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    operator = hvp or HessianOperator(loss_fn, theta)
+    n = theta.numel()
+    steps = min(max_steps, n)
+    generator = torch.Generator(device=theta.device).manual_seed(seed)
+    start = torch.randn(n, generator=generator, device=theta.device, dtype=torch.float64)
+    basis = torch.zeros(steps, n, dtype=torch.float64, device=theta.device)
+    basis[0] = start / start.norm()
+    alphas: list[float] = []
+    betas: list[float] = []
+    for step in range(steps):
+        image = operator(basis[step].to(theta.dtype)).to(torch.float64)
+        alphas.append(float(image @ basis[step]))
+        image = image - basis[: step + 1].T @ (basis[: step + 1] @ image)  # full reorthogonalisation,
+        image = image - basis[: step + 1].T @ (basis[: step + 1] @ image)  # twice is enough
+        beta = float(image.norm())
+        values, vectors = _tridiagonal_eigh(alphas, betas)
+        residuals = beta * vectors[-1].abs()  # ‖H·y − θ·y‖ of each Ritz pair
+        span = max(float(values[-1] - values[0]), float(values.abs().max()), 1e-30)
+        exhausted = beta <= 1e-12 * span or step + 1 == n
+        if exhausted or bool((residuals[[0, -1]] <= tol * span).all()):
+            return _extremes(values, residuals, step + 1, True)
+        betas.append(beta)
+        if step + 1 < steps:
+            basis[step + 1] = image / beta
+    return _extremes(values, residuals, steps, False)
+
+
+def _tridiagonal_eigh(alphas: list[float], betas: list[float]) -> tuple[Tensor, Tensor]:
+    """Eigenvalues (ascending) and eigenvectors (columns) of Lanczos' tridiagonal matrix."""
+    size = len(alphas)
+    tridiagonal = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if size > 1:
+        off = torch.tensor(betas[: size - 1], dtype=torch.float64)
+        tridiagonal += torch.diag(off, 1) + torch.diag(off, -1)
+    return torch.linalg.eigh(tridiagonal)
+
+
+def _extremes(values: Tensor, residuals: Tensor, steps: int, converged: bool) -> ExtremeEigenvalues:
+    return ExtremeEigenvalues(
+        lambda_max=float(values[-1]),
+        lambda_max_error=float(residuals[-1]),
+        lambda_min=float(values[0]),
+        lambda_min_error=float(residuals[0]),
+        steps=steps,
+        converged=converged,
+    )
+
+
+@dataclass(frozen=True)
 class TraceEstimate:
     """Hutchinson's ``tr H ≈ mean_i vᵢᵀHvᵢ`` and the standard error of that mean."""
 
@@ -153,9 +237,16 @@ def hutchinson_trace(
 
 @dataclass(frozen=True)
 class Sharpness:
-    """The two sharpness numbers of one model, plus what they cost in HVPs."""
+    """A model's sharpness numbers, each with its uncertainty, plus what they cost in HVPs.
+
+    ``lambda_max``/``lambda_min`` are the Hessian's algebraic extremes (``±`` a residual bound);
+    ``trace`` is Hutchinson's estimate (``±`` its standard error).
+    """
 
     lambda_max: float
+    lambda_max_error: float
+    lambda_min: float
+    lambda_min_error: float
     trace: float
     trace_stderr: float
     hvps: int
@@ -174,14 +265,17 @@ def sharpness(
     tol: float = 1e-3,
     seed: int = 0,
 ) -> Sharpness:
-    """λmax (power iteration) and tr H (Hutchinson) of ``loss_fn`` at the flat control vector ``controls``."""
+    """λmax and λmin (Lanczos) and tr H (Hutchinson) of ``loss_fn`` at the flat control vector ``controls``."""
     hvp = HessianOperator(loss_fn, controls)
-    top = top_eigenpairs(loss_fn, controls, max_iter=max_iter, tol=tol, seed=seed, hvp=hvp)
+    extremes = extreme_eigenvalues(loss_fn, controls, max_steps=max_iter, tol=tol, seed=seed, hvp=hvp)
     trace = hutchinson_trace(loss_fn, controls, probes=probes, seed=seed, hvp=hvp)
     return Sharpness(
-        lambda_max=float(top.values[0]),
+        lambda_max=extremes.lambda_max,
+        lambda_max_error=extremes.lambda_max_error,
+        lambda_min=extremes.lambda_min,
+        lambda_min_error=extremes.lambda_min_error,
         trace=trace.value,
         trace_stderr=trace.stderr,
-        hvps=top.hvps + probes,
-        converged=top.converged,
+        hvps=extremes.steps + probes,
+        converged=extremes.converged,
     )

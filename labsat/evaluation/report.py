@@ -112,16 +112,19 @@ def summary_table(evaluations: Sequence[ModelEvaluation]) -> Table:
         "accuracy",
         *(("on device",) if measured else ()),
         "λmax",
+        "λmin",
         "trace",
         *(f"{name} worst" for name in sweeps),
     )
     rows = []
     for ev in evaluations:
         device = (_percent(ev.device_accuracy),) if measured else ()
-        lam = ev.sharpness.lambda_max if ev.sharpness else None
-        trace = "–" if ev.sharpness is None else f"{ev.sharpness.trace:.4g} ± {ev.sharpness.trace_stderr:.2g}"
+        sharp = ev.sharpness
+        lam_max = "–" if sharp is None else f"{sharp.lambda_max:.4g} ± {sharp.lambda_max_error:.2g}"
+        lam_min = "–" if sharp is None else f"{sharp.lambda_min:.4g} ± {sharp.lambda_min_error:.2g}"
+        trace = "–" if sharp is None else f"{sharp.trace:.4g} ± {sharp.trace_stderr:.2g}"
         worst = [_percent(ev.sweeps[name].worst) if name in ev.sweeps else "–" for name in sweeps]
-        rows.append((ev.name, ev.method or "–", _percent(ev.accuracy), *device, _number(lam), trace, *worst))
+        rows.append((ev.name, ev.method or "–", _percent(ev.accuracy), *device, lam_max, lam_min, trace, *worst))
     return Table("Summary (accuracy on the full test split; worst = lowest mean over the sweep)", columns, tuple(rows))
 
 
