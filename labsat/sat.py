@@ -163,11 +163,14 @@ class SAT(Optimizer):
     Optimizer-wide options:
 
     * ``sparsity`` in [0, 1) with ``mask="fisher"`` (SSAM-F: keep the top ``1 − sparsity`` fraction of
-      the perturbed coordinates by the squared clean gradient summed over the last ``fisher_batches``
-      steps, refreshed every ``mask_interval`` steps) or ``mask="dynamic"`` (SSAM-D: a seeded random
-      mask; every ``mask_interval`` steps the ``drop_rate`` fraction of kept coordinates with the
-      smallest ``|g|`` is dropped and as many are regrown at random among the others). The mask is
-      global over all perturbed groups and ε is zero outside it.
+      the perturbed coordinates by their empirical Fisher, the mean over samples of each sample's squared
+      gradient, refreshed every ``mask_interval`` steps; the caller measures it, since only it can take
+      per-sample gradients: when :meth:`fisher_due` says so, it hands :meth:`set_fisher` the Fisher of
+      :meth:`perturbed_parameters`, e.g. from :func:`empirical_fisher`) or ``mask="dynamic"`` (SSAM-D: a
+      seeded random mask; every ``mask_interval`` steps a fraction of the kept coordinates with the
+      smallest ``|g|`` is dropped and as many are regrown at random among the others; the fraction is
+      ``drop_rate``, cosine-decayed to 0 over ``drop_schedule_steps`` ascents when that is given, as in
+      the SSAM paper). The mask is global over all perturbed groups and ε is zero outside it.
     * ``gsam_alpha`` — GSAM: descend along ``g_adv − α·g_⊥`` where ``g_⊥`` is the part of the clean
       gradient orthogonal to the adversarial one (computed over the perturbed parameters). 0 is SAM.
     * ``seed`` — seeds the dynamic mask, so a run is reproducible.
@@ -200,8 +203,8 @@ class SAT(Optimizer):
         sparsity: float = 0.0,
         mask: MaskKind = "fisher",
         mask_interval: int = 100,
-        fisher_batches: int = 4,
         drop_rate: float = 0.5,
+        drop_schedule_steps: int | None = None,
         gsam_alpha: float = 0.0,
         seed: int = 0,
         **base_kwargs: Any,
@@ -210,8 +213,10 @@ class SAT(Optimizer):
             raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
         if mask not in ("fisher", "dynamic"):
             raise ValueError(f"mask must be 'fisher' or 'dynamic', got {mask!r}")
-        if mask_interval < 1 or fisher_batches < 1:
-            raise ValueError("mask_interval and fisher_batches must be >= 1")
+        if mask_interval < 1:
+            raise ValueError(f"mask_interval must be >= 1, got {mask_interval}")
+        if drop_schedule_steps is not None and drop_schedule_steps < 1:
+            raise ValueError(f"drop_schedule_steps must be >= 1, got {drop_schedule_steps}")
         if not 0.0 < drop_rate <= 1.0:
             raise ValueError(f"drop_rate must be in (0, 1], got {drop_rate}")
         if gsam_alpha < 0:
@@ -231,8 +236,9 @@ class SAT(Optimizer):
         self.sparsity = sparsity
         self.mask_kind: MaskKind = mask
         self.mask_interval = mask_interval
-        self.fisher_batches = fisher_batches
         self.drop_rate = drop_rate
+        self.drop_schedule_steps = drop_schedule_steps
+        self._fisher: list[Tensor] | None = None
         self.gsam_alpha = gsam_alpha
         # CPU generator: the same seed gives the same masks on CPU and CUDA.
         self._generator = torch.Generator().manual_seed(seed)
@@ -250,6 +256,24 @@ class SAT(Optimizer):
             param_group.setdefault(name, default)
         self.base_optimizer.add_param_group(param_group)  # appends to the shared list
         _check_group(param_group)
+
+    def perturbed_parameters(self) -> list[Tensor]:
+        """The parameters the ascent perturbs (groups with ρ > 0), in the order :meth:`set_fisher` expects."""
+        return [p for group in self.param_groups if group["rho"] != 0 for p in group["params"]]
+
+    def fisher_due(self) -> bool:
+        """Whether the next :meth:`first_step` refreshes an SSAM-F mask and so needs :meth:`set_fisher` first."""
+        if self.sparsity == 0 or self.mask_kind != "fisher":
+            return False
+        unmasked = any("mask" not in self.state[p] for p in self.perturbed_parameters())
+        return unmasked or self._ascents % self.mask_interval == 0
+
+    def set_fisher(self, fisher: Sequence[Tensor]) -> None:
+        """The empirical Fisher of each of :meth:`perturbed_parameters`, for the next mask refresh."""
+        params = self.perturbed_parameters()
+        if len(fisher) != len(params) or any(f.shape != p.shape for f, p in zip(fisher, params, strict=False)):
+            raise ValueError("set_fisher takes one tensor per perturbed parameter, shaped like it")
+        self._fisher = [f.detach() for f in fisher]
 
     @torch.no_grad()
     def first_step(self, zero_grad: bool = True) -> None:
@@ -377,19 +401,14 @@ class SAT(Optimizer):
         phase = self._ascents % self.mask_interval
         missing = any("mask" not in s for s in states)
         if self.mask_kind == "fisher":
-            # Accumulate g² over the fisher_batches ascents that end at (and include) each refresh.
-            if phase == 0 or phase > self.mask_interval - self.fisher_batches or missing:
-                for s, g in zip(states, grads, strict=True):
-                    if "fisher" in s:
-                        s["fisher"].addcmul_(g, g)
-                    else:
-                        s["fisher"] = g.square()
             if phase == 0 or missing:
-                fisher = torch.cat([s["fisher"].flatten() for s in states])
+                if self._fisher is None:
+                    raise RuntimeError("SSAM-F refreshes its mask on this step: call set_fisher first (see fisher_due)")
+                by_param = dict(zip(self.perturbed_parameters(), self._fisher, strict=True))
+                fisher = torch.cat([by_param[p].flatten() for p in params])
                 keep = torch.zeros_like(fisher, dtype=torch.bool)
                 keep[torch.topk(fisher, self._kept(fisher.numel()), sorted=False).indices] = True
-                for s in states:
-                    s["fisher"].zero_()
+                self._fisher = None
                 _scatter_mask(keep, params, states)
         elif missing:
             device = params[0].device
@@ -401,12 +420,19 @@ class SAT(Optimizer):
             self._drop_and_regrow(params, grads, states)
         return [s["mask"] for s in states]
 
+    def _drop_fraction(self) -> float:
+        """SSAM-D's drop rate at this ascent: ``drop_rate``, cosine-decayed to 0 over the schedule if one is set."""
+        if self.drop_schedule_steps is None:
+            return self.drop_rate
+        progress = min(self._ascents / self.drop_schedule_steps, 1.0)
+        return self.drop_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+
     def _drop_and_regrow(self, params: list[Tensor], grads: list[Tensor], states: list[dict[str, Any]]) -> None:
         """SSAM-D refresh: drop the kept coordinates with the smallest |g|, regrow as many at random."""
         keep = torch.cat([s["mask"].flatten() for s in states])
         n = keep.numel()
         kept = self._kept(n)
-        n_swap = min(int(self.drop_rate * kept), n - kept)
+        n_swap = min(int(self._drop_fraction() * kept), n - kept)
         if n_swap == 0:
             return
         magnitude = torch.cat([g.abs().flatten() for g in grads])
@@ -458,3 +484,21 @@ def _scatter_mask(keep: Tensor, params: list[Tensor], states: list[dict[str, Any
     """Split a flat global mask into one mask per parameter, stored in that parameter's state."""
     for s, p, chunk in zip(states, params, keep.split([p.numel() for p in params]), strict=True):
         s["mask"] = chunk.view_as(p)
+
+
+def empirical_fisher(sample_gradients: Iterable[Sequence[Tensor]]) -> list[Tensor]:
+    """SSAM-F's Fisher: the mean over samples of each sample's squared gradient, per parameter.
+
+    ``sample_gradients`` yields one gradient per parameter for each sample (batch-1 backwards, as the
+    SSAM paper takes them); the square of a batch's *mean* gradient would be a different, much smaller
+    quantity that cancels where samples disagree.
+    """
+    total: list[Tensor] | None = None
+    count = 0
+    for gradients in sample_gradients:
+        squares = [g.detach().square() for g in gradients]
+        total = squares if total is None else [t.add_(q) for t, q in zip(total, squares, strict=True)]
+        count += 1
+    if total is None:
+        raise ValueError("empirical_fisher needs at least one sample's gradients")
+    return [t / count for t in total]

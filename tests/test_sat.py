@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from labsat.sat import SAT, sam_perturbation
+from labsat.sat import SAT, empirical_fisher, sam_perturbation
 
 DTYPE = torch.float64
 
@@ -185,12 +185,20 @@ def _grad_sequence(n_params: int, steps: int, seed: int = 0) -> list[Tensor]:
     return [torch.randn(n_params, generator=gen, dtype=DTYPE) for _ in range(steps)]
 
 
-def test_fisher_mask_keeps_top_fraction_of_accumulated_squared_gradients() -> None:
+def test_fisher_mask_keeps_top_fraction_of_the_per_sample_fisher() -> None:
+    """SSAM-F ranks by mean(g_i²) over samples, which differs from the square of the mean gradient."""
     p = torch.zeros(400, dtype=DTYPE, requires_grad=True)
-    sat = SAT([p], torch.optim.SGD, rho=0.1, lr=0.0, sparsity=0.75, mask="fisher", mask_interval=5, fisher_batches=3)
+    sat = SAT([p], torch.optim.SGD, rho=0.1, lr=0.0, sparsity=0.75, mask="fisher", mask_interval=5)
     grads = _grad_sequence(400, 11)
-    masks = []
-    for g in grads:
+    masks, fishers = [], {}
+    for step, g in enumerate(grads):
+        assert sat.fisher_due() == (step % 5 == 0)
+        if sat.fisher_due():
+            samples = _grad_sequence(400, 6, seed=100 + step)
+            fishers[step] = empirical_fisher([sample] for sample in samples)[0]
+            mean_gradient = torch.stack(samples).mean(0)
+            assert not torch.equal(fishers[step], mean_gradient.square())
+            sat.set_fisher([fishers[step]])
         (eps,) = _perturbation_after_first_step(sat, [p], [g])
         mask = sat.state[p]["mask"]
         assert mask.sum().item() == 100  # kept fraction is exactly 1 − sparsity
@@ -199,13 +207,39 @@ def test_fisher_mask_keeps_top_fraction_of_accumulated_squared_gradients() -> No
         masks.append(mask.clone())
         p.grad = torch.zeros_like(p)
         sat.second_step()
-    # refreshed at ascents 0, 5, 10 only; each from g² summed over the 3 ascents ending at the refresh
-    assert all(torch.equal(masks[i], masks[0]) for i in range(5))
+    assert all(torch.equal(masks[i], masks[0]) for i in range(5))  # refreshed at ascents 0, 5, 10 only
     assert all(torch.equal(masks[i], masks[5]) for i in range(5, 10))
-    assert not torch.equal(masks[5], masks[0])
-    for refresh, window in ((0, [0]), (5, [3, 4, 5]), (10, [8, 9, 10])):
-        fisher = sum(grads[i] ** 2 for i in window)
+    for refresh, fisher in fishers.items():
         assert torch.equal(masks[refresh], fisher >= fisher.topk(100).values.min())
+
+
+def test_fisher_refresh_without_a_fisher_is_refused() -> None:
+    p = torch.zeros(10, dtype=DTYPE, requires_grad=True)
+    sat = SAT([p], torch.optim.SGD, rho=0.1, lr=0.0, sparsity=0.5, mask="fisher")
+    with pytest.raises(ValueError, match="one tensor per perturbed parameter"):
+        sat.set_fisher([torch.ones(3, dtype=DTYPE)])
+    p.grad = torch.ones_like(p)
+    with pytest.raises(RuntimeError, match="call set_fisher first"):
+        sat.first_step()
+
+
+def test_dynamic_drop_rate_is_cosine_decayed_over_the_schedule() -> None:
+    p = torch.zeros(200, dtype=DTYPE, requires_grad=True)
+    sat = SAT([p], torch.optim.SGD, rho=0.1, lr=0.0, sparsity=0.5, mask="dynamic", mask_interval=1,
+              drop_rate=0.4, drop_schedule_steps=8, seed=1)  # fmt: skip
+    swapped = []
+    previous = None
+    for g in _grad_sequence(200, 11):
+        _perturbation_after_first_step(sat, [p], [g])
+        mask = sat.state[p]["mask"].clone()
+        if previous is not None:
+            swapped.append(int((previous & ~mask).sum()))
+        previous = mask
+        p.grad = torch.zeros_like(p)
+        sat.second_step()
+    # refresh at ascent t drops int(0.4 · ½(1 + cos(π t/8)) · 100) of the 100 kept; 0 once t ≥ 8
+    expected = [int(0.4 * 0.5 * (1 + math.cos(math.pi * min(t / 8, 1.0))) * 100) for t in range(1, 11)]
+    assert swapped == expected and expected[:3] == [38, 34, 27] and expected[-3:] == [0, 0, 0]
 
 
 def test_dynamic_mask_drops_smallest_gradients_and_regrows_seeded() -> None:

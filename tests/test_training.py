@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -152,6 +153,44 @@ def test_ssam_masks_the_ascent_of_a_training_run(iris, settings: dict, kept: flo
         return
     fraction = sum(int(m.sum()) for m in masks) / sum(m.numel() for m in masks)
     assert fraction == pytest.approx(kept, abs=0.02)
+
+
+def test_ssam_fisher_comes_from_per_sample_gradients(iris, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Fisher a run hands SSAM-F is the mean of fisher_samples per-sample squared gradients."""
+    physical, _ = fake_physical()
+    trainer = Trainer(TrainConfig(method="sat", sparsity=0.5, fisher_samples=5, **FAST), physical, iris)
+    handed: list[list[torch.Tensor]] = []
+    monkeypatch.setattr(trainer.optimizer, "set_fisher", lambda fisher: handed.append(fisher))
+    monkeypatch.setattr(trainer.optimizer, "first_step", lambda zero_grad=True: None)
+    monkeypatch.setattr(trainer.optimizer, "second_step", lambda zero_grad=True: None)
+    x, y = iris.train.x[:8], iris.train.y[:8]
+    trainer.step(x, y, 0)
+    descent, _ = trainer._sources()
+    params = trainer.optimizer.perturbed_parameters()
+    expected = [torch.zeros_like(p) for p in params]
+    for i in range(5):
+        for p in params:
+            p.grad = None
+        descent(trainer.net, x[i : i + 1], y[i : i + 1])
+        for total, p in zip(expected, params, strict=True):
+            total += p.grad.square() / 5
+    (fisher,) = handed
+    for got, want in zip(fisher, expected, strict=True):
+        torch.testing.assert_close(got, want)
+    for p in params:  # the square of the five samples' mean gradient is another, smaller quantity
+        p.grad = None
+    descent(trainer.net, x[:5], y[:5])
+    assert not all(torch.allclose(f, p.grad.square()) for f, p in zip(fisher, params, strict=True))
+
+
+def test_ssam_dynamic_drop_rate_follows_the_run_length(iris) -> None:
+    physical, _ = fake_physical()
+    cosine = Trainer(TrainConfig(method="sat", sparsity=0.5, mask="dynamic", **FAST), physical, iris)
+    assert cosine.optimizer.drop_schedule_steps == TrainConfig().epochs * math.ceil(len(iris.train) / 32)
+    constant = Trainer(
+        TrainConfig(method="sat", sparsity=0.5, mask="dynamic", drop_schedule="constant", **FAST), physical, iris
+    )
+    assert constant.optimizer.drop_schedule_steps is None
 
 
 def test_gsam_changes_the_descent_and_only_the_descent(iris) -> None:

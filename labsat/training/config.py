@@ -90,6 +90,12 @@ class TrainConfig(BaseModel):
     drop_rate: float = Field(
         0.5, gt=0, le=1, description="SSAM dynamic mask: fraction of kept controls dropped and regrown per update."
     )
+    drop_schedule: Literal["cosine", "constant"] = Field(
+        "cosine", description="SSAM dynamic mask: drop_rate cosine-decayed to 0 over the run, or constant."
+    )
+    fisher_samples: int = Field(
+        16, ge=1, le=4096, description="SSAM Fisher mask: samples whose own gradients estimate the Fisher per update."
+    )
     gsam_alpha: float = Field(
         0.0, ge=0, le=10, description="GSAM: weight of the clean gradient's part orthogonal to the ascent one (0: SAM)."
     )

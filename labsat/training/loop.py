@@ -25,7 +25,7 @@ from labsat.ascent import SPSA, CentralDifference, GradientEstimator
 from labsat.datasets import Dataset
 from labsat.errors import LabsatError
 from labsat.readout import QueryStats
-from labsat.sat import SAT
+from labsat.sat import SAT, empirical_fisher
 from labsat.training.checkpoint import load_checkpoint, save_checkpoint
 from labsat.training.config import TrainConfig
 from labsat.training.dat import DualAdaptive
@@ -169,9 +169,14 @@ class Trainer:
             mask=cfg.mask,
             mask_interval=cfg.mask_interval,
             drop_rate=cfg.drop_rate,
+            drop_schedule_steps=self._total_steps() if cfg.drop_schedule == "cosine" else None,
             gsam_alpha=cfg.gsam_alpha,
             seed=cfg.seed,
         )
+
+    def _total_steps(self) -> int:
+        """Optimizer steps in the whole run: every epoch takes the training split in batches."""
+        return self.config.epochs * math.ceil(len(self.dataset.train) / self.config.batch_size)
 
     def _theta_ref(self) -> float | list[torch.Tensor]:
         """SAT's adaptive reference point: a number, or for ``"peak"`` each element's resonance.
@@ -244,6 +249,8 @@ class Trainer:
         """One optimizer step on the batch ``(x, y)``."""
         descent, ascent = self._sources()
         before = self.physical.stats()
+        if self.optimizer.fisher_due():
+            self.optimizer.set_fisher(self._empirical_fisher(descent, x, y))
         if ascent is None:
             loss = descent(self.net, x, y)
             self.optimizer.first_step(zero_grad=False)  # ρ = 0 everywhere: records θ, perturbs nothing
@@ -260,6 +267,27 @@ class Trainer:
         record = StepRecord(self.epoch, index, float(loss), self.physical.stats().since(before))
         self.steps.append(record)
         return record
+
+    def _empirical_fisher(self, descent: GradientSource, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
+        """SSAM-F's Fisher from the first ``fisher_samples`` samples of the batch, one backward each.
+
+        Each sample's gradient comes from the method's own descent source (on a bench: its device queries,
+        counted in the step's cost), except DAT's, whose source also refits its correctors: there the
+        corrected twin gives the gradients.
+        """
+        source = descent if self.dat is None else Backprop(self.dat.twin_runner())
+        params = self.optimizer.perturbed_parameters()
+
+        def gradients(i: int) -> list[torch.Tensor]:
+            for p in params:
+                p.grad = None
+            source(self.net, x[i : i + 1], y[i : i + 1])
+            return [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
+
+        fisher = empirical_fisher(gradients(i) for i in range(min(self.config.fisher_samples, len(x))))
+        for p in params:
+            p.grad = None
+        return fisher
 
     def _set_learning_rates(self) -> None:
         """This epoch's learning rates: ``lr_schedule="cosine"`` decays them from the configured ones towards 0.
