@@ -44,5 +44,10 @@ class Halted(RefusedRequest):
     """The bench is under an emergency stop: only the safe state may write until it is released."""
 
 
+class BenchFaulted(Halted):
+    """The bench latched a fault (a failed safe state, an output in an unknown state): only the safe state
+    writes, and only an administrator's clear (``labsat clear-fault``) lets anything else write again."""
+
+
 class InstrumentError(LabsatError):
     """An instrument (real or emulated) failed: no reply, a garbled reply, or an error it reported."""

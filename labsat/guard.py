@@ -10,6 +10,16 @@ rules below, and a write that breaks any of them raises :class:`~labsat.errors.L
 - a vector write is validated whole, so it is all or nothing;
 - an SLM frame has the SLM's shape and whole gray levels inside its configured range (:class:`GuardedSLM`).
 
+The rules themselves live in :mod:`labsat.envelope` (one implementation, applied to one row or to a
+whole batch), which also projects any point onto the allowed set (:meth:`GuardedVoltageSource.project`)
+for planners that must produce writes the guard accepts.
+
+The guard also holds the bench's state (:attr:`SafetyGuard.state`): ``idle``, ``busy`` (a holder such as
+a job has it), ``halted`` (emergency stop, until :meth:`~SafetyGuard.release`) and ``faulted``: a failed
+safe state or an output whose value is unknown latches a fault that refuses every write but the safe
+state, survives :meth:`~SafetyGuard.release`, and is lifted only by :meth:`~SafetyGuard.clear_fault`
+(an administrator's action).
+
 Accepted moves larger than a channel's ``max_step`` are split into ramp steps with ``step_delay``
 between them. Every rule describes a convex set (boxes, balls, slabs), so when the start and the
 target are inside, every point of the straight ramp between them is inside too; a ramp that starts
@@ -22,6 +32,7 @@ import logging
 import math
 import threading
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 import torch
@@ -29,10 +40,13 @@ import torch
 from labsat.benchfile import ChannelLimits, FrameLimits
 from labsat.clock import Clock
 from labsat.devices import SLM, VoltageSource
-from labsat.errors import Halted, InstrumentError, LimitViolation, RefusedRequest, UnknownChannel
+from labsat.envelope import Breach, Budget, ChannelRules
+from labsat.errors import BenchFaulted, Halted, InstrumentError, LimitViolation, RefusedRequest, UnknownChannel
 from labsat.ramp import ramp_points
 
 log = logging.getLogger(__name__)
+
+BenchState = Literal["idle", "busy", "halted", "faulted"]
 
 
 class GuardedVoltageSource:
@@ -56,12 +70,8 @@ class GuardedVoltageSource:
         self._guard = guard
         self._device = device
         self._index = {channel: i for i, channel in enumerate(self.channel_names)}
-        self._low = np.array([lim.voltage[0] for lim in limits])
-        self._high = np.array([lim.voltage[1] for lim in limits])
-        resistance = np.array([lim.resistance_ohm or math.inf for lim in limits])
-        self._conductance_ms = np.where(np.isfinite(resistance), 1e3 / resistance, 0.0)  # mW per V², mA per V
-        self._current_max = np.array([lim.current_max_ma or math.inf for lim in limits])
-        self._power_max = np.array([lim.power_max_mw or math.inf for lim in limits])
+        self.rules = ChannelRules.from_limits(self.channel_names, limits, neighbour_max_diff)
+        self._low, self._high = self.rules.low, self.rules.high
         self._max_step = np.array([lim.max_step or math.inf for lim in limits])
         self._step_delay = max(lim.step_delay for lim in limits)
         self.safe_values = np.array([lim.safe for lim in limits])
@@ -120,18 +130,50 @@ class GuardedVoltageSource:
             self._guard.validate(self, target)
             self._ramp_to(target)
 
-    def check_batch(self, volts: torch.Tensor) -> None:
+    def check_batch(self, volts: torch.Tensor | np.ndarray) -> None:
         """Validate a batch of per-sample settings ``(B, n_channels)`` that a streamer will play.
 
-        Streamed inputs (modulator drives) are fast outputs that neither ramp nor hold: each row must
-        obey the static per-channel limits.
+        Each row is checked against every rule :meth:`set_sample` would apply to it alone (box, current,
+        power, neighbour rule, bench budget with the other sources at their present power), all rows at
+        once; the first bad row is refused, naming its channel.
         """
         self._guard.refuse_if_halted()
-        rows = volts.detach().to("cpu", torch.float64).numpy()
-        if rows.ndim != 2 or rows.shape[1] != self.n_channels:
-            raise ValueError(f"{self.name}: expected a (B, {self.n_channels}) batch, got {tuple(rows.shape)}")
-        for row in (rows.min(axis=0), rows.max(axis=0)):
-            self._check_static(row)
+        rows = _as_rows(volts, self.n_channels, self.name)
+        self._guard.validate_rows(self, rows)
+
+    def project(
+        self,
+        volts: np.ndarray | torch.Tensor | Sequence[float],
+        *,
+        lower: np.ndarray | None = None,
+        upper: np.ndarray | None = None,
+    ) -> np.ndarray | torch.Tensor:
+        """The nearest point to ``volts`` that :meth:`set_vector` accepts (see :mod:`labsat.envelope`).
+
+        One vector of ``n_channels``; a tensor comes back as a tensor of its own dtype and device, already
+        rounded so that its float64 value passes; ``lower``/``upper`` narrow the box (equal: a channel held
+        at that value).
+        """
+        rows = self.project_batch(_rows_of(volts), lower=lower, upper=upper)
+        return rows[0]
+
+    def project_batch(
+        self,
+        volts: np.ndarray | torch.Tensor | Sequence[Sequence[float]],
+        *,
+        lower: np.ndarray | None = None,
+        upper: np.ndarray | None = None,
+    ) -> np.ndarray | torch.Tensor:
+        """:meth:`project` of every row of ``(B, n_channels)``; each row alone passes :meth:`set_vector`."""
+        tensor = volts if isinstance(volts, torch.Tensor) else None
+        dtype = np.float64 if tensor is None else torch.empty((), dtype=tensor.dtype).numpy().dtype
+        rows = _as_rows(volts, self.n_channels, self.name)
+        projected = self.rules.project(
+            rows, self.safe_values, self._guard.budget_for(self), lower=lower, upper=upper, dtype=dtype
+        )
+        if tensor is None:
+            return projected
+        return torch.from_numpy(projected).to(tensor.device)
 
     def set_sample(self, volts: torch.Tensor) -> None:
         """One sample of a checked batch on the device-level path (no streamer): :meth:`set_vector`."""
@@ -144,38 +186,16 @@ class GuardedVoltageSource:
             self._device.outputs_off()
             self._values = self._read_or_unknown()
 
-    # -- rules --------------------------------------------------------------------------------------
-
-    def _check_static(self, target: np.ndarray) -> None:
-        if not np.all(np.isfinite(target)):
-            first = int(np.flatnonzero(~np.isfinite(target))[0])
-            self._refuse(first, target[first], "not a finite number")
-        for bad in np.flatnonzero(target < self._low):
-            self._refuse(bad, target[bad], f"below the minimum {self._low[bad]:g} V")
-        for bad in np.flatnonzero(target > self._high):
-            self._refuse(bad, target[bad], f"above the maximum {self._high[bad]:g} V")
-        current = np.abs(target) * self._conductance_ms
-        for bad in np.flatnonzero(current > self._current_max):
-            self._refuse(bad, target[bad], f"current {current[bad]:.4g} mA exceeds {self._current_max[bad]:g} mA")
-        power = self.power_mw(target)
-        for bad in np.flatnonzero(power > self._power_max):
-            self._refuse(bad, target[bad], f"power {power[bad]:.4g} mW exceeds {self._power_max[bad]:g} mW")
-        if self.neighbour_max_diff is not None and self.n_channels > 1:
-            diff = np.abs(np.diff(target))
-            for bad in np.flatnonzero(diff > self.neighbour_max_diff):
-                self._refuse(
-                    bad + 1,
-                    target[bad + 1],
-                    f"differs from neighbour {self.channel_names[bad]} ({target[bad]:g} V) by {diff[bad]:.4g} V, "
-                    f"more than {self.neighbour_max_diff:g} V",
-                )
+    # -- rules (see labsat.envelope) ----------------------------------------------------------------
 
     def power_mw(self, volts: np.ndarray) -> np.ndarray:
         """Electrical power per channel (0 where no resistance is configured)."""
-        return volts**2 * self._conductance_ms
+        return self.rules.power_mw(volts)
 
-    def _refuse(self, position: int | np.integer, value: float, limit: str) -> None:
-        raise LimitViolation(self.name, self.channel_names[position], float(value), limit)
+    def refuse(self, breach: Breach, *, batch: bool = False) -> None:
+        """Raise the :class:`LimitViolation` that names ``breach`` (its row too, for a batch)."""
+        where = f" (row {breach.row} of the batch)" if batch else ""
+        raise LimitViolation(self.name, self.channel_names[breach.channel], breach.value, breach.limit + where)
 
     # -- writing ------------------------------------------------------------------------------------
 
@@ -232,6 +252,7 @@ class GuardedVoltageSource:
             return np.asarray(self._device.read_voltages(), dtype=float).copy()
         except Exception as exc:
             log.error("%s: cannot read the outputs back (%s); marking them unknown", self.name, exc)
+            self._guard.fault(f"the outputs of {self.name} are in an unknown state ({exc})")
             return np.full(self.n_channels, np.nan)
 
     def budget_power_mw(self) -> np.ndarray:
@@ -343,11 +364,61 @@ class SafetyGuard:
         self.sources: dict[str, GuardedVoltageSource] = {}
         self.slms: dict[str, GuardedSLM] = {}
         self._halted: str | None = None
+        self._fault: str | None = None
+        self._holder: str | None = None
 
     @property
     def halted(self) -> str | None:
         """Why the bench is halted, or None when writes are allowed."""
         return self._halted
+
+    @property
+    def faulted(self) -> str | None:
+        """The latched fault (what went wrong), or None."""
+        return self._fault
+
+    @property
+    def holder(self) -> str | None:
+        """Who holds the bench (a job id), or None."""
+        return self._holder
+
+    @property
+    def state(self) -> BenchState:
+        """``faulted`` over ``halted`` over ``busy`` over ``idle``: the most severe condition wins."""
+        if self._fault is not None:
+            return "faulted"
+        if self._halted is not None:
+            return "halted"
+        return "busy" if self._holder is not None else "idle"
+
+    def occupy(self, holder: str) -> None:
+        """Mark the bench ``busy`` for ``holder`` (a job); a faulted bench refuses, naming the fault."""
+        self.refuse_if_faulted()
+        self._holder = holder
+
+    def vacate(self) -> None:
+        """The holder has left the bench."""
+        self._holder = None
+
+    def fault(self, reason: str) -> None:
+        """Latch ``faulted``: from now on only the safe state writes, until :meth:`clear_fault`."""
+        if self._fault is None:
+            log.error("bench fault latched: %s", reason)
+            self._fault = reason
+
+    def clear_fault(self) -> str | None:
+        """The administrator's action after inspecting the bench: lift the fault; returns what it was."""
+        fault, self._fault = self._fault, None
+        if fault is not None:
+            log.warning("bench fault cleared: %s", fault)
+        return fault
+
+    def refuse_if_faulted(self) -> None:
+        if self._fault is not None:
+            raise BenchFaulted(
+                f"the bench is faulted ({self._fault}); writes are refused until an administrator clears the "
+                "fault (labsat clear-fault)"
+            )
 
     def halt(self, reason: str) -> None:
         """Emergency stop: refuse every write but the safe state from now on, then go to the safe state."""
@@ -355,10 +426,12 @@ class SafetyGuard:
         self.safe_state()
 
     def release(self) -> None:
-        """Allow writes again after :meth:`halt` (once whoever was writing has stopped)."""
+        """Allow writes again after :meth:`halt` (once whoever was writing has stopped); a fault stays."""
         self._halted = None
 
     def refuse_if_halted(self) -> None:
+        """Refuse a write while faulted or halted."""
+        self.refuse_if_faulted()
         if self._halted is not None:
             raise Halted(f"the bench is halted ({self._halted}); writes are refused until it is released")
 
@@ -392,22 +465,29 @@ class SafetyGuard:
         The other devices count at their present values, or at ``pending[name]`` when several devices
         are about to be written together.
         """
-        source._check_static(target)
-        if self.heater_power_budget_mw is not None:
-            pending = pending or {}
-            total = float(source.power_mw(target).sum()) + sum(
-                float(other.power_mw(pending[name]).sum() if name in pending else other.budget_power_mw().sum())
-                for name, other in self.sources.items()
-                if other is not source
-            )
-            if total > self.heater_power_budget_mw:
-                hottest = int(np.argmax(source.power_mw(target) - source.budget_power_mw()))
-                source._refuse(
-                    hottest,
-                    target[hottest],
-                    f"total heater power {total:.4g} mW would exceed the bench budget "
-                    f"{self.heater_power_budget_mw:g} mW",
-                )
+        breach = source.rules.first_breach(target.reshape(1, -1), self.budget_for(source, pending))
+        if breach is not None:
+            source.refuse(breach)
+
+    def validate_rows(self, source: GuardedVoltageSource, rows: np.ndarray) -> None:
+        """Every rule for each row of ``rows`` ``(B, n)`` on ``source`` (the others at their present values)."""
+        breach = source.rules.first_breach(rows, self.budget_for(source))
+        if breach is not None:
+            source.refuse(breach, batch=True)
+
+    def budget_for(
+        self, source: GuardedVoltageSource, pending: Mapping[str, np.ndarray] | None = None
+    ) -> Budget | None:
+        """The bench budget as it applies to ``source``: the other sources at ``pending`` or present power."""
+        if self.heater_power_budget_mw is None:
+            return None
+        pending = pending or {}
+        others = sum(
+            float(other.power_mw(pending[name]).sum() if name in pending else other.budget_power_mw().sum())
+            for name, other in self.sources.items()
+            if other is not source
+        )
+        return Budget(self.heater_power_budget_mw, others, source.budget_power_mw())
 
     def safe_state(self) -> None:
         """Every source to its safe values and off, every SLM to its safe frame; keeps going past a failing
@@ -422,7 +502,23 @@ class SafetyGuard:
                     log.error("safe state of %s failed: %s", device.name, exc)
                     errors.append(exc)
         if errors:
+            self.fault(f"the safe state failed: {errors[0]}")
             raise errors[0]
+
+
+def _as_rows(volts: np.ndarray | torch.Tensor | Sequence[Sequence[float]], n: int, name: str) -> np.ndarray:
+    if isinstance(volts, torch.Tensor):
+        volts = volts.detach().to("cpu", torch.float64).numpy()
+    rows = np.asarray(volts, dtype=float)
+    if rows.ndim != 2 or rows.shape[1] != n:
+        raise ValueError(f"{name}: expected a (B, {n}) batch, got {tuple(rows.shape)}")
+    return rows
+
+
+def _rows_of(volts: np.ndarray | torch.Tensor | Sequence[float]) -> np.ndarray | torch.Tensor:
+    if isinstance(volts, torch.Tensor):
+        return volts.reshape(1, -1)
+    return np.asarray(volts, dtype=float).reshape(1, -1)
 
 
 def _as_vector(volts: np.ndarray | torch.Tensor | Sequence[float], n: int, name: str) -> np.ndarray:
