@@ -33,6 +33,7 @@ from labsat.api.schemas import (
     CalibrationSummary,
     ChannelSetResult,
     EmergencyStopResult,
+    FaultCleared,
     Health,
     ModelInfo,
     Whoami,
@@ -100,6 +101,10 @@ class LabsatClient:
 
     def emergency_stop(self, bench: str) -> EmergencyStopResult:
         return EmergencyStopResult.model_validate(self._request("POST", f"/benches/{bench}/stop").json())
+
+    def clear_fault(self, bench: str) -> FaultCleared:
+        """Lift a bench's latched fault (admin token)."""
+        return FaultCleared.model_validate(self._request("POST", f"/benches/{bench}/clear-fault").json())
 
     # -- jobs ---------------------------------------------------------------------------------------
 

@@ -62,4 +62,5 @@ def describe_bench(bench: Bench, *, live: bool = True) -> dict[str, Any]:
                 for i, channel in enumerate(spec.channels.names)
             ]
         devices.append(entry)
-    return {"bench": bench.name, "file": bench.path, "devices": devices}
+    guard = bench.guard
+    return {"bench": bench.name, "file": bench.path, "state": guard.state, "fault": guard.faulted, "devices": devices}

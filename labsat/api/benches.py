@@ -7,9 +7,16 @@ from typing import Annotated
 import anyio
 from fastapi import APIRouter, Path
 
-from labsat.api.auth import OperateAccess, ReadAccess
+from labsat.api.auth import AdminAccess, OperateAccess, ReadAccess
 from labsat.api.deps import EngineDep
-from labsat.api.schemas import BenchDetail, BenchSummary, ChannelSet, ChannelSetResult, EmergencyStopResult
+from labsat.api.schemas import (
+    BenchDetail,
+    BenchSummary,
+    ChannelSet,
+    ChannelSetResult,
+    EmergencyStopResult,
+    FaultCleared,
+)
 from labsat.jobs.engine import JobEngine
 
 router = APIRouter(prefix="/benches", tags=["benches"])
@@ -22,9 +29,14 @@ _STOP_THREADS = anyio.CapacityLimiter(4)
 
 def _summary(engine: JobEngine, bench: str) -> BenchSummary:
     status = engine.bench_status(bench)
-    state = "halted" if status.halted else "busy" if status.job else "idle"
     return BenchSummary(
-        name=status.name, file=status.file, state=state, job=status.job, queued=status.queued, halted=status.halted
+        name=status.name,
+        file=status.file,
+        state=status.state,
+        job=status.job,
+        queued=status.queued,
+        halted=status.halted,
+        fault=status.fault,
     )
 
 
@@ -55,3 +67,12 @@ async def emergency_stop(who: OperateAccess, bench: BenchName, engine: EngineDep
     write in progress), cancel the running job and every queued one. New jobs may be submitted afterwards."""
     cancelled = await anyio.to_thread.run_sync(engine.emergency_stop, bench, limiter=_STOP_THREADS)
     return EmergencyStopResult(bench=bench, cancelled=cancelled, outputs=engine.outputs(bench))
+
+
+@router.post("/{bench}/clear-fault", summary="Clear a latched fault (admin)")
+def clear_fault(who: AdminAccess, bench: BenchName, engine: EngineDep) -> FaultCleared:
+    """After a failed safe state or an output in an unknown state the bench is ``faulted``: only the safe state
+    writes, and neither a release nor a new job lifts it. An administrator who has inspected the bench clears it
+    here; nothing is written."""
+    cleared = engine.clear_fault(bench)
+    return FaultCleared(bench=bench, cleared=cleared, state=engine.bench_status(bench).state)

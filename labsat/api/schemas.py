@@ -25,14 +25,24 @@ class Whoami(BaseModel):
 
 
 class BenchSummary(BaseModel):
-    """A bench and who holds it: ``busy`` while a job runs or is paused on it."""
+    """A bench and who holds it: ``busy`` while a job runs or is paused on it; ``halted`` under an emergency
+    stop; ``faulted`` after a failed safe state or an output in an unknown state (latched: an admin clears it)."""
 
     name: str
     file: str
-    state: Literal["idle", "busy", "halted"]
+    state: Literal["idle", "busy", "halted", "faulted"]
     job: str | None = Field(None, description="The job holding the bench.")
     queued: list[str] = Field(default_factory=list, description="Queued job ids, next first.")
     halted: str | None = Field(None, description="Why writes are refused (an emergency stop in progress).")
+    fault: str | None = Field(None, description="The latched fault; only the safe state writes until it is cleared.")
+
+
+class FaultCleared(BaseModel):
+    """The answer to an administrator's clear: which fault was lifted (null: the bench had none)."""
+
+    bench: str
+    cleared: str | None
+    state: Literal["idle", "busy", "halted", "faulted"]
 
 
 class ChannelInfo(BaseModel):

@@ -159,3 +159,22 @@ def _watch(client: LabsatClient, job_id: str, as_json: bool) -> None:
     emit(job.model_dump(mode="json"), [_result_table(job)], as_json)
     if job.state is not JobState.SUCCEEDED:
         raise typer.Exit(1)
+
+
+@app.command(name="clear-fault")
+@user_errors
+def clear_fault(
+    bench: Annotated[str, typer.Argument(metavar="BENCH", help="Bench name on the service.")],
+    url: UrlOption = DEFAULT_URL,
+    token: TokenOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Lift a bench's latched fault once you have inspected the bench (needs an admin token); writes nothing."""
+    with LabsatClient(url, token) as client:
+        result = client.clear_fault(bench)
+    lifted = f"cleared: {result.cleared}" if result.cleared else "had no fault"
+    table = Table(title=f"bench {result.bench}")
+    table.add_column("fault")
+    table.add_column("state")
+    table.add_row(lifted, result.state)
+    emit(result.model_dump(mode="json"), [table], as_json)

@@ -14,7 +14,8 @@ from labsat.errors import LabsatError
 
 def _tables(described: dict) -> list[Table]:
     tables = []
-    summary = Table(title=f"bench {described['bench']} ({described['file']})")
+    state = described["state"] + (f": {described['fault']}" if described.get("fault") else "")
+    summary = Table(title=f"bench {described['bench']} ({described['file']}), {state}")
     for column in ("device", "driver", "kind", "address", "identity", "channels"):
         summary.add_column(column)
     for device in described["devices"]:

@@ -26,6 +26,7 @@ from labsat.bench import Bench, open_bench
 from labsat.benchfile import BenchFile
 from labsat.describe import describe_bench
 from labsat.errors import LabsatError
+from labsat.guard import BenchState
 from labsat.jobs import builtin as _builtin  # noqa: F401  (registers labsat's job kinds)
 from labsat.jobs.journal import JobJournal
 from labsat.jobs.kinds import get_kind
@@ -49,13 +50,15 @@ class DataDirInUse(LabsatError):
 
 @dataclass(frozen=True)
 class BenchStatus:
-    """A bench as the service sees it: who holds it, what waits, whether it is halted."""
+    """A bench as the service sees it: who holds it, what waits, whether it is halted or faulted."""
 
     name: str
     file: str
     job: str | None
     queued: list[str]
     halted: str | None
+    state: BenchState = "idle"
+    fault: str | None = None
 
 
 class JobEngine:
@@ -131,7 +134,15 @@ class JobEngine:
     def bench_status(self, bench: str) -> BenchStatus:
         worker = self.worker(bench)
         job, queued = worker.status()
-        return BenchStatus(bench, worker.bench.path, job, queued, worker.bench.guard.halted)
+        guard = worker.bench.guard
+        state = guard.state
+        if state == "idle" and job is not None:  # paused: the job holds the bench between its runs
+            state = "busy"
+        return BenchStatus(bench, worker.bench.path, job, queued, guard.halted, state, guard.faulted)
+
+    def clear_fault(self, bench: str) -> str | None:
+        """The administrator's clear of a latched fault; returns the fault that was lifted (None: there was none)."""
+        return self.worker(bench).bench.guard.clear_fault()
 
     def describe(self, bench: str) -> tuple[dict[str, Any], bool]:
         """The bench's description and whether it is live (read now) or from the guard's record (a job holds it)."""
@@ -166,6 +177,7 @@ class JobEngine:
         """Validate and queue a job; ``bench`` may be omitted when the service has only one."""
         job_kind = get_kind(kind)
         worker = self._pick(bench)
+        worker.bench.guard.refuse_if_faulted()  # named now, not when the job would have started
         raw = params.model_dump() if isinstance(params, BaseModel) else params
         validated = job_kind.params.model_validate(raw)
         job = self.journal.create(kind, worker.name, validated.model_dump(mode="json"), submitted_by)

@@ -220,6 +220,7 @@ class BenchWorker:
         state, result, error = JobState.SUCCEEDED, None, None
         context = _Context(self, job, active)
         try:
+            self.bench.guard.occupy(job.id)  # a faulted bench refuses here, and the job fails naming the fault
             kind = get_kind(job.kind)
             result = kind.run(context, kind.params.model_validate(job.params))
         except JobCancelled:
@@ -243,8 +244,9 @@ class BenchWorker:
         with self._cond:
             try:
                 self._finish(job.id, state, error, result)
-            finally:  # whatever the store did, the bench is free and writable again
+            finally:  # whatever the store did, the bench is free and writable again (unless faulted)
                 self._active = None
+                self.bench.guard.vacate()
                 self.bench.guard.release()
 
     def _finish(self, job_id: str, state: JobState, error: str | None, result: dict[str, Any] | None) -> None:
