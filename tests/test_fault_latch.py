@@ -120,9 +120,7 @@ def test_faulted_bench_over_rest_and_cli(data_dir: Path) -> None:
         assert lab.bench("sim-mrr").state == "faulted"
 
         heaters.outputs_off = working_off  # type: ignore[method-assign]
-        admin = runner.invoke(
-            app, ["clear-fault", "sim-mrr", "--json", "--url", url, "--token", TOKENS[Scope.ADMIN]]
-        )
+        admin = runner.invoke(app, ["clear-fault", "sim-mrr", "--json", "--url", url, "--token", TOKENS[Scope.ADMIN]])
         assert admin.exit_code == 0, admin.output
         answer = json.loads(admin.stdout)
         assert answer["state"] == "idle" and "heater relay stuck" in answer["cleared"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from labsat.clock import Clock
@@ -56,6 +57,12 @@ class HeaterChipSystem:
         """The heater voltage range every heater allows."""
         return self.heaters.common_range()
 
+    def project_controls(self, controls: torch.Tensor) -> torch.Tensor:
+        """The nearest heater vector ``(n_heaters,)`` the guard accepts (same dtype and device)."""
+        projected = self.heaters.project(controls)
+        assert isinstance(projected, torch.Tensor)
+        return projected
+
     def measure_volts(self, modulator_volts: torch.Tensor) -> torch.Tensor:
         """Detector volts ``(B, outputs)`` for modulator drives ``(B, inputs)`` at the present heater setting."""
         return measure_batch(
@@ -95,6 +102,42 @@ class MRRBankSystem(HeaterChipSystem):
         program_heaters(self.heaters, heater_volts.reshape(-1), self.clock, self.spec.settle_time_s, self.stats)
 
     # -- the layer operation -------------------------------------------------------------------------
+
+    def project_controls(self, controls: torch.Tensor) -> torch.Tensor:
+        """The nearest ``(out, in)`` controls that the guard accepts tile by tile, as :meth:`forward` writes them.
+
+        Each rows×cols tile is one heater vector, its unused rings held at their safe values (as
+        :meth:`forward` pads them); all tiles are projected at once, in the controls' dtype.
+        """
+        out_features, in_features = controls.shape
+        tiles, held = self._tiles(out_features, in_features)
+        n = self.rows * self.cols
+        safe = torch.as_tensor(self.heaters.safe_values, dtype=torch.float64)
+        batch = safe.repeat(len(tiles), 1).reshape(len(tiles), self.rows, self.cols)
+        source = controls.detach().to("cpu", torch.float64)
+        for k, (r0, r1, c0, c1) in enumerate(tiles):
+            batch[k, : r1 - r0, : c1 - c0] = source[r0:r1, c0:c1]
+        lower = np.where(held, self.heaters.safe_values, -np.inf)
+        upper = np.where(held, self.heaters.safe_values, np.inf)
+        projected = self.heaters.project_batch(batch.reshape(-1, n).to(controls.dtype), lower=lower, upper=upper)
+        assert isinstance(projected, torch.Tensor)
+        result = torch.empty_like(controls, device="cpu")
+        shaped = projected.reshape(len(tiles), self.rows, self.cols)
+        for k, (r0, r1, c0, c1) in enumerate(tiles):
+            result[r0:r1, c0:c1] = shaped[k, : r1 - r0, : c1 - c0]
+        return result.to(controls.device)
+
+    def _tiles(self, out_features: int, in_features: int) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
+        """The tiles ``(r0, r1, c0, c1)`` in :meth:`forward`'s order, and per tile which heaters are padding."""
+        tiles = [
+            (r0, min(r0 + self.rows, out_features), c0, min(c0 + self.cols, in_features))
+            for r0 in range(0, out_features, self.rows)
+            for c0 in range(0, in_features, self.cols)
+        ]
+        held = np.ones((len(tiles), self.rows, self.cols), dtype=bool)
+        for k, (r0, r1, c0, c1) in enumerate(tiles):
+            held[k, : r1 - r0, : c1 - c0] = False
+        return tiles, held.reshape(len(tiles), -1)
 
     def forward(self, x: torch.Tensor, controls: torch.Tensor) -> torch.Tensor:
         """``(B, in) -> (B, out)`` with the logical layer's heater voltages ``controls`` of shape (out, in)."""

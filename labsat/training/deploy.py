@@ -54,12 +54,11 @@ def weights_to_controls(
     Start: for every element, the level of a uniform control map whose weight there is nearest the target
     (a lookup table over ``grid_points`` levels; it sees the crosstalk of equally driven neighbours, close
     enough to pick the right flank). Then ``steps`` Adam steps on ``‖W(θ) − w‖²`` with the real
-    neighbours, projected onto the control range. ``steps=0`` returns the lookup alone (initialisation).
+    neighbours, projected onto the settings the device accepts. ``steps=0`` returns the lookup alone (initialisation).
     """
-    low, high = physical.control_range
     target = weights.detach()
     levels, table = _level_table(physical, target, grid_points)
-    controls = levels[(table - target).abs().argmin(dim=0)]
+    controls = physical.nearest_allowed(levels[(table - target).abs().argmin(dim=0)])
     if steps == 0:
         return controls
     controls = controls.clone().requires_grad_(True)
@@ -69,7 +68,7 @@ def weights_to_controls(
         (twin_weights(physical.twin_layer, controls) - target).square().sum().backward()
         optimizer.step()
         with torch.no_grad():
-            controls.clamp_(low, high)
+            controls.copy_(physical.nearest_allowed(controls))
     return controls.detach()
 
 

@@ -146,7 +146,7 @@ class Trainer:
 
     def _optimizer(self) -> SAT:
         cfg, method = self.config, self.method
-        box = WEIGHT_RANGE if method.weight_space else self.physical.control_range
+        box = WEIGHT_RANGE if method.weight_space else self.physical.nearest_allowed
         photonic = {
             "params": list(self.net.photonic_parameters()),
             "lr": cfg.lr,
@@ -230,7 +230,7 @@ class Trainer:
             # A fresh stream per epoch (sources are rebuilt each epoch), so a resumed run draws the same directions.
             seed = cfg.seed * 100_003 + self.epoch
             estimator = SPSA(c=cfg.spsa_c, q=cfg.spsa_q, beta=cfg.spsa_beta, seed=seed)
-        return DeviceEstimate(device_runner(physical), estimator, physical.control_range)
+        return DeviceEstimate(device_runner(physical), estimator, physical.nearest_allowed)
 
     def _fitted_sigma(self) -> float:
         """NAT's σ: as configured, or measured once with repeated forwards of the first training batch."""
@@ -303,11 +303,12 @@ class Trainer:
         digital["lr"] = cfg.digital_lr * factor
 
     def _project_controls(self) -> None:
-        """Clamp the photonic parameters into their box (second_step restores the unperturbed θ anyway)."""
-        low, high = WEIGHT_RANGE if self.method.weight_space else self.physical.control_range
+        """Move the photonic parameters to the nearest allowed point (weights: into their box; controls: into
+        the guard's allowed set), so the perturbed point is one the device accepts (second_step restores θ)."""
         with torch.no_grad():
             for theta in self.net.photonic_parameters():
-                theta.clamp_(low, high)
+                weights = self.method.weight_space
+                theta.copy_(theta.clamp(*WEIGHT_RANGE) if weights else self.physical.nearest_allowed(theta))
 
     def run_epoch(self, on_step: StepCallback | None = None) -> list[StepRecord]:
         """One pass over the training split in a seeded random order; returns the epoch's step records."""

@@ -22,6 +22,7 @@ Weight-space ``bp`` has no controls to perturb, so it takes no SAT.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -102,14 +103,14 @@ class DeviceEstimate:
     """∇_θ of the loss *measured on the device*, from loss queries alone (finite differences or SPSA).
 
     All photonic controls form one vector θ; each objective evaluation is one device forward of the whole
-    network at a trial θ, on the present batch. A probe is clamped into the control range ``box`` (the
-    guard would refuse it otherwise), which makes the difference one-sided at a limit. Digital parameters
+    network at a trial θ, on the present batch. A probe is moved to the nearest allowed setting by ``project``
+    (the guard would refuse it otherwise), which makes the difference one-sided at a limit. Digital parameters
     get no gradient here: this source is only used for SAT's ascent, which never perturbs them.
     """
 
     runner: LayerRunner
     estimator: GradientEstimator
-    box: tuple[float, float]
+    project: Callable[[Tensor], Tensor]
 
     def __call__(self, net: PhotonicNet, x: Tensor, y: Tensor) -> None:
         thetas = list(net.photonic_parameters())
@@ -117,7 +118,7 @@ class DeviceEstimate:
         flat = torch.cat([t.detach().reshape(-1) for t in thetas])
 
         def device_loss(trial: Tensor) -> float:
-            parts = [p.view_as(t).clamp(*self.box) for p, t in zip(trial.split(sizes), thetas, strict=True)]
+            parts = [self.project(p.view_as(t)) for p, t in zip(trial.split(sizes), thetas, strict=True)]
             with torch.no_grad():
                 logits = _forward_with(net, x, self.runner, parts)
             return float(F.cross_entropy(logits, y))

@@ -8,8 +8,9 @@ for SAT: a phase error of the chip is the same size at every setting, while a vo
 lopsided set of phase errors. The System receives volts: each phase shift is wrapped into [0, 2π) and
 converted through the twin's heater model (``V = √(P·R)``, ``P = P_π·φ/π``), which is where a calibrated
 twin's fitted ``P_π`` and resistance pay off. A phase is periodic, so the control range is unbounded.
-A shift the heaters cannot reach inside their voltage range (a heater whose ``P_π·R`` needs more than the
-range for 2π) is set at the range's end: the guard is never asked for more than the bench file allows.
+A shift the heaters cannot reach inside the guard's allowed set (a heater whose ``P_π·R`` needs more than the
+range for 2π, or a power, budget or neighbour limit) is set at the nearest allowed point (the guard's
+projection): the guard is never asked for more than the bench file allows.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from torch import Tensor
 
 from labsat.errors import LabsatError
 from labsat.physics.mzi import MZIMeshModel, volts_for_phase
-from labsat.readout import clamp_inside
 from labsat.systems.mzi import MZIMeshSystem
 from labsat.training.config import TrainConfig
 from labsat.training.phase import phase_network
@@ -54,7 +54,7 @@ def mesh_physical_layer(system: MZIMeshSystem, twin: MZIMeshModel, outputs: int 
         with torch.no_grad():
             params = twin.params
             volts = volts_for_phase(params, shifts.to(params.theta_offset))
-        return system.forward(x, clamp_inside(volts.float(), *system.control_range))[:, :outputs]
+        return system.forward(x, system.project_controls(volts.float()))[:, :outputs]
 
     def twin_layer(x: Tensor, shifts: Tensor) -> Tensor:
         return twin.phase_layer(x, shifts)[..., :outputs]

@@ -21,7 +21,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from labsat.readout import QueryStats
+from labsat.readout import QueryStats, clamp_inside
 from labsat.training.network import ControlShape
 
 LayerFn = Callable[[Tensor, Tensor], Tensor]
@@ -32,7 +32,11 @@ LayerBackwardFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 
 
 class LayerSystem(Protocol):
-    """What a System must offer to be trained on (``MRRBankSystem`` does)."""
+    """What a System must offer to be trained on (``MRRBankSystem`` does).
+
+    A System may also offer ``project_controls(controls) -> controls``: the nearest controls its guard accepts
+    (:meth:`PhysicalLayer.nearest_allowed` uses it; without it, :attr:`control_range` is the only rule).
+    """
 
     stats: QueryStats
 
@@ -65,6 +69,9 @@ class PhysicalLayer:
     """The device's own backward pass (e.g. an optical probe through a saturable absorber); None: it has none.
 
     Only optical backprop (``obp``) uses it; every other method's backward goes through the twin."""
+    project: Callable[[Tensor], Tensor] | None = None
+    """The nearest controls of any layer shape that the device accepts, in the controls' own dtype (the guard's
+    allowed set: box, current, power, budget, neighbour rule); None: :attr:`control_range` is the whole rule."""
     disturbed: Callable[[dict[str, float]], PhysicalLayer] | None = None
     """This layer with non-trainable disturbance parameters (a mask's rotation, shift, scale) moved by the given
     offsets: the twin re-modelled there, the device realising it where it can. FD-SAT
@@ -78,7 +85,16 @@ class PhysicalLayer:
             twin_layer=twin_layer,
             control_range=tuple(system.control_range),  # type: ignore[arg-type]
             stats=lambda: system.stats.copy(),
+            project=getattr(system, "project_controls", None),
         )
+
+    def nearest_allowed(self, controls: Tensor) -> Tensor:
+        """``controls`` moved to the nearest setting the device accepts: every write, probe and perturbed point
+        training sends goes through here, so none is refused by the guard."""
+        if self.project is not None:
+            return self.project(controls)
+        low, high = self.control_range
+        return clamp_inside(controls, low, high)
 
     def with_twin(self, twin_layer: LayerFn) -> PhysicalLayer:
         """The same device with another model behind it (a corrected twin, a drifted twin, an ideal one).
