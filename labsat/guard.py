@@ -141,6 +141,11 @@ class GuardedVoltageSource:
         rows = _as_rows(volts, self.n_channels, self.name)
         self._guard.validate_rows(self, rows)
 
+    def allows(self, volts: np.ndarray | torch.Tensor | Sequence[Sequence[float]]) -> np.ndarray:
+        """Per row of ``(B, n_channels)``: would :meth:`set_vector` accept it now (every rule, the others at their
+        present power)? For planners that must stay inside the allowed set rather than be refused mid-way."""
+        return self.rules.allowed(_as_rows(volts, self.n_channels, self.name), self._guard.budget_for(self))
+
     def project(
         self,
         volts: np.ndarray | torch.Tensor | Sequence[float],

@@ -142,8 +142,8 @@ def _check_group(group: dict[str, Any]) -> None:
     if isinstance(ref, list | tuple) and len(ref) != len(group["params"]):
         raise ValueError(f"theta_ref has {len(ref)} entries for {len(group['params'])} params")
     box = group["clamp"]
-    if box is not None and not callable(box) and (not isinstance(box, list | tuple) or len(box) != 2):
-        raise ValueError(f"clamp must be (low, high), a projection or None, got {box!r}")
+    if box is not None and (not isinstance(box, list | tuple) or len(box) != 2):
+        raise ValueError(f"clamp must be (low, high) or None, got {box!r}")
 
 
 class SAT(Optimizer):
@@ -157,9 +157,7 @@ class SAT(Optimizer):
       a scalar, a tensor broadcastable to every parameter of the group, or a list with one entry per
       parameter.
     * ``clamp`` — ``(low, high)`` box applied after every update (each side a scalar, a broadcastable
-      tensor, or None), or a callable mapping a parameter to the nearest allowed one (a device's allowed set,
-      see :meth:`labsat.training.physical.PhysicalLayer.nearest_allowed`), because physical controls have
-      hardware limits. The perturbed point θ + ε is not
+      tensor, or None), because physical controls have hardware limits. The perturbed point θ + ε is not
       projected: the ascent probes the landscape, the box only constrains where training leaves θ.
 
     Optimizer-wide options:
@@ -201,7 +199,7 @@ class SAT(Optimizer):
         adaptive: bool = False,
         eta: float = 0.01,
         theta_ref: Reference | Sequence[Reference] = 0.0,
-        clamp: tuple[Bound, Bound] | Callable[[Tensor], Tensor] | None = None,
+        clamp: tuple[Bound, Bound] | None = None,
         sparsity: float = 0.0,
         mask: MaskKind = "fisher",
         mask_interval: int = 100,
@@ -460,14 +458,10 @@ class SAT(Optimizer):
             ga.mul_(1.0 + alpha * coef).sub_(gc, alpha=alpha)
 
     def _project(self) -> None:
-        """Clamp each parameter of a group with a ``clamp`` box back into it (or map it by a ``clamp`` projection)."""
+        """Clamp each parameter of a group with a ``clamp`` box back into it."""
         for group in self.param_groups:
             box = group["clamp"]
             if box is None:
-                continue
-            if callable(box):
-                for p in group["params"]:
-                    p.copy_(box(p))
                 continue
             low, high = box
             for p in group["params"]:

@@ -32,6 +32,7 @@ from labsat.calibration.rings import (
 )
 from labsat.calibration.session import Run
 from labsat.errors import LabsatError
+from labsat.systems.mrr import MRRBankSystem
 
 
 def default_aggressors(rows: int, cols: int, kernel_size: int) -> list[Ring]:
@@ -114,6 +115,7 @@ def run(run: Run) -> None:
     top = rings.power_mw[1]
     drive = full_input_drive(system, record.modulators)
     noise = torch.tensor(record.detectors.noise_volts, dtype=torch.float64)
+    _refuse_outside_the_guard(system, steps, resistance, top)
     for step in run.steps("crosstalk", result, len(steps)):
         (ra, ca), c = steps[step]
         group = [(r, c) for r in range(system.rows) if (r, c) != (ra, ca)]
@@ -141,3 +143,21 @@ def run(run: Run) -> None:
         )
         for di, dj in unobserved
     ]
+
+
+def _refuse_outside_the_guard(
+    system: MRRBankSystem, steps: list[tuple[Ring, int]], resistance: Tensor, top: float
+) -> None:
+    """Refuse, before any device time, a plan whose hottest point (aggressor and its swept column at ``top``)
+    the guard would refuse mid-way; the allowed set is convex and holds 0 V, so every lower point is allowed."""
+    hottest = torch.zeros(len(steps), system.rows, system.cols, dtype=torch.float64)
+    for k, ((ra, ca), c) in enumerate(steps):
+        hottest[k, :, c] = heater_volts(torch.tensor(top), resistance[:, c])
+        hottest[k, ra, ca] = heater_volts(torch.tensor(top), resistance[ra, ca])
+    allowed = system.heaters.allows(hottest.reshape(len(steps), -1).to(torch.float32))
+    if not allowed.all():
+        (ra, ca), c = steps[int((~allowed).nonzero()[0][0])]
+        raise LabsatError(
+            f"crosstalk: aggressor ({ra}, {ca}) at {top:.4g} mW with column {c} swept to it is outside what the "
+            f"guard allows on {system.heaters.name} (bench budget or neighbour rule); nothing was measured"
+        )

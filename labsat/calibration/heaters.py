@@ -39,9 +39,7 @@ def run(run: Run) -> None:
     result = record.heaters
     nominal = heater_resistance(system)
     generator = torch.Generator().manual_seed(options.seed + SEED_OFFSET)
-    maps = random_heater_maps(
-        result.maps, nominal, max_heater_power_mw(system), run.bench.guard.heater_power_budget_mw, generator
-    ).to(torch.float32)
+    maps = random_heater_maps(system, result.maps, nominal, max_heater_power_mw(system), generator)
     one_hot = torch.diag(full_input_drive(system, record.modulators)).to(torch.float32)
     folder = run.artifacts / "heaters"
     folder.mkdir(exist_ok=True)

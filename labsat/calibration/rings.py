@@ -21,7 +21,7 @@ whose data a Lorentzian does not describe is flagged with the reason and left un
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -106,17 +106,8 @@ def heater_resistance(system: MRRBankSystem) -> Tensor:
 
 
 def max_heater_power_mw(system: MRRBankSystem) -> float:
-    """The largest power every heater may take: its voltage, current and power limits, whichever is lowest."""
-    powers = []
-    for lim in system.heaters.limits:
-        assert lim.resistance_ohm is not None
-        top = max(abs(lim.voltage[0]), abs(lim.voltage[1])) ** 2 * 1e3 / lim.resistance_ohm
-        if lim.power_max_mw is not None:
-            top = min(top, lim.power_max_mw)
-        if lim.current_max_ma is not None:
-            top = min(top, lim.current_max_ma**2 * lim.resistance_ohm / 1e3)
-        powers.append(top)
-    return min(powers) * INSIDE
+    """The largest power every heater may take alone: the guard's voltage, current and power rules together."""
+    return float(system.heaters.rules.power_cap_mw().min()) * INSIDE
 
 
 def heater_volts(power_mw: Tensor, resistance_ohm: Tensor) -> Tensor:
@@ -125,17 +116,49 @@ def heater_volts(power_mw: Tensor, resistance_ohm: Tensor) -> Tensor:
 
 
 def random_heater_maps(
-    count: int, resistance_ohm: Tensor, top_mw: float, budget_mw: float | None, generator: torch.Generator
+    system: MRRBankSystem, count: int, resistance_ohm: Tensor, top_mw: float, generator: torch.Generator
 ) -> Tensor:
-    """``count`` heater maps (volts) with powers uniform in ``[0, top]``, scaled down to fit the budget.
+    """``count`` float32 heater maps (volts) with powers uniform in ``[0, top]``, each moved to the nearest map
+    the guard accepts (bench budget, neighbour rule: :meth:`~labsat.guard.GuardedVoltageSource.project_batch`).
 
     Uniform in power rather than volts: resonances are evenly spread in power, so every part of each
     ring's response (peak, flanks, tails) is visited.
     """
     power = torch.rand(count, *resistance_ohm.shape, generator=generator, dtype=torch.float64) * top_mw
-    if budget_mw is not None:
-        power *= (0.95 * budget_mw / power.sum(dim=(-2, -1), keepdim=True)).clamp(max=1.0)
-    return heater_volts(power, resistance_ohm)
+    volts = heater_volts(power, resistance_ohm).to(torch.float32)
+    allowed = system.heaters.project_batch(volts.reshape(count, -1))
+    assert isinstance(allowed, Tensor)
+    return allowed.reshape(volts.shape)
+
+
+def sweep_plan(
+    system: MRRBankSystem, resistance_ohm: Tensor, top_mw: float, groups_of: Callable[[int], list[list[Ring]]]
+) -> tuple[list[list[Ring]], float]:
+    """The ring groups (``groups_of(max_columns)``) and top power of a sweep the guard allows at every point.
+
+    The most columns whose rings may sit at ``top_mw`` together (the bench budget decides), and where not even
+    one column may (the neighbour rule: a ring hot beside cold ones), the highest top power one column allows.
+    The allowed set is convex and holds 0 V, so a group allowed at its top is allowed at every lower power.
+    """
+
+    def allowed(groups: list[list[Ring]], top: float) -> bool:
+        maps = torch.zeros(len(groups), system.rows, system.cols, dtype=torch.float64)
+        for k, group in enumerate(groups):
+            for r, c in group:
+                maps[k, r, c] = heater_volts(torch.tensor(top, dtype=torch.float64), resistance_ohm[r, c])
+        return bool(system.heaters.allows(maps.reshape(len(groups), -1).to(torch.float32)).all())
+
+    for max_columns in range(system.cols, 0, -1):
+        groups = groups_of(max_columns)
+        if allowed(groups, top_mw):
+            return groups, top_mw
+    low, high = 0.0, top_mw
+    for _ in range(40):
+        middle = (low + high) / 2
+        low, high = (middle, high) if allowed(groups, middle) else (low, middle)
+    if low <= 0.0:
+        raise LabsatError(f"{system.heaters.name}: the guard allows no heater sweep at all (see its limits)")
+    return groups, low
 
 
 def full_input_drive(system: MRRBankSystem, modulators: ModulatorsResult) -> Tensor:
@@ -248,16 +271,21 @@ def run(run: Run) -> None:
     resistance = heater_resistance(system)
     top = max_heater_power_mw(system)
     if record.rings is None:
-        budget = run.bench.guard.heater_power_budget_mw
-        record.rings = RingsResult(
-            record_id=record.id,
-            groups=ring_groups(
+        groups, top = sweep_plan(
+            system,
+            resistance,
+            top,
+            lambda max_columns: ring_groups(
                 system.rows,
                 system.cols,
                 parallel_rows=options.parallel_rows,
                 column_spacing=options.kernel_size // 2 + 1 if options.parallel_columns else 0,
-                max_columns=system.cols if budget is None else int(budget // (system.rows * top)),
+                max_columns=max_columns,
             ),
+        )
+        record.rings = RingsResult(
+            record_id=record.id,
+            groups=groups,
             power_mw=(0.0, top),
             points=options.sweep_points,
             resistance_ohm=resistance.tolist(),

@@ -27,12 +27,8 @@ def run(run: Run) -> None:
     apply_calibration(system, record)
     generator = torch.Generator().manual_seed(options.seed)
     maps = random_heater_maps(
-        options.validation_maps,
-        heater_resistance(system),
-        max_heater_power_mw(system),
-        run.bench.guard.heater_power_budget_mw,
-        generator,
-    ).to(torch.float32)
+        system, options.validation_maps, heater_resistance(system), max_heater_power_mw(system), generator
+    )
     inputs = torch.rand(options.validation_maps, options.validation_inputs, system.cols, generator=generator)
     for _ in run.steps("validation", result, 1):
         measured, predicted = [], []

@@ -146,7 +146,7 @@ class Trainer:
 
     def _optimizer(self) -> SAT:
         cfg, method = self.config, self.method
-        box = WEIGHT_RANGE if method.weight_space else self.physical.nearest_allowed
+        box = WEIGHT_RANGE if method.weight_space else self.physical.control_range  # then _project_controls
         photonic = {
             "params": list(self.net.photonic_parameters()),
             "lr": cfg.lr,
@@ -263,6 +263,7 @@ class Trainer:
             perturbed_loss = descent(self.net, x, y)
             loss = perturbed_loss if loss is None else loss
         self.optimizer.second_step(zero_grad=True)
+        self._project_controls()  # the optimizer's box alone knows no power, budget or neighbour rule
         assert loss is not None
         record = StepRecord(self.epoch, index, float(loss), self.physical.stats().since(before))
         self.steps.append(record)
