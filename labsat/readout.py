@@ -10,6 +10,7 @@ on any one physical system.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -75,14 +76,15 @@ class Readout:
             modulator_v_pi=torch.full((inputs,), spec.modulator_v_pi, device=device),
         )
 
-    def modulator_volts(self, x: torch.Tensor, drive_range: tuple[float, float]) -> torch.Tensor:
+    def modulator_volts(self, x: torch.Tensor, allowed: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """Drive that makes the modulator pass fraction ``x`` ∈ [0, 1] of its full power (sin² curve).
 
-        A fraction the modulator cannot reach inside ``drive_range`` (a calibrated ``V_π`` above the range's
-        top) is driven at the range's end: the light saturates there, and the guard is never asked for more.
+        A drive the modulators may not take (a calibrated ``V_π`` above the range's top, a neighbour or power
+        rule) is moved by ``allowed`` (the guard's projection of a batch) to the nearest one they may: the light
+        saturates there, and the guard is never asked for more.
         """
         volts = (2.0 * self.modulator_v_pi / math.pi) * torch.asin(x.clamp(0.0, 1.0).sqrt())
-        return clamp_inside(volts, *drive_range)
+        return allowed(volts)
 
     def to_units(self, detector_volts: torch.Tensor) -> torch.Tensor:
         return (detector_volts - self.dark_volts) / self.volts_per_unit

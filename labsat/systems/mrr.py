@@ -63,6 +63,12 @@ class HeaterChipSystem:
         assert isinstance(projected, torch.Tensor)
         return projected
 
+    def _allowed_drives(self, volts: torch.Tensor) -> torch.Tensor:
+        """The nearest modulator drives ``(B, inputs)`` the guard accepts, row by row."""
+        projected = self.modulators.project_batch(volts)
+        assert isinstance(projected, torch.Tensor)
+        return projected
+
     def measure_volts(self, modulator_volts: torch.Tensor) -> torch.Tensor:
         """Detector volts ``(B, outputs)`` for modulator drives ``(B, inputs)`` at the present heater setting."""
         return measure_batch(
@@ -72,7 +78,7 @@ class HeaterChipSystem:
     def measure(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs in layer units for modulators passing fractions ``x`` ∈ [0, 1] of full power ``(B, inputs)``."""
         return self.readout.to_units(
-            self.measure_volts(self.readout.modulator_volts(x, self.modulators.common_range()))
+            self.measure_volts(self.readout.modulator_volts(x, self._allowed_drives))
         )
 
 
