@@ -160,3 +160,30 @@ def test_projected_points_validate_bit_for_bit(
         guard.validate(source, single)
         if source.rules.first_breach(original.reshape(1, -1), guard.budget_for(source)) is None:
             np.testing.assert_array_equal(single, original)  # an allowed point is its own projection
+
+
+@settings(derandomize=True, max_examples=300, deadline=None)
+@given(
+    neighbour=st.one_of(st.none(), st.floats(0.2, 3.0)),
+    budget=st.one_of(st.none(), st.floats(1.0, 40.0)),
+    rows=arrays(np.float64, st.tuples(st.integers(1, 6), st.just(4)), elements=st.floats(-1.0, 5.0)),
+)
+def test_check_batch_refuses_exactly_when_some_row_alone_is_refused(
+    neighbour: float | None, budget: float | None, rows: np.ndarray
+) -> None:
+    limits = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=1000.0, power_max_mw=9.0)
+    guard, source, device = _source(n=4, neighbour=neighbour, budget=budget, limits=limits, other=0.5)
+    refused_alone = []
+    for row in rows:
+        try:
+            guard.validate(source, row)
+            refused_alone.append(False)
+        except LimitViolation:
+            refused_alone.append(True)
+    if any(refused_alone):
+        first = refused_alone.index(True)
+        with pytest.raises(LimitViolation, match=rf"row {first} of the batch"):
+            source.check_batch(rows)
+    else:
+        source.check_batch(rows)
+    assert device.writes == []
