@@ -337,7 +337,7 @@ def _onto_pairs(v: np.ndarray, limit: float, first: int) -> np.ndarray:
 
 
 def _onto_budget(v: np.ndarray, conductance: np.ndarray, room_mw: float) -> np.ndarray:
-    """Projection onto ``Σ G_i v_i² ≤ room``: ``v_i / (1 + λ G_i)`` with λ ≥ 0 found by bisection per row."""
+    """Projection onto ``Σ G_i v_i² ≤ room``: ``v_i / (1 + λ G_i)`` with λ ≥ 0 found by Newton's method per row."""
     if room_mw <= 0:
         return np.where(conductance > 0, 0.0, v)
     power = (v**2 * conductance).sum(axis=1)
@@ -346,18 +346,18 @@ def _onto_budget(v: np.ndarray, conductance: np.ndarray, room_mw: float) -> np.n
     if not over.any():
         return out
     x = v[over]
-
-    def spent(lam: np.ndarray) -> np.ndarray:
-        return (conductance * (x / (1.0 + lam[:, None] * conductance)) ** 2).sum(axis=1)
-
-    low = np.zeros(x.shape[0])
-    high = np.ones(x.shape[0])
-    while np.any(spent(high) > room_mw):
-        high = np.where(spent(high) > room_mw, high * 4.0, high)
-    for _ in range(80):
-        middle = (low + high) / 2
-        too_much = spent(middle) > room_mw
-        low = np.where(too_much, middle, low)
-        high = np.where(too_much, high, middle)
-    out[over] = x / (1.0 + high[:, None] * conductance)
+    # Newton from λ = 0: f(λ) = spent(λ) − room is convex and decreasing, so the iterates rise monotonically
+    # to the root and never overshoot (the point stays at or just outside the ellipsoid; the final safety
+    # step of :func:`ChannelRules.project` absorbs that last rounding).
+    lam = np.zeros(x.shape[0])
+    weighted = conductance * x**2
+    for _ in range(60):
+        scale = 1.0 + lam[:, None] * conductance
+        value = (weighted / scale**2).sum(axis=1) - room_mw
+        slope = -2.0 * (weighted * conductance / scale**3).sum(axis=1)
+        step = np.where(value > 0, -value / np.minimum(slope, -1e-300), 0.0)
+        lam = lam + step
+        if np.all(step <= 1e-15 * np.maximum(lam, 1e-300)):
+            break
+    out[over] = x / (1.0 + lam[:, None] * conductance)
     return out
