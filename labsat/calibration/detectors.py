@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from labsat.calibration.record import DetectorsResult, Flag
-from labsat.calibration.rings import INSIDE
+from labsat.calibration.rings import allowed_drive
 from labsat.calibration.session import Run
 
 NOISE_FLOOR_VOLTS = 1e-6
@@ -28,8 +28,7 @@ def run(run: Run) -> None:
         record.detectors = DetectorsResult(record_id=record.id)
     result = record.detectors
     rest = torch.as_tensor(system.heaters.safe_values, dtype=torch.float32).reshape(system.rows, system.cols)
-    high = torch.tensor([lim.voltage[1] for lim in system.modulators.limits])
-    full = torch.minimum(system.readout.modulator_v_pi.cpu(), high * INSIDE)
+    full = allowed_drive(system, system.readout.modulator_v_pi.cpu())
     for _ in run.steps("detectors", result, 1):
         system.program(rest)
         dark = system.measure_volts(torch.zeros(options.repeats, system.cols)).cpu().to(torch.float64)

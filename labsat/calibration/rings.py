@@ -162,11 +162,17 @@ def sweep_plan(
 
 
 def full_input_drive(system: MRRBankSystem, modulators: ModulatorsResult) -> Tensor:
-    """Modulator drive ``(cols,)`` for full input power: the fitted Vπ, within the modulators' limits."""
+    """Modulator drive ``(cols,)`` for full input power: the fitted Vπ, moved inside what the guard allows."""
     nominal = system.readout.modulator_v_pi.detach().cpu().to(torch.float64)
-    v_pi = torch.tensor([nominal[c] if v is None else v for c, v in enumerate(modulators.v_pi)], dtype=torch.float64)
-    high = torch.tensor([lim.voltage[1] for lim in system.modulators.limits], dtype=torch.float64)
-    return torch.minimum(v_pi, high * INSIDE)
+    v_pi = torch.tensor([nominal[c] if v is None else v for c, v in enumerate(modulators.v_pi)], dtype=torch.float32)
+    return allowed_drive(system, v_pi).to(torch.float64)
+
+
+def allowed_drive(system: MRRBankSystem, volts: Tensor) -> Tensor:
+    """The nearest float32 modulator drive ``(cols,)`` to ``volts`` that the guard accepts."""
+    projected = system.modulators.project(volts.to(torch.float32))
+    assert isinstance(projected, Tensor)
+    return projected
 
 
 def sweep(
