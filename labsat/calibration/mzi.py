@@ -105,9 +105,10 @@ def measure(
     ``report`` is called after each setting.
     """
     design = system.nominal_params().to("cpu", torch.float64)
-    low, high = system.control_range
     phases = 2 * math.pi * torch.rand(settings, 2 * design.mzis, generator=generator, dtype=torch.float64)
-    volts = volts_for_phase(design, phases).clamp(low, high)
+    allowed = system.heaters.project_batch(volts_for_phase(design, phases).float())  # what the guard accepts
+    assert isinstance(allowed, Tensor)
+    volts = allowed.double()
     outputs = []
     for setting in volts:
         outputs.append(system.forward(inputs, setting.float()).double().cpu())
