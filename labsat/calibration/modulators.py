@@ -1,5 +1,8 @@
 """Input-modulator transfer curves: drive one channel from 0 to its limit, fit ``sin²(πV/2Vπ)``.
 
+The limit is the guard's: the drives are its nearest allowed points, so a power cap or the bench budget ends
+the sweep where the guard would, and the fit takes the volts really sent.
+
 The heaters sit at their safe values, so each ring passes its channel at rest (mostly off resonance,
 weight near −1) and every detector row sees the channel's power. All rows share the channel's Vπ;
 each row gets its own amplitude and offset, so a row whose ring happens to sit near resonance (little
@@ -40,9 +43,13 @@ def run(run: Run) -> None:
     search = (V_PI_SEARCH[0] * high, V_PI_SEARCH[1] * high)
     for c in run.steps("modulators", result, system.cols):
         system.program(rest)
-        drives = torch.zeros(len(volts), system.cols, dtype=torch.float64)
-        drives[:, c] = volts
-        readings = system.measure_volts(drives.to(torch.float32)).cpu().to(torch.float64)  # (N, rows)
+        planned = torch.zeros(len(volts), system.cols, dtype=torch.float32)
+        planned[:, c] = volts.to(torch.float32)
+        # The guard's nearest allowed drives: a power cap or the bench budget may end the sweep below the box.
+        drives = torch.as_tensor(system.modulators.project_batch(planned))
+        swept = drives[:, c].to(torch.float64)
+        reach = float(swept.max())
+        readings = system.measure_volts(drives).cpu().to(torch.float64)  # (N, rows)
         target = f"modulator {system.modulators.channel_names[c]}"
         usable = [r for r in range(system.rows) if not bool(clipped(readings[:, r], rails[r]).any())]
         if not usable:
@@ -61,12 +68,12 @@ def run(run: Run) -> None:
                 Flag(
                     procedure="modulators",
                     target=target,
-                    message=f"no detector changed while driving it over {low:g}–{high:g} V: no light on this "
+                    message=f"no detector changed while driving it over {low:g}–{reach:g} V: no light on this "
                     "channel (laser off, fibre, or a dead modulator); not fitted",
                 )
             )
             continue
-        fit = fit_sin2(volts.unsqueeze(0), readings[:, usable].T.unsqueeze(0), search)
+        fit = fit_sin2(swept.unsqueeze(0), readings[:, usable].T.unsqueeze(0), search)
         v_pi = float(fit.v_pi[0])
         result.rms_volts[c] = float(fit.rms[0])
         if not search[0] * 1.01 < v_pi < search[1] * 0.99:
@@ -80,12 +87,12 @@ def run(run: Run) -> None:
             )
             continue
         result.v_pi[c] = v_pi
-        if v_pi > high:
+        if v_pi > reach:
             result.flags.append(
                 Flag(
                     procedure="modulators",
                     target=target,
-                    message=f"Vπ {v_pi:.3g} V is beyond the {high:g} V drive limit: this channel never reaches "
+                    message=f"Vπ {v_pi:.3g} V is beyond the {reach:g} V drive limit: this channel never reaches "
                     "full power, and the guard refuses inputs that ask for more than the limit",
                 )
             )
