@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import torch
 
 from labsat import safety
@@ -103,8 +104,14 @@ class Bench:
             planned = {device: self.source(device).with_changes(values) for device, values in by_device.items()}
             for device, vector in planned.items():
                 self.guard.validate(self.source(device), vector, pending=planned)
-            for device, vector in planned.items():
+            # Devices whose power falls go first: then every moment of the write stays inside the bench
+            # budget, whose total only falls, then rises to the validated end point.
+            for device, vector in sorted(planned.items(), key=lambda item: self._power_change(*item)):
                 self.source(device).set_vector(vector)
+
+    def _power_change(self, device: str, target: np.ndarray) -> float:
+        source = self.source(device)
+        return float(source.power_mw(target).sum() - source.budget_power_mw().sum())
 
     def safe_state(self) -> None:
         """Ramp every output to its safe value and switch it off."""

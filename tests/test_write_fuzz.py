@@ -258,3 +258,21 @@ def test_slm_frames(tmp_path: Path, data_dir: Path) -> None:
         attempt()
     assert recorder.counts["SLM frame accepted"] > 100 and recorder.counts["SLM frame refused"] > 100
     _check(recorder)
+
+
+def test_a_multi_device_write_never_passes_through_an_over_budget_moment(write_bench: BenchWriter) -> None:
+    """Heater h0 rises while modulator m0 falls, ending exactly at the budget: the falling device goes first."""
+
+    def edit(data: dict[str, Any]) -> None:
+        _tight(data)
+        data["devices"]["heaters"]["limits"].update(power_max_mw=None, max_step=None)
+        data["devices"]["heaters"]["neighbour_max_diff"] = None
+        data["limits"]["heater_power_budget_mw"] = 2.5
+
+    with open_bench(write_bench(edit)) as bench:
+        bench.set_channels({"heaters.h0": 0.5, "modulators.m0": 2.0})  # 0.25 + 2.0 mW
+        recorder = RawWriteRecorder(bench)
+        with recorder.attempt("channel set") as tried:
+            bench.set_channels({"heaters.h0": 1.2, "modulators.m0": 1.0})  # 1.44 + 0.5 mW: h0 first would be 3.44
+        recorder.reached(tried, {"heaters.h0": 1.2, "modulators.m0": 1.0})
+    _check(recorder)
