@@ -24,6 +24,7 @@ from labsat.clock import Clock, RealClock, VirtualClock
 from labsat.devices import BatchStreamer, Detector
 from labsat.errors import BenchFileError, RefusedRequest, UnknownChannel
 from labsat.guard import GuardedSLM, GuardedVoltageSource, SafetyGuard
+from labsat.light import GuardedLightSource
 from labsat.physics.compute import default_device
 from labsat.registry import BenchContext, driver_factory
 from labsat.systems.kind import System, build_system
@@ -53,6 +54,7 @@ class Bench:
     streamer: BatchStreamer | None
     torch_device: torch.device
     slms: dict[str, GuardedSLM] = field(default_factory=dict)
+    lights: dict[str, GuardedLightSource] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
     instruments: list[Any] = field(default_factory=list)
     system: System = field(init=False)
@@ -74,9 +76,9 @@ class Bench:
                 f"bench {self.name!r} has no voltage source {name!r} (it has: {', '.join(self.sources)})"
             ) from None
 
-    def device(self, name: str) -> GuardedVoltageSource | GuardedSLM | Detector:
+    def device(self, name: str) -> GuardedVoltageSource | GuardedSLM | GuardedLightSource | Detector:
         """The guarded device (or the detector) named ``name`` in the bench file."""
-        for devices in (self.sources, self.slms, self.detectors):
+        for devices in (self.sources, self.slms, self.lights, self.detectors):
             if name in devices:
                 return devices[name]  # each table holds one kind
         raise UnknownChannel(f"bench {self.name!r} has no device {name!r} (it has: {', '.join(self.spec.devices)})")
@@ -181,6 +183,7 @@ def open_bench(
     guard = SafetyGuard(clock, spec.limits.heater_power_budget_mw)
     sources: dict[str, GuardedVoltageSource] = {}
     slms: dict[str, GuardedSLM] = {}
+    lights: dict[str, GuardedLightSource] = {}
     detectors: dict[str, Detector] = {}
     instruments: list[Any] = []
     try:
@@ -198,6 +201,9 @@ def open_bench(
                 )
             elif device_spec.kind == "slm":
                 slms[name] = guard.add_slm(name, device, device_spec.frame_limits or FrameLimits())
+            elif device_spec.kind == "light_source":
+                assert device_spec.light_limits is not None  # the bench file requires them
+                lights[name] = guard.add_light_source(name, device, device_spec.light_limits)
             elif device_spec.kind == "detector":
                 detectors[name] = device
     except BaseException:
@@ -210,6 +216,7 @@ def open_bench(
         guard=guard,
         sources=sources,
         slms=slms,
+        lights=lights,
         detectors=detectors,
         streamer=context.shared.get("streamer"),
         instruments=instruments,

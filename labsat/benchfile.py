@@ -7,6 +7,7 @@ limits make sense, whose drivers exist and whose channel names resolve. Every pr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -86,6 +87,26 @@ class FrameLimits(_Strict):
         return self
 
 
+class LightLimits(_Strict):
+    """What a light source may emit: its output power and wavelength ranges. Its safe state is output off."""
+
+    power_mw: tuple[float, float] = Field(description="Allowed output power [min, max] in mW.")
+    wavelength_nm: tuple[float, float] = Field(description="Allowed wavelength [min, max] in nm.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LightLimits:
+        for key, (low, high) in (("power_mw", self.power_mw), ("wavelength_nm", self.wavelength_nm)):
+            if not (math.isfinite(low) and math.isfinite(high)):
+                raise ValueError(f"{key} must be finite numbers, got [{low:g}, {high:g}]")
+            if low > high:
+                raise ValueError(f"{key} range is inverted: min {low:g} > max {high:g}")
+        if self.power_mw[0] < 0:
+            raise ValueError(f"power_mw min {self.power_mw[0]:g} is negative")
+        if self.wavelength_nm[0] <= 0:
+            raise ValueError(f"wavelength_nm min {self.wavelength_nm[0]:g} must be positive")
+        return self
+
+
 class DeviceSpec(_Strict):
     """One instrument (or one group of channels on an instrument)."""
 
@@ -103,12 +124,19 @@ class DeviceSpec(_Strict):
     frame_limits: FrameLimits | None = Field(
         None, description="Gray levels an SLM may show and its safe frame (default: 0..255, safe at 0)."
     )
+    light_limits: LightLimits | None = Field(
+        None, description="Power and wavelength a light_source may emit (required for one); safe state: off."
+    )
     options: dict[str, Any] = Field(default_factory=dict, description="Driver-specific settings.")
 
     @model_validator(mode="after")
     def _kind_needs(self) -> DeviceSpec:
         if self.frame_limits is not None and self.kind != "slm":
             raise ValueError(f"frame_limits belong to an slm, not a {self.kind}")
+        if self.light_limits is not None and self.kind != "light_source":
+            raise ValueError(f"light_limits belong to a light_source, not a {self.kind}")
+        if self.kind == "light_source" and self.light_limits is None:
+            raise ValueError("a light_source needs 'light_limits' (power_mw and wavelength_nm ranges)")
         if self.kind == "voltage_source":
             if self.channels is None:
                 raise ValueError("a voltage_source needs 'channels'")

@@ -52,6 +52,18 @@ def describe_bench(bench: Bench, *, live: bool = True) -> dict[str, Any]:
                 "settle_time_s": slm.settle_time,
                 "present_mean_gray": None if frame is None else float(frame.mean()),
             }
+        elif name in bench.lights:
+            light = bench.lights[name]
+            state = light.read_back() if live else light.state()
+            entry["identity"] = light.identity()
+            entry["light"] = {
+                "power_mw_range": list(light.limits.power_mw),
+                "wavelength_nm_range": list(light.limits.wavelength_nm),
+                "safe": "off",
+                "enabled": None if state is None else state.enabled,
+                "power_mw": None if state is None else state.power_mw,
+                "wavelength_nm": None if state is None else state.wavelength_nm,
+            }
         elif name in bench.detectors:
             detector = bench.detectors[name]
             reading = detector.read() if live else None

@@ -11,7 +11,7 @@ ADC), indexed by the device's channel position ``0..n_channels-1``.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -82,19 +82,35 @@ class SLM(Protocol):
         ...
 
 
+class LightState(NamedTuple):
+    """What a light source emits: whether its output is on, its power setpoint (mW) and wavelength (nm)."""
+
+    enabled: bool
+    power_mw: float
+    wavelength_nm: float
+
+
 @runtime_checkable
 class LightSource(Protocol):
-    """A laser: on/off, output power and wavelength."""
+    """A laser: on/off, output power and wavelength. The ``set_*`` methods are called only by the guard."""
 
     def identity(self) -> str: ...
 
-    def set_enabled(self, on: bool) -> None: ...
-
-    def set_power_mw(self, power_mw: float) -> None:
-        """Called only by the guard, after it checked the power limit."""
+    def set_enabled(self, on: bool) -> None:
+        """Switch the output on or off (off is the safe state)."""
         ...
 
-    def set_wavelength_nm(self, wavelength_nm: float) -> None: ...
+    def set_power_mw(self, power_mw: float) -> None:
+        """Set the output power, after the guard checked it against the power limits."""
+        ...
+
+    def set_wavelength_nm(self, wavelength_nm: float) -> None:
+        """Set the wavelength, after the guard checked it against the wavelength limits."""
+        ...
+
+    def read_state(self) -> LightState:
+        """What the instrument reports now (output state, power setpoint, wavelength)."""
+        ...
 
 
 @runtime_checkable

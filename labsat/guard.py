@@ -37,11 +37,12 @@ from typing import Literal
 import numpy as np
 import torch
 
-from labsat.benchfile import ChannelLimits, FrameLimits
+from labsat.benchfile import ChannelLimits, FrameLimits, LightLimits
 from labsat.clock import Clock
-from labsat.devices import SLM, VoltageSource
+from labsat.devices import SLM, LightSource, VoltageSource
 from labsat.envelope import Breach, Budget, ChannelRules
 from labsat.errors import BenchFaulted, Halted, InstrumentError, LimitViolation, RefusedRequest, UnknownChannel
+from labsat.light import GuardedLightSource
 from labsat.ramp import ramp_points
 
 log = logging.getLogger(__name__)
@@ -368,6 +369,7 @@ class SafetyGuard:
         self.lock = threading.RLock()
         self.sources: dict[str, GuardedVoltageSource] = {}
         self.slms: dict[str, GuardedSLM] = {}
+        self.lights: dict[str, GuardedLightSource] = {}
         self._halted: str | None = None
         self._fault: str | None = None
         self._holder: str | None = None
@@ -459,6 +461,12 @@ class SafetyGuard:
         self.slms[name] = slm
         return slm
 
+    def add_light_source(self, name: str, device: LightSource, limits: LightLimits) -> GuardedLightSource:
+        """Wrap a light source; from now on it is switched and tuned only through the returned object."""
+        light = GuardedLightSource(self, name, device, limits)
+        self.lights[name] = light
+        return light
+
     def validate(
         self,
         source: GuardedVoltageSource,
@@ -495,11 +503,16 @@ class SafetyGuard:
         return Budget(self.heater_power_budget_mw, others, source.budget_power_mw())
 
     def safe_state(self) -> None:
-        """Every source to its safe values and off, every SLM to its safe frame; keeps going past a failing
-        device, then re-raises."""
+        """Every light off, every source to its safe values and off, every SLM to its safe frame; keeps going
+        past a failing device, then re-raises."""
         errors: list[Exception] = []
         with self.lock:
-            devices: list[GuardedVoltageSource | GuardedSLM] = [*self.sources.values(), *self.slms.values()]
+            # Lights go dark first: nothing else should be driven while light still reaches the chip.
+            devices: list[GuardedVoltageSource | GuardedSLM | GuardedLightSource] = [
+                *self.lights.values(),
+                *self.sources.values(),
+                *self.slms.values(),
+            ]
             for device in devices:
                 try:
                     device.safe_state()
@@ -524,6 +537,27 @@ def _rows_of(volts: np.ndarray | torch.Tensor | Sequence[float]) -> np.ndarray |
     if isinstance(volts, torch.Tensor):
         return volts.reshape(1, -1)
     return np.asarray(volts, dtype=float).reshape(1, -1)
+
+
+def show_program(program: Sequence[tuple[GuardedSLM, np.ndarray | torch.Tensor]]) -> None:
+    """Frames for several SLMs of one bench as one program, all or nothing.
+
+    Every frame is checked against its SLM's limits before any SLM changes, and the guard's lock is held
+    throughout, so neither a refusal nor an emergency stop leaves some masks showing the new program and
+    others the old one. (An instrument that fails while showing its frame can still leave the program
+    half shown; its SLM's content is then unknown, as after any failed show.)
+    """
+    if not program:
+        return
+    guard = program[0][0]._guard
+    names = [slm.name for slm, _ in program]
+    if len(set(names)) != len(names) or any(slm._guard is not guard for slm, _ in program):
+        raise RefusedRequest(f"a program shows one frame on each of one bench's SLMs, got {names}; nothing was shown")
+    checked = [(slm, slm._checked(frame, batch=False)) for slm, frame in program]
+    with guard.lock:
+        guard.refuse_if_halted()
+        for slm, frame in checked:
+            slm._display(frame)
 
 
 def _as_vector(volts: np.ndarray | torch.Tensor | Sequence[float], n: int, name: str) -> np.ndarray:

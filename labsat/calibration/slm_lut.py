@@ -60,14 +60,15 @@ def calibrate_slm_luts(
 ) -> LUTCalibration:
     """Measure and fit every mask SLM's LUT (see the module docstring).
 
-    ``step`` measures every ``step``-th gray level (gray 0 and 255 always) and interpolates between them;
+    ``step`` measures every ``step``-th gray level of each SLM's allowed range ``frame_limits.gray`` (its lowest
+    and highest level always) and interpolates between them; levels outside the range are never shown (their
+    table entries hold the nearest measured phase, and the System never produces them);
     ``repeats`` detector readings are averaged per level; ``template_points`` sample ``Δ`` over one turn.
     ``progress("slm_luts", done, masks)`` hears of each mask SLM as it is finished.
     """
     if not 1 <= step < 128 or repeats < 1 or template_points < 16 or iterations < 1:
         raise LabsatError("step must be in 1..127, repeats and iterations at least 1, template_points at least 16")
     before = system.stats.copy()
-    grays = sorted({*range(0, LEVELS, step), LEVELS - 1})
     twin = system.nominal_twin()
     nominal = (system.spec.readout_volts_per_unit, system.spec.readout_dark_volts)
     luts, residuals = [], []
@@ -75,6 +76,8 @@ def calibrate_slm_luts(
     for mask in range(masks):
         if progress is not None:
             progress("slm_luts", mask, masks)
+        low, high = system.masks[mask].limits.gray
+        grays = sorted({*range(low, high + 1, step), high})
         readings = _split_readings(system, mask, grays, repeats)
         template = _split_template(twin, system, mask, template_points)
         delta, residual = _fit(readings, template, nominal, iterations)
@@ -97,14 +100,18 @@ def _halves(grid: int, device: torch.device) -> list[Tensor]:
 
 
 def _split_readings(system: D2NNSystem, mask: int, grays: list[int], repeats: int) -> Tensor:
-    """Averaged detector volts ``(levels, 2, 10)``: per gray level, both orientations' readings."""
+    """Averaged detector volts ``(levels, 2, 10)``: per gray level, both orientations' readings.
+
+    The reference half and every other mask show their SLM's lowest allowed gray level (uniform: a global phase).
+    """
     features = system.spec.input_side**2
     full_on = system.input_frames(torch.ones(repeats, features, device=system.torch_device))
+    lowest = torch.tensor([slm.limits.gray[0] for slm in system.masks], dtype=torch.uint8, device=system.torch_device)
     orientations = []
     for half in _halves(system.optics.grid, system.torch_device):
         rows = []
         for gray in grays:
-            frames = torch.zeros(system.control_shape, dtype=torch.uint8, device=system.torch_device)
+            frames = lowest.view(-1, 1, 1).expand(system.control_shape).clone()
             frames[mask][half] = gray
             system.program(frames)
             rows.append(system.measure_volts(full_on).to(torch.float64).mean(0))
@@ -175,9 +182,11 @@ def _unwrap(delta: Tensor) -> Tensor:
 
 
 def _interpolate(grays: Tensor, phase: Tensor, levels: int) -> Tensor:
-    """``phase`` measured at ``grays`` (sorted, 0 and ``levels − 1`` included), linearly at every level."""
+    """``phase`` measured at ``grays`` (sorted), linearly at every level; held at the ends outside them."""
+    if len(grays) == 1:
+        return phase[:1].expand(levels).clone()
     every = torch.arange(levels, dtype=torch.float64)
     upper = torch.searchsorted(grays, every).clamp(1, len(grays) - 1)
     lower = upper - 1
-    frac = (every - grays[lower]) / (grays[upper] - grays[lower])
+    frac = ((every - grays[lower]) / (grays[upper] - grays[lower])).clamp(0.0, 1.0)
     return phase[lower] + frac * (phase[upper] - phase[lower])

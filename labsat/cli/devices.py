@@ -29,6 +29,14 @@ def _tables(described: dict) -> list[Table]:
         )
     tables.append(summary)
     for device in described["devices"]:
+        light = device.get("light")
+        if light is not None:
+            table = Table(title=f"{device['name']} light source")
+            for column in light:
+                table.add_column(column, justify="right")
+            table.add_row(*(str(value) for value in light.values()))
+            tables.append(table)
+    for device in described["devices"]:
         channels = device.get("channels", [])
         if not channels:
             continue
@@ -90,9 +98,13 @@ def safe(bench: BenchOption = None, data_dir: DataDirOption = None, json: JsonOp
     with bench_session(bench, data_dir) as opened:
         opened.safe_state()
         result = {name: source.values().tolist() for name, source in opened.sources.items()}
+        lights = {name: light.state() for name, light in opened.lights.items()}
     table = Table(title=f"bench {opened.name}: safe state")
     table.add_column("device")
     table.add_column("values (V)")
     for name, values in result.items():
         table.add_row(name, f"all at safe values ({min(values):g}..{max(values):g})")
-    emit({"bench": opened.name, "safe": result}, [table], json)
+    for name, state in lights.items():
+        table.add_row(name, "output off" if state is not None and not state.enabled else "output state unknown")
+    off = {name: state is not None and not state.enabled for name, state in lights.items()}
+    emit({"bench": opened.name, "safe": result, "lights_off": off}, [table], json)

@@ -54,14 +54,19 @@ class PhaseLUT:
         """Phases (float64, on ``gray``'s device) of integer gray levels ``gray``."""
         return self.phase.to(gray.device)[gray.long()]
 
-    def to_gray(self, phase: Tensor) -> Tensor:
+    def to_gray(self, phase: Tensor, gray_range: tuple[int, int] | None = None) -> Tensor:
         """The gray level (uint8 for 8-bit tables, else int64) whose phase is nearest to ``phase`` modulo 2π.
 
-        Phases the SLM cannot reach (a table shorter than 2π) go to the nearer end of the table on the circle.
+        Only levels inside ``gray_range`` ``[min, max]`` (an SLM's allowed gray levels; default: the whole
+        table) are candidates, so no level outside it is ever produced. Phases the SLM cannot reach (a table
+        shorter than 2π, or a narrowed range) go to the nearest reachable level on the circle.
         """
-        table = self.phase.to(phase.device, torch.float64)
+        low, high = (0, self.levels - 1) if gray_range is None else gray_range
+        if not 0 <= low <= high < self.levels:
+            raise ValueError(f"gray range [{low}, {high}] is not within this table's levels 0..{self.levels - 1}")
+        table = self.phase[low : high + 1].to(phase.device, torch.float64)
         distance = wrap(phase.to(torch.float64).unsqueeze(-1) - table).abs()
-        gray = distance.argmin(dim=-1)
+        gray = distance.argmin(dim=-1) + low
         return gray.to(torch.uint8) if self.levels <= LEVELS else gray
 
     def rms_difference(self, other: PhaseLUT) -> float:

@@ -30,6 +30,7 @@ from labsat.physics.compute import default_device
 from labsat.physics.diffractive import CLASSES, DiffractiveModel, DiffractiveOptics, Misalignment
 from labsat.physics.slm import PhaseLUT
 from labsat.registry import BenchContext
+from labsat.simulators.light import SimLightSource, light_scale
 from labsat.simulators.mrr import DetectionConfig, _stream_seeds, relative_spread
 from labsat.specs.d2nn import D2NNSystemSpec
 
@@ -89,6 +90,8 @@ class D2NNChipSimulator:
             optics, Misalignment(config.rotation_deg, config.shift_px, config.scale), self.device
         )
         self._noise = torch.Generator(device=self.device).manual_seed(_stream_seeds(seed)[1])
+        self.light: SimLightSource | None = None
+        """The bench's simulated laser, when it has one: the input light follows its power and output state."""
         self._phase = torch.stack([lut.to_phase(torch.zeros(optics.grid, optics.grid)) for lut in self.luts])
         self._phase = self._phase.to(self.device, torch.float32)
         self._input = torch.zeros(input_side, input_side, dtype=torch.uint8, device=self.device)
@@ -153,7 +156,7 @@ class D2NNChipSimulator:
         x = frames.reshape(frames.shape[0], -1).to(torch.float32) / 255
         fraction = self.model.layer(x, self._phase).to(torch.float64)
         relative = self.model.input_field(x)[1].to(torch.float64) / self.optics.image_px**2
-        power = cfg.input_power_mw * relative.unsqueeze(1) * fraction
+        power = cfg.input_power_mw * light_scale(self.light) * relative.unsqueeze(1) * fraction
         return cfg.detect(power, self.readout_volts_per_mw, self._randn)
 
     def _randn(self, shape: tuple[int, ...] | torch.Size) -> Tensor:

@@ -39,6 +39,7 @@ from labsat.physics.mrr import (
     thermal_kernel,
     weights_from_power,
 )
+from labsat.simulators.light import SimLightSource, light_scale
 
 ELEMENTARY_CHARGE_C = 1.602176634e-19
 _SETTLED_MW = 1e-9
@@ -267,6 +268,8 @@ class IntegratedChipSimulator:
         self.dtype = dtype
         self._noise = torch.Generator(device=self.device).manual_seed(_stream_seeds(seed)[1])
         self._modulator_volts = torch.zeros(inputs, device=self.device, dtype=dtype)
+        self.light: SimLightSource | None = None
+        """The bench's simulated laser, when it has one: the input light follows its power and output state."""
 
     @property
     def modulator_volts(self) -> Tensor:
@@ -381,7 +384,7 @@ class MRRChipSimulator(IntegratedChipSimulator):
         """Noiseless, unquantised detector volts ``(B, R)`` at the present heater state; the clock does not move."""
         mod_volts = self._as_batch(mod_volts)
         weights = weights_from_power(self.truth, self.effective_power_mw(), self.ambient_delta_k)
-        return balanced_readout(self.truth, weights, modulator_power_mw(self.truth, mod_volts))
+        return balanced_readout(self.truth, weights, self._input_power_mw(mod_volts))
 
     def stream(self, modulator_volts: Tensor) -> Tensor:
         """Detector volts ``(B, R)`` for ``B`` modulator settings ``(B, C)`` sampled back to back.
@@ -415,7 +418,7 @@ class MRRChipSimulator(IntegratedChipSimulator):
         """
         cfg = self.config
         mod_volts = self._as_batch(mod_volts)
-        power = modulator_power_mw(self.truth, mod_volts)
+        power = self._input_power_mw(mod_volts)
         weights = weights_from_power(self.truth, self.effective_power_mw(), self.ambient_delta_k)
         gain = self.truth.readout_volts_per_mw
         current_var = cfg.thermal_noise_a**2 + self._shot_variance(power)
@@ -427,6 +430,10 @@ class MRRChipSimulator(IntegratedChipSimulator):
         start = self.seed + 1 if first_seed is None else first_seed
         seeds = range(start, start + count)
         return draw_chips(self.config, self.rows, self.cols, seeds, self.device, self.dtype)
+
+    def _input_power_mw(self, mod_volts: Tensor) -> Tensor:
+        """Optical power per channel after the modulators, lit by the bench's laser where it has one."""
+        return modulator_power_mw(self.truth, mod_volts) * light_scale(self.light)
 
     def _tia_gain(self) -> Tensor:
         """Per-row transimpedance (Ω), spread included: volts per amp of balanced photocurrent."""
@@ -443,7 +450,7 @@ class MRRChipSimulator(IntegratedChipSimulator):
     def _measure(self, mod_volts: Tensor, times: Tensor) -> Tensor:
         """Detector volts ``(B, R)`` for drives ``(B, C)`` sampled at ``times`` ``(B,)``: noise, then the ADC."""
         cfg = self.config
-        power = modulator_power_mw(self.truth, mod_volts)
+        power = self._input_power_mw(mod_volts)
         optical = power
         if cfg.noise and cfg.rin_sigma > 0:
             # RIN rides on each channel's light before it splits, so it is common to every row.

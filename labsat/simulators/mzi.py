@@ -24,6 +24,7 @@ from torch import Tensor
 
 from labsat.clock import Clock
 from labsat.physics.mzi import MZIChipParams, mzi_count, output_intensities, transfer_matrix
+from labsat.simulators.light import light_scale
 from labsat.simulators.mrr import InstrumentConfig, IntegratedChipSimulator, _stream_seeds, relative_spread
 
 
@@ -146,7 +147,8 @@ class MZIChipSimulator(IntegratedChipSimulator):
 
     def input_amplitudes(self, mod_volts: Tensor) -> Tensor:
         """Field amplitude (√mW) each modulator sends into its mode, ``(B, N)``."""
-        return math.sqrt(self.config.input_power_mw) * torch.sin(mod_volts * (math.pi / 2) / self.modulator_v_pi)
+        power_mw = self.config.input_power_mw * light_scale(self.light)
+        return math.sqrt(power_mw) * torch.sin(mod_volts * (math.pi / 2) / self.modulator_v_pi)
 
     def ideal(self, mod_volts: Tensor) -> Tensor:
         """Noiseless, unquantised detector volts ``(B, N)``; the clock does not move."""

@@ -20,6 +20,7 @@ from labsat.entrypoints import UnknownSystemKind, load_system_kind
 from labsat.errors import BenchFileError
 from labsat.registry import BenchContext
 from labsat.simulators.d2nn import SLM_OPTIONS, D2NNChipSimulator, D2NNSimConfig, build_sim_slm
+from labsat.simulators.light import build_sim_light
 from labsat.simulators.mrr import MRRChipSimulator, MRRSimConfig, SimDetector, SimVoltageSource
 from labsat.simulators.mzi import MZIChipSimulator, MZISimConfig
 from labsat.specs.d2nn import D2NNSystemSpec
@@ -39,6 +40,8 @@ STREAMER_KEY = "streamer"
 def build_sim_device(name: str, spec: DeviceSpec, context: BenchContext) -> Any:
     """Factory registered as the ``sim`` entry point: ``(name, spec, context) -> device``."""
     kind = _chip_kind(context)
+    if spec.kind == "light_source":  # any chip's laser: not one of its roles
+        return build_sim_light(_chip(context, kind), name, spec, context)
     allowed = SLM_OPTIONS if spec.kind == "slm" else {"role"}
     unknown = set(spec.options) - allowed
     if unknown:

@@ -23,7 +23,7 @@ import torch
 from labsat.clock import Clock
 from labsat.devices import BatchStreamer, Detector
 from labsat.errors import LabsatError
-from labsat.guard import GuardedSLM
+from labsat.guard import GuardedSLM, show_program
 from labsat.physics.diffractive import DiffractiveModel, DiffractiveOptics
 from labsat.physics.slm import PHASE_RANGE, PhaseLUT
 from labsat.readout import QueryStats, measure_batch
@@ -84,23 +84,34 @@ class D2NNSystem:
     # -- device-level building blocks (calibration uses these directly) ------------------------------
 
     def to_gray(self, controls: torch.Tensor) -> torch.Tensor:
-        """Gray frames ``(masks, N, N)`` uint8 that show phases ``controls`` through the present LUTs."""
+        """Gray frames ``(masks, N, N)`` uint8 that show phases ``controls`` through the present LUTs.
+
+        Each mask's levels come from its SLM's allowed gray range (``frame_limits.gray``) only.
+        """
         if tuple(controls.shape) != self.control_shape:
             raise ValueError(f"controls must be {self.control_shape} phases, got {tuple(controls.shape)}")
-        return torch.stack([lut.to_gray(phase) for lut, phase in zip(self.luts, controls, strict=True)])
+        return torch.stack(
+            [
+                lut.to_gray(phase, gray_range=slm.limits.gray)
+                for lut, phase, slm in zip(self.luts, controls, self.masks, strict=True)
+            ]
+        )
 
     def program(self, gray: torch.Tensor) -> None:
-        """Show gray frames ``(masks, N, N)`` on the mask SLMs (each waited on until settled): one program."""
+        """Show gray frames ``(masks, N, N)`` on the mask SLMs as one program, all or nothing (each settled)."""
         started = self.clock.now()
-        for slm, frame in zip(self.masks, gray, strict=True):
-            slm.show(frame)
+        if gray.shape[0] != len(self.masks):
+            raise ValueError(f"a program has one frame per mask SLM ({len(self.masks)}), got {gray.shape[0]}")
+        show_program(list(zip(self.masks, gray, strict=True)))
         self.stats.programs += 1
         self.stats.bench_time_s += self.clock.now() - started
 
     def input_frames(self, x: torch.Tensor) -> torch.Tensor:
-        """Input SLM frames ``(B, side, side)`` uint8 for intensities ``x`` ∈ [0, 1] ``(B, side²)``."""
+        """Input SLM frames ``(B, side, side)`` uint8 for intensities ``x`` ∈ [0, 1] ``(B, side²)``, inside the input
+        SLM's gray range (``measure`` accounts for the frames as shown)."""
         side = self.spec.input_side
-        return torch.round(x.clamp(0.0, 1.0) * 255).to(torch.uint8).view(-1, side, side)
+        low, high = self.input.limits.gray  # full transmission is the highest gray level the input SLM may show
+        return torch.round(x.clamp(0.0, 1.0) * high).clamp(low, high).to(torch.uint8).view(-1, side, side)
 
     def measure_volts(self, frames: torch.Tensor) -> torch.Tensor:
         """Detector volts ``(B, 10)`` for input frames ``(B, side, side)`` at the present masks."""

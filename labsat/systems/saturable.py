@@ -60,7 +60,8 @@ class SaturableSystem:
             )
         full = torch.zeros(self.outputs, self.inputs, device=weights.device)
         full[:out, :width] = weights.clamp(*WEIGHT_RANGE)
-        return torch.round(full * WEIGHT_ZERO + WEIGHT_ZERO).to(torch.uint8)
+        # A weight beyond the SLM's allowed gray range shows as the nearest allowed level, never outside it.
+        return torch.round(full * WEIGHT_ZERO + WEIGHT_ZERO).clamp(*self.weights.limits.gray).to(torch.uint8)
 
     def input_frames(self, x: torch.Tensor) -> torch.Tensor:
         """Input SLM frames ``(B, 1, inputs)`` for field amplitudes ``x`` ``(B, in)``, clipped at the full scale."""
@@ -69,7 +70,8 @@ class SaturableSystem:
             raise ValueError("inputs to a saturable-absorber layer are input-SLM field amplitudes and must be ≥ 0")
         full = torch.zeros(x.shape[0], self.inputs, device=x.device)
         full[:, : x.shape[1]] = x / scale
-        return torch.round(full.clamp(0.0, 1.0) * 255).to(torch.uint8).unsqueeze(1)
+        gray = torch.round(full.clamp(0.0, 1.0) * 255).clamp(*self.input.limits.gray)
+        return gray.to(torch.uint8).unsqueeze(1)
 
     def program(self, weights: torch.Tensor) -> None:
         """Show ``weights`` on the weight SLM and wait for it to settle: one program."""

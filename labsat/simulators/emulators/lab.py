@@ -36,6 +36,7 @@ from labsat.registry import BenchContext, driver_factory
 
 from ..plugin import STREAMER_KEY
 from . import protocol_labsatemu
+from .laser import TunableLaserEmulator
 from .qontrol import QontrolEmulator
 from .qontrol import module as qontrol_module
 from .scpi import DacEmulator, DaqEmulator
@@ -76,10 +77,16 @@ def _daq(backend: Any, spec: DeviceSpec) -> DaqEmulator:
     return DaqEmulator(backend, first=spec.channels.first)
 
 
+def _laser(backend: Any, spec: DeviceSpec) -> TunableLaserEmulator:
+    """A Keysight tunable laser in slot ``options.slot`` (default 0), lighting the chip through ``backend``."""
+    return TunableLaserEmulator(backend, slot=int(spec.options.get("slot", 0)))
+
+
 KINDS: dict[str, EmulatorKind] = {
     "qontrol": EmulatorKind(_qontrol, "serial"),
     "scpi_dac": EmulatorKind(_dac, "tcp"),
     "scpi_daq": EmulatorKind(_daq, "tcp"),
+    "keysight_tls": EmulatorKind(_laser, "tcp"),
 }
 BACKEND_DRIVERS = {"mrr": "sim"}  # chip named in an emulate:// address -> driver of its simulated devices
 
