@@ -128,4 +128,3 @@ def build(name: str, spec: DeviceSpec, context: BenchContext) -> KeysightTLS:
     except Exception:
         link.close()
         raise
-
