@@ -1,7 +1,8 @@
 """Opening a bench: instruments built from a bench file, each wrapped by the safety guard.
 
 A :class:`Bench` is the only handle callers get on hardware. Its writable devices are
-:class:`~labsat.guard.GuardedVoltageSource` and :class:`~labsat.guard.GuardedSLM` objects; the raw
+:class:`~labsat.guard.GuardedVoltageSource`, :class:`~labsat.guard.GuardedSLM` and
+:class:`~labsat.light.GuardedLightSource` objects; the raw
 instruments stay private. Use it as a
 context manager: leaving the block, normally or by an exception, drives every output to its safe
 state; so do SIGINT, SIGTERM and process exit while it is open.

@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from cli_helpers import cli_json
+from cli_helpers import cli_json, cli_refusal
 from instrument_helpers import POLICY, served
 
+from labsat.api.schemas import DeviceInfo
 from labsat.bench import builtin_bench_path, open_bench
 from labsat.benchfile import DeviceSpec, LightLimits, parse_bench
 from labsat.clock import VirtualClock
@@ -272,6 +273,13 @@ def test_the_devices_description_and_the_cli_show_the_light_source(tmp_path: Pat
             "power_mw": 1.5,
             "wavelength_nm": 1550.0,
         }
+        shown = DeviceInfo.model_validate(entry).light  # what GET /api/benches/{name} returns for it
+        assert shown is not None and shown.enabled and shown.power_mw_range == (0.0, 2.0)
+    switched = cli_json("light", "laser", "--power-mw", "1.2", "--wavelength-nm", "1545", "--on", "--bench", str(path))
+    assert switched == {"device": "laser", "enabled": True, "power_mw": 1.2, "wavelength_nm": 1545.0}
+    refusal = cli_refusal("light", "laser", "--power-mw", "5", "--on", "--bench", str(path))
+    assert refusal == "error: laser.power_mw = 5 refused: above the maximum 2 mW; nothing was written"
+    assert "has no light source 'heaters'" in cli_refusal("light", "heaters", "--off", "--bench", str(path))
     listed = cli_json("devices", "--bench", str(path), "--data-dir", str(tmp_path))
     assert [d["light"]["enabled"] for d in listed["devices"] if d["name"] == "laser"] == [False]
     assert cli_json("safe", "--bench", str(path), "--data-dir", str(tmp_path))["lights_off"] == {"laser": True}

@@ -59,6 +59,17 @@ class ChannelInfo(BaseModel):
     present: float | None = Field(None, description="Detector reading; null while a job holds the bench.")
 
 
+class LightInfo(BaseModel):
+    """A light source's limits and present state (null fields: unknown after a failed exchange)."""
+
+    power_mw_range: tuple[float, float]
+    wavelength_nm_range: tuple[float, float]
+    safe: str = Field(description="The safe state: output off.")
+    enabled: bool | None = None
+    power_mw: float | None = None
+    wavelength_nm: float | None = None
+
+
 class DeviceInfo(BaseModel):
     name: str
     driver: str
@@ -66,6 +77,7 @@ class DeviceInfo(BaseModel):
     address: str | None = None
     identity: str | None = None
     channels: list[ChannelInfo] = Field(default_factory=list)
+    light: LightInfo | None = Field(None, description="Light sources only.")
 
 
 class BenchDetail(BenchSummary):

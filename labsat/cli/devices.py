@@ -93,6 +93,31 @@ def set_channels(
 
 @app.command()
 @user_errors
+def light(
+    device: Annotated[str, typer.Argument(help="The light source's device name in the bench file.")],
+    power_mw: Annotated[float | None, typer.Option("--power-mw", help="Output power in mW.")] = None,
+    wavelength_nm: Annotated[float | None, typer.Option("--wavelength-nm", help="Wavelength in nm.")] = None,
+    output: Annotated[bool | None, typer.Option("--on/--off", help="Switch the output on or off.")] = None,
+    bench: BenchOption = None,
+    data_dir: DataDirOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Tune or switch a light source through the safety guard (every value checked before any is sent)."""
+    with bench_session(bench, data_dir, hold=True) as opened:
+        if device not in opened.lights:
+            have = ", ".join(opened.lights) or "none"
+            raise LabsatError(f"bench {opened.name!r} has no light source {device!r} (light sources: {have})")
+        state = opened.lights[device].set(power_mw=power_mw, wavelength_nm=wavelength_nm, enabled=output)
+    result = {"device": device, **state._asdict()}
+    table = Table(title=f"{device} light source")
+    for column in result:
+        table.add_column(column)
+    table.add_row(*(str(value) for value in result.values()))
+    emit(result, [table], json)
+
+
+@app.command()
+@user_errors
 def safe(bench: BenchOption = None, data_dir: DataDirOption = None, json: JsonOption = False) -> None:
     """Ramp every output to its safe value and switch it off."""
     with bench_session(bench, data_dir) as opened:
