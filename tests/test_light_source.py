@@ -22,7 +22,7 @@ from labsat.describe import describe_bench
 from labsat.devices import LightState
 from labsat.drivers.keysight_tls import KeysightTLS, build
 from labsat.drivers.testing import Pair, expected_protocol
-from labsat.errors import BenchFileError, Halted, InstrumentError, LimitViolation
+from labsat.errors import BenchFaulted, BenchFileError, Halted, InstrumentError, LimitViolation
 from labsat.guard import SafetyGuard
 from labsat.simulators.emulators.laser import TunableLaserEmulator
 from labsat.simulators.light import SimLightSource
@@ -211,12 +211,15 @@ def test_a_halted_guard_refuses_every_change_but_switches_the_light_off() -> Non
     assert light.switch_on().enabled
 
 
-def test_a_safe_state_the_instrument_does_not_confirm_raises() -> None:
+def test_a_safe_state_the_instrument_does_not_confirm_raises_and_latches_a_fault() -> None:
     guard, device = _guarded()
     guard.lights["laser"].set(power_mw=1.0, wavelength_nm=1550.0, enabled=True)
     device.set_enabled = lambda on: None  # type: ignore[method-assign]  # a laser that ignores "off"
     with pytest.raises(InstrumentError, match="laser: the output is still on after switching off"):
         guard.safe_state()
+    assert guard.state == "faulted"  # latched: no further change until an administrator clears it
+    with pytest.raises(BenchFaulted):
+        guard.lights["laser"].set(power_mw=0.5)
 
 
 # -- a bench with a light source ---------------------------------------------------------------------
