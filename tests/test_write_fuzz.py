@@ -276,3 +276,39 @@ def test_a_multi_device_write_never_passes_through_an_over_budget_moment(write_b
             bench.set_channels({"heaters.h0": 1.2, "modulators.m0": 1.0})  # 1.44 + 0.5 mW: h0 first would be 3.44
         recorder.reached(tried, {"heaters.h0": 1.2, "modulators.m0": 1.0})
     _check(recorder)
+
+
+def test_light_source_settings(write_bench: BenchWriter) -> None:
+    def with_laser(data: dict[str, Any]) -> None:
+        _tight(data)
+        data["devices"]["laser"] = {
+            "driver": "sim",
+            "kind": "light_source",
+            "light_limits": {"power_mw": [0.1, 2.0], "wavelength_nm": [1540.0, 1560.0]},
+            "options": {"nominal_power_mw": 1.0},
+        }
+
+    powers = st.one_of(st.none(), st.floats(-0.5, 2.5), st.sampled_from([0.1, 2.0, 2.0000001, math.nan, math.inf]))
+    wavelengths = st.one_of(st.none(), st.floats(1535.0, 1565.0), st.sampled_from([1540.0, 1560.0, math.nan]))
+    with open_bench(write_bench(with_laser)) as bench:
+        laser = bench.lights["laser"]
+        recorder = RawWriteRecorder(bench)
+
+        @settings(FUZZ, max_examples=1000)
+        @given(powers, wavelengths, st.sampled_from([None, True, False]))
+        def attempt(power_mw: float | None, wavelength_nm: float | None, enabled: bool | None) -> None:
+            with recorder.attempt("light source") as tried:
+                try:
+                    state = laser.set(power_mw=power_mw, wavelength_nm=wavelength_nm, enabled=enabled)
+                except LabsatError as refusal:
+                    recorder.refused(tried, str(refusal))
+                    return
+            recorder.counts["light source accepted"] += 1
+            asked = {"power_mw": power_mw, "wavelength_nm": wavelength_nm, "enabled": enabled}
+            for key, value in asked.items():
+                if value is not None and getattr(state, key) != value:
+                    recorder.violations.append(f"light source: {key} reads {getattr(state, key)!r}, not {value!r}")
+
+        attempt()
+    assert recorder.counts["light source accepted"] > 100 and recorder.counts["light source refused"] > 100
+    _check(recorder)

@@ -104,6 +104,8 @@ class RawWriteRecorder:
             device.write_voltages = self._voltage_writer(name, device.write_voltages)
         for name, slm in self.bench.slms.items():
             slm._device.show_frame = self._frame_shower(name, slm, slm._device.show_frame)
+        for name, light in self.bench.lights.items():
+            self._wrap_light(name, light)
         if self.bench.streamer is not None:
             self.bench.streamer.stream = self._batch_streamer(self.bench.streamer.stream)
 
@@ -187,6 +189,42 @@ class RawWriteRecorder:
                 self._attempt.writes += 1
 
         return recorded
+
+    def _wrap_light(self, name: str, light: Any) -> None:
+        """Every raw setpoint of a light source inside its ``light_limits``, and on only with both inside."""
+        device, limits = light._device, light.limits
+        state = device.read_state()
+        setpoints = {"power_mw": state.power_mw, "wavelength_nm": state.wavelength_nm}
+
+        def setter(key: str, send: Callable[[float], None]) -> Callable[[float], None]:
+            low, high = getattr(limits, key)
+
+            def recorded(value: float) -> None:
+                if not low <= value <= high:
+                    self.violations.append(f"{name}: {key} {value!r} sent, outside [{low:g}, {high:g}]")
+                send(value)
+                setpoints[key] = value
+                self._count_light_write()
+
+            return recorded
+
+        def enabled(on: bool, send: Callable[[bool], None] = device.set_enabled) -> None:
+            inside = all(
+                getattr(limits, key)[0] <= value <= getattr(limits, key)[1] for key, value in setpoints.items()
+            )
+            if on and not inside:
+                self.violations.append(f"{name}: switched on at {setpoints}, outside its limits")
+            send(on)
+            self._count_light_write()
+
+        device.set_power_mw = setter("power_mw", device.set_power_mw)
+        device.set_wavelength_nm = setter("wavelength_nm", device.set_wavelength_nm)
+        device.set_enabled = enabled
+
+    def _count_light_write(self) -> None:
+        self.counts["raw light source writes"] += 1
+        if self._attempt is not None:
+            self._attempt.writes += 1
 
     def _batch_streamer(self, stream: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., torch.Tensor]:
         def recorded(inputs: torch.Tensor) -> torch.Tensor:
