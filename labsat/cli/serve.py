@@ -10,6 +10,7 @@ import typer
 
 from labsat.api.pacing import DEFAULT_READ_RATE
 from labsat.cli.app import DataDirOption, app, console, error_console, user_errors
+from labsat.ownership import announce
 from labsat.paths import data_dir as resolve_data_dir
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ def serve(
             "tokens travel in clear text unless a TLS proxy sits in front"
         )
     engine = JobEngine(Store(root), bench or [builtin_bench_path()])
+    announce(command="labsat serve", url=_local_url(host, port))  # named in the benches' owner records
     _start_off_the_main_thread(engine)
     try:
         uvicorn.run(
@@ -95,6 +97,14 @@ def serve(
         )
     finally:
         engine.close()  # already done by the app's shutdown, unless uvicorn never got that far (port taken)
+
+
+def _local_url(host: str, port: int) -> str | None:
+    """Where a command on this machine reaches the service (None: not known before it listens, port 0)."""
+    if port == 0:
+        return None
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", *LOCAL_HOSTS) else host
+    return f"http://{f'[{local}]' if ':' in local else local}:{port}"
 
 
 def _start_off_the_main_thread(engine: JobEngine) -> None:
