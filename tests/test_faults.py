@@ -305,5 +305,12 @@ def test_a_power_cycle_writes_no_output_from_the_driver() -> None:
     assert list(backend.states) == []
     lost = driver.take_lost_outputs()
     assert lost is not None and lost.positions.tolist() == [0, 1, 3] and lost.set_points.tolist() == [1.0, 2.0, 3.0]
+    assert np.isnan(driver.commanded[[0, 1, 3]]).all()  # lost set points are no set points any more
+    received: list[str] = []
+    handle = emulator.handle
+    emulator.handle = lambda line: (received.append(line), handle(line))[1]  # type: ignore[method-assign]
+    driver.write_voltages(np.array([1, 2]), np.array([0.5, 0.5]))
+    assert [line for line in received if "=" in line] == ["v1=0.5", "v2=0.5"]  # no vvec carrying a lost 1 or 3 V
+    assert backend.volts.tolist() == [0.0, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0]
     driver.close()
     protocol_labsatemu.withdraw("faults-no-driver-restore")

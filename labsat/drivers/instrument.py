@@ -12,7 +12,8 @@ answer nothing and keep an error queue (``SYST:ERR?``); Qontrol-style ASCII inst
 :class:`VoltageOutputs` is the :class:`~labsat.devices.VoltageSource` protocol written once for
 every output instrument: it pushes the bench's limits to the instrument at connect time and after
 every reconnect, orders per-channel writes so the total output power never overshoots, and after a
-failed write reads the outputs back (or marks them unknown) so nobody trusts a stale value.
+failed write reads the outputs back (or marks them unknown) so nobody trusts a stale value. After a
+reconnect it writes no output: what a power cycle lost is reported, and the guard decides.
 """
 
 from __future__ import annotations
