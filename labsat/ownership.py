@@ -116,8 +116,8 @@ class BenchLock:
                     raise BenchInUse(bench, key, _read_owner(path))
                 held.append((key, path, handle))
         except BaseException:
-            for _, _, handle in held:
-                handle.close()
+            for _, _, taken in held:
+                taken.close()
             raise
         lock = cls(owner, held)
         lock._write()
