@@ -6,6 +6,10 @@ A :class:`Bench` is the only handle callers get on hardware. Its writable device
 instruments stay private. Use it as a
 context manager: leaving the block, normally or by an exception, drives every output to its safe
 state; so do SIGINT, SIGTERM and process exit while it is open.
+
+A bench has one owner across processes too: :func:`open_bench` locks it (:mod:`labsat.ownership`)
+before any instrument is touched, and another process that opens it meets
+:class:`~labsat.ownership.BenchInUse` naming the holder, never a second guard.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from labsat.devices import BatchStreamer, Detector
 from labsat.errors import BenchFileError, RefusedRequest, UnknownChannel
 from labsat.guard import GuardedSLM, GuardedVoltageSource, SafetyGuard
 from labsat.light import GuardedLightSource
+from labsat.ownership import BenchLock, lock_keys
 from labsat.physics.compute import default_device
 from labsat.registry import BenchContext, driver_factory
 from labsat.systems.kind import System, build_system
@@ -58,6 +63,7 @@ class Bench:
     lights: dict[str, GuardedLightSource] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
     instruments: list[Any] = field(default_factory=list)
+    ownership: BenchLock | None = None
     system: System = field(init=False)
     _closed: bool = False
     _hold: bool = False
@@ -141,8 +147,18 @@ class Bench:
             self._release()
 
     def _release(self) -> None:
-        """Close the instruments, then what they shared (e.g. emulator servers), after the safe state."""
-        _close_all([*self.instruments, *self.shared.values()])
+        """Close the instruments, then what they shared (e.g. emulator servers), after the safe state; then
+        give the bench up to other processes."""
+        try:
+            _close_all([*self.instruments, *self.shared.values()])
+        finally:
+            if self.ownership is not None:
+                self.ownership.release()
+
+    def note_job(self, job: str | None) -> None:
+        """Tell other processes which job holds the bench now (shown when they find it in use)."""
+        if self.ownership is not None:
+            self.ownership.note(job=job)
 
     def __enter__(self) -> Bench:
         return self
@@ -168,11 +184,14 @@ def open_bench(
     data_dir: Path | None = None,
     torch_device: torch.device | None = None,
 ) -> Bench:
-    """Build every device of a bench file behind one guard and register it for safe-state hooks."""
+    """Build every device of a bench file behind one guard and register it for safe-state hooks.
+
+    The bench is locked for this process first: :class:`~labsat.ownership.BenchInUse` if another holds it.
+    """
     if isinstance(bench, BenchFile):
-        spec, path = bench, f"<bench {bench.name}>"
+        spec, path, bench_file = bench, f"<bench {bench.name}>", None
     else:
-        spec, path = load_bench_file(bench), str(bench)
+        spec, path, bench_file = load_bench_file(bench), str(bench), str(bench)
     clock: Clock = VirtualClock() if spec.clock == "virtual" else RealClock()
     context = BenchContext(
         bench=spec,
@@ -187,6 +206,7 @@ def open_bench(
     lights: dict[str, GuardedLightSource] = {}
     detectors: dict[str, Detector] = {}
     instruments: list[Any] = []
+    ownership = BenchLock.acquire(spec.name, lock_keys(bench_file, (d.address for d in spec.devices.values())))
     try:
         for name, device_spec in spec.devices.items():
             device = driver_factory(device_spec.driver)(name, device_spec, context)
@@ -207,22 +227,24 @@ def open_bench(
                 lights[name] = guard.add_light_source(name, device, device_spec.light_limits)
             elif device_spec.kind == "detector":
                 detectors[name] = device
+        opened = Bench(
+            spec=spec,
+            path=path,
+            clock=clock,
+            guard=guard,
+            sources=sources,
+            slms=slms,
+            lights=lights,
+            detectors=detectors,
+            streamer=context.shared.get("streamer"),
+            instruments=instruments,
+            torch_device=context.torch_device,
+            shared=context.shared,
+            ownership=ownership,
+        )
     except BaseException:
         _close_all([*instruments, *context.shared.values()])  # a device that fails must not leave ports taken
+        ownership.release()
         raise
-    opened = Bench(
-        spec=spec,
-        path=path,
-        clock=clock,
-        guard=guard,
-        sources=sources,
-        slms=slms,
-        lights=lights,
-        detectors=detectors,
-        streamer=context.shared.get("streamer"),
-        instruments=instruments,
-        torch_device=context.torch_device,
-        shared=context.shared,
-    )
     safety.register(opened)
     return opened

@@ -11,6 +11,7 @@ ADC), indexed by the device's channel position ``0..n_channels-1``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
@@ -41,6 +42,28 @@ class VoltageSource(Protocol):
 
     def outputs_off(self) -> None:
         """Switch outputs off (or to 0 V where the instrument has no off state)."""
+        ...
+
+
+@dataclass(frozen=True)
+class LostOutputs:
+    """Outputs a reconnect found no longer holding what was set (a power cycle, a change by hand).
+
+    ``set_points`` are the values last acknowledged at ``positions`` (NaN where none was), what a restore
+    would bring back; whether it does is the guard's decision, never the driver's.
+    """
+
+    positions: np.ndarray
+    set_points: np.ndarray
+    detail: str
+
+
+@runtime_checkable
+class ReportsLostOutputs(Protocol):
+    """A voltage source that notices when its outputs were lost (it reconnects to its instrument)."""
+
+    def take_lost_outputs(self) -> LostOutputs | None:
+        """The outputs lost since the last call (None: none), once; the driver has written none of them back."""
         ...
 
 

@@ -39,7 +39,7 @@ import torch
 
 from labsat.benchfile import ChannelLimits, FrameLimits, LightLimits
 from labsat.clock import Clock
-from labsat.devices import SLM, LightSource, VoltageSource
+from labsat.devices import SLM, LightSource, ReportsLostOutputs, VoltageSource
 from labsat.envelope import Breach, Budget, ChannelRules
 from labsat.errors import BenchFaulted, Halted, InstrumentError, LimitViolation, RefusedRequest, UnknownChannel
 from labsat.light import GuardedLightSource
@@ -77,6 +77,10 @@ class GuardedVoltageSource:
         self._step_delay = max(lim.step_delay for lim in limits)
         self.safe_values = np.array([lim.safe for lim in limits])
         self._values = np.asarray(device.read_voltages(), dtype=float).copy()
+        self._reports = device if isinstance(device, ReportsLostOutputs) else None
+        self._safe = False  # safe state written (or being written) and nothing else since
+        self._restoring = False
+        self._losses_seen = 0
 
     # -- what callers use -------------------------------------------------------------------------
 
@@ -98,7 +102,10 @@ class GuardedVoltageSource:
     def read_back(self) -> np.ndarray:
         """Ask the instrument what it outputs now."""
         with self._guard.lock:
-            return np.asarray(self._device.read_voltages(), dtype=float)
+            values = np.asarray(self._device.read_voltages(), dtype=float)
+            if self._after_reconnect():
+                values = np.asarray(self._device.read_voltages(), dtype=float)
+            return values
 
     def position(self, channel: str) -> int:
         """Channel position of a channel name; unknown names raise :class:`UnknownChannel`."""
@@ -129,6 +136,7 @@ class GuardedVoltageSource:
         target = _as_vector(volts, self.n_channels, self.name)
         with self._guard.lock:
             self._guard.validate(self, target)
+            self._safe = False
             self._ramp_to(target)
 
     def check_batch(self, volts: torch.Tensor | np.ndarray) -> None:
@@ -188,9 +196,11 @@ class GuardedVoltageSource:
     def safe_state(self) -> None:
         """Ramp to the safe values, then switch the outputs off."""
         with self._guard.lock:
+            self._safe = True  # outputs lost on the way are not restored
             self._ramp_to(self.safe_values.copy(), from_unknown=True)
             self._device.outputs_off()
             self._values = self._read_or_unknown()
+            self._after_reconnect()
 
     # -- rules (see labsat.envelope) ----------------------------------------------------------------
 
@@ -209,8 +219,20 @@ class GuardedVoltageSource:
         """Move to ``target`` in steps of at most ``max_step``.
 
         A channel whose present output is unknown (a failed write that could not be read back) cannot
-        be ramped; only the safe state (``from_unknown``) may then write it, in one step.
+        be ramped; only the safe state (``from_unknown``) may then write it, in one step. A step that a
+        reconnect stopped because outputs were lost ends this plan, which started from outputs that are
+        gone: the move is planned once more from where they are now (restored or not, see
+        :meth:`_after_reconnect`).
         """
+        losses = self._losses_seen
+        try:
+            self._ramp_steps(target, from_unknown)
+        except InstrumentError:
+            if self._losses_seen == losses:
+                raise
+            self._ramp_steps(target, from_unknown)
+
+    def _ramp_steps(self, target: np.ndarray, from_unknown: bool) -> None:
         start = self.present()
         unknown = np.isnan(start)
         if unknown.any():
@@ -236,8 +258,52 @@ class GuardedVoltageSource:
         except Exception:
             # The instrument may have taken part of the write: trust only what it reports now.
             self._values = self._read_or_unknown()
+            self._after_reconnect()
             raise
         self._values[changed] = point[changed]
+
+    def _after_reconnect(self) -> bool:
+        """The restore hook: outputs a reconnect found lost come back through this guard, or not at all.
+
+        The driver wrote none of them back (it reports them, :class:`~labsat.devices.ReportsLostOutputs`).
+        They are read back, so the guard's picture is the instrument's; then, unless the bench is halted or
+        faulted, or this source is in (or on its way to) its safe state, they are moved to their lost set
+        points like any write: validated whole (limits, budget, neighbour rule), ramped in ``max_step``
+        steps on the bench clock, stopped by a halt. Channels that held get no write. A restore the rules refuse
+        leaves the outputs where they are. Returns whether a report was handled.
+        """
+        lost = self._reports.take_lost_outputs() if self._reports is not None and not self._restoring else None
+        if lost is None:
+            return False
+        with self._guard.lock:
+            self._losses_seen += 1
+            self._values = self._read_or_unknown()
+            names = ", ".join(self.channel_names[p] for p in lost.positions)
+            fault, halted = self._guard.faulted, self._guard.halted
+            if fault is not None or halted is not None or self._safe:
+                why = (
+                    f"the bench is faulted ({fault})"
+                    if fault is not None
+                    else f"the bench is halted ({halted})"
+                    if halted is not None
+                    else "the outputs are in their safe state"
+                )
+                log.warning("%s: %s %s; not restored: %s", self.name, names, lost.detail, why)
+                return True
+            target = self._values.copy()
+            known = np.isfinite(lost.set_points)
+            target[lost.positions[known]] = lost.set_points[known]
+            self._restoring = True
+            try:
+                self._guard.validate(self, target)
+                self._ramp_to(target)
+            except RefusedRequest as exc:  # a rule or a halt: the outputs stay where the guard now knows them
+                log.error("%s: %s %s; not restored: %s", self.name, names, lost.detail, exc)
+                return True
+            finally:
+                self._restoring = False
+            log.warning("%s: %s %s; restored through the guard", self.name, names, lost.detail)
+            return True
 
     def _refuse_unknown(self, unknown: np.ndarray) -> None:
         if unknown.any():
@@ -251,6 +317,7 @@ class GuardedVoltageSource:
         """Present outputs: the cache, re-read from the instrument where a failed write left it unknown."""
         if np.isnan(self._values).any():
             self._values = self._read_or_unknown()
+            self._after_reconnect()
         return self._values.copy()
 
     def _read_or_unknown(self) -> np.ndarray:

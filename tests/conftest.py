@@ -15,9 +15,10 @@ from labsat.bench import Bench, builtin_bench_path, open_bench
 
 @pytest.fixture(autouse=True)
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own data directory (store, simulator state)."""
+    """Every test gets its own data directory (store, simulator state) and bench locks."""
     path = tmp_path / "data"
     monkeypatch.setenv("LABSAT_DATA", str(path))
+    monkeypatch.setenv("LABSAT_STATE", str(tmp_path / "state"))
     monkeypatch.setenv("LABSAT_DEVICE", "cpu")
     return path
 

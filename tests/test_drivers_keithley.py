@@ -18,7 +18,7 @@ from labsat.drivers.instrument import Scpi
 from labsat.drivers.keithley import Keithley24xx, build, ovp_setting
 from labsat.drivers.testing import Pair, expected_protocol
 from labsat.drivers.transport import Link, LinkError
-from labsat.errors import InstrumentError
+from labsat.errors import Halted, InstrumentError
 from labsat.simulators.emulators.smu import SmuEmulator, ovp_level
 
 IDN = "KEITHLEY INSTRUMENTS INC.,MODEL 2400,4000001,C32"
@@ -269,8 +269,11 @@ def test_an_output_found_on_at_connect_is_reported_lost_after_a_power_cycle() ->
         assert smu.read_voltages().tolist() == [0.7]
         emulator.power_cycle()
         emulator.faults.cut = 1
-        with pytest.raises(OutputsLost, match=r"where it was at 0\.7 V before"):
-            smu.read_voltages()
+        assert smu.read_voltages().tolist() == [0.0]  # the read goes on and says what the output is now
+        lost = smu.take_lost_outputs()
+        assert lost is not None and lost.positions.tolist() == [0]
+        assert "where it was at 0.7 V before" in lost.detail
+        assert np.isnan(lost.set_points).all()  # labsat never set it: there is nothing of its own to restore
         smu.close()
 
 
@@ -341,19 +344,41 @@ def guarded(tmp_path: Path, data_dir: Path) -> Iterator[Guarded]:
             yield bench, emulator
 
 
-def test_behind_the_guard_a_power_cycle_leaves_the_output_off_and_the_guard_sees_it(guarded: Guarded) -> None:
+def test_behind_the_guard_a_power_cycle_is_restored_by_the_guard_then_the_write_goes_on(guarded: Guarded) -> None:
     bench, emulator = guarded
     smu = bench.source("smu")
     smu.set({"v0": 0.5})
     emulator.power_cycle()
     emulator.faults.cut = 1
-    with pytest.raises(OutputsLost):
-        smu.set({"v0": 0.8})
-    assert not emulator.output
-    assert smu.values().tolist() == [0.0]  # the guard re-read the output: its next ramp starts at 0 V
-    smu.set({"v0": 0.9})
-    assert emulator.output and emulator.output_volts() == 0.9
+    levels: list[float] = []
+    handle = emulator.handle
+
+    def recording(line: str) -> str | None:
+        reply = handle(line)
+        levels.append(emulator.output_volts() if emulator.output else 0.0)
+        return reply
+
+    emulator.handle = recording  # type: ignore[method-assign]
+    smu.set({"v0": 0.8})  # the driver reports the output lost; the guard ramps it back, then on to 0.8
+    assert emulator.output and emulator.output_volts() == 0.8
+    assert smu.values().tolist() == [0.8]
+    rises = np.diff([0.0, *levels])
+    assert rises.max() <= 0.5 + 1e-9  # never more than one guard step (max_step 0.5 V) at a time
     bench.safe_state()
+    assert not emulator.output
+
+
+def test_behind_the_guard_a_power_cycle_while_halted_leaves_the_output_off(guarded: Guarded) -> None:
+    bench, emulator = guarded
+    smu = bench.source("smu")
+    smu.set({"v0": 0.5})
+    bench.guard.halt("test")
+    emulator.power_cycle()
+    emulator.faults.cut = 1
+    assert smu.read_back().tolist() == [0.0]  # reconnects; the guard does not restore while halted
+    assert not emulator.output
+    with pytest.raises(Halted):
+        smu.set({"v0": 0.5})
     assert not emulator.output
 
 

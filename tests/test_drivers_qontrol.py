@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from labsat.benchfile import ChannelLimits
+from labsat.drivers.conditions import OutputsLost
 from labsat.drivers.qontrol import QontrolDriver, wire_number
 from labsat.drivers.testing import Pair, expected_protocol
 from labsat.drivers.transport import Link
@@ -155,20 +156,39 @@ def test_an_overflow_is_refused_with_its_meaning_and_its_trailing_lines_are_drai
             driver.write_voltages(np.arange(8), np.ones(8))
 
 
-def test_a_power_up_notice_resets_the_link_and_restores_the_limits_and_the_set_points() -> None:
+def test_a_power_up_notice_resets_the_link_restores_the_limits_and_reports_the_set_points_lost() -> None:
     pairs = [
         *_connect_pairs(n=2),
         ("v1=2", "OK\nE90:00"),  # the modules restarted right after acknowledging
-        # the next command finds the E90 first: the link is reopened and the outputs restored
+        # the next command finds the E90 first: the link is reopened and the limits pushed again...
         *_connect_pairs(n=2),
-        ("v1=2", "OK"),
-        ("vall?", _lines([0, 2.0001, 0, 0, 0, 0, 0, 0])),  # the command that met the notice, repeated
+        ("vall?", _lines([0.0] * 8)),  # ...and the command that met the notice repeated: no output written
     ]
     with expected_protocol(pairs, retries=1) as link:
         driver = _driver(link, n=2)
         driver.write_voltages(np.array([1]), np.array([2.0]))
-        assert driver.read_voltages().tolist() == [0.0, 2.0]
+        assert driver.read_voltages().tolist() == [0.0, 0.0]
     assert link.reconnects == 1
+    lost = driver.take_lost_outputs()
+    assert lost is not None and lost.positions.tolist() == [1] and lost.set_points.tolist() == [2.0]
+    assert driver.take_lost_outputs() is None  # reported once
+    assert np.isnan(driver.commanded[1])  # no set point holds there: none is re-sent from the cache
+
+
+def test_a_write_that_meets_a_power_up_notice_is_not_repeated() -> None:
+    pairs = [
+        *_connect_pairs(n=2),
+        ("v0=1", "OK\nE90:00"),
+        *_connect_pairs(n=2),  # the reconnect; then v1=1.5 is not sent: it was planned from lost outputs
+        ("vall?", _lines([0.0] * 8)),  # the read-back after the failed write
+    ]
+    with expected_protocol(pairs, retries=1) as link:
+        driver = _driver(link, n=2)
+        driver.write_voltages(np.array([0]), np.array([1.0]))
+        with pytest.raises(OutputsLost, match=r"reset by a power cycle \(E90\); not written"):
+            driver.write_voltages(np.array([1]), np.array([1.5]))
+    lost = driver.take_lost_outputs()
+    assert lost is not None and lost.positions.tolist() == [0] and lost.set_points.tolist() == [1.0]
 
 
 def test_a_reconnect_does_not_rewrite_outputs_that_held() -> None:

@@ -9,6 +9,7 @@ import pytest
 from instrument_helpers import fast_link, served
 
 from labsat.benchfile import ChannelLimits
+from labsat.drivers.conditions import OutputsLost
 from labsat.drivers.instrument import Scpi
 from labsat.drivers.scpi_dac import ScpiDac
 from labsat.drivers.testing import Pair, expected_protocol
@@ -139,16 +140,21 @@ def test_a_channel_is_enabled_by_its_relay_and_the_safe_state_opens_it(emulated:
     assert backend.volts.tolist() == [0.0, 0.0]
 
 
-def test_after_a_power_cycle_limits_relays_and_outputs_come_back(emulated: Emulated) -> None:
+def test_after_a_power_cycle_limits_and_relays_come_back_and_the_lost_outputs_are_reported(emulated: Emulated) -> None:
     dac, emulator, backend = emulated
     dac.write_voltages(np.array([0, 1]), np.array([1.0, 2.0]))
     emulator.power_cycle()
     assert backend.volts.tolist() == [0.0, 0.0]
     emulator.faults.cut = 1
-    dac.write_voltages(np.array([0]), np.array([1.2]))
+    with pytest.raises(OutputsLost, match="not written"):  # planned from outputs that are gone: not repeated
+        dac.write_voltages(np.array([0]), np.array([1.2]))
     assert emulator.limit_on.tolist() == [True, True]
-    assert emulator.output.tolist() == [True, True]
-    assert backend.volts.tolist() == [1.2, 2.0]
+    assert backend.volts.tolist() == [0.0, 0.0]  # the driver wrote no output back by itself
+    lost = dac.take_lost_outputs()
+    assert lost is not None and lost.positions.tolist() == [0, 1] and lost.set_points.tolist() == [1.0, 2.0]
+    dac.write_voltages(np.array([0]), np.array([1.2]))  # the next write (the guard's decision) goes through
+    assert emulator.output.tolist() == [True, False]
+    assert backend.volts.tolist() == [1.2, 0.0]
 
 
 def test_a_front_panel_limit_refusal_names_code_and_channel(emulated: Emulated) -> None:

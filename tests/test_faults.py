@@ -174,15 +174,18 @@ def test_scpi_error_queue_is_reported_with_the_command(dac: Any) -> None:
 # -- reconnects ------------------------------------------------------------------------------------
 
 
-def test_limits_and_outputs_are_reasserted_after_the_instrument_was_power_cycled(qontrol: Any) -> None:
+def test_limits_are_reasserted_and_lost_outputs_reported_after_the_instrument_was_power_cycled(qontrol: Any) -> None:
     driver, emulator, backend = qontrol
     driver.write_voltages(np.arange(4), np.array([1.0, 2.0, 0.0, 3.0]))
     emulator.power_cycle()  # outputs at 0, vmax/imax back at full scale...
     emulator.faults.cut = 1  # ...and the USB link went down with it
-    driver.write_voltages(np.array([2]), np.array([0.5]))
+    with pytest.raises(OutputsLost):  # planned from outputs that are gone: not repeated
+        driver.write_voltages(np.array([2]), np.array([0.5]))
     assert emulator.vmax[:4].tolist() == [4.0] * 4  # the module's other four channels are not the bench's
     assert emulator.imax[:4].tolist() == [4.5] * 4
-    assert backend.volts.tolist() == [1.0, 2.0, 0.5, 3.0]
+    assert backend.volts.tolist() == [0.0] * 4  # no output written back by the driver
+    lost = driver.take_lost_outputs()
+    assert lost is not None and lost.positions.tolist() == [0, 1, 3] and lost.set_points.tolist() == [1.0, 2.0, 3.0]
 
 
 def test_smu_limits_are_reasserted_after_a_power_cycle_but_the_output_stays_off() -> None:
@@ -193,12 +196,13 @@ def test_smu_limits_are_reasserted_after_a_power_cycle_but_the_output_stays_off(
         emulator = server.emulator
         emulator.power_cycle()
         emulator.faults.cut = 1
-        with pytest.raises(OutputsLost, match=r"smu \(.+\) channel 1: outputs lost: found the output off"):
-            smu.read_voltages()
+        assert smu.read_voltages().tolist() == [0.0]
+        lost = smu.take_lost_outputs()
+        assert lost is not None and lost.set_points.tolist() == [1.5]
+        assert "found the output off" in lost.detail
         assert emulator.compliance_a == 0.002  # type: ignore[attr-defined]
         assert emulator.ovp_v == 20.0  # type: ignore[attr-defined]
         assert emulator.output is False  # type: ignore[attr-defined]
-        assert smu.read_voltages().tolist() == [0.0]
         smu.close()
 
 
@@ -286,10 +290,10 @@ def test_a_ramp_that_hangs_leaves_the_heaters_at_a_point_the_guard_allowed(fast_
     np.testing.assert_array_equal(heaters.present(), emulator.volts)  # re-read once it answers again
 
 
-def test_outputs_restored_after_a_power_cycle_are_ramped() -> None:
-    backend = Outputs(8)  # one whole module: a ramp point is one vvec line
+def test_a_power_cycle_writes_no_output_from_the_driver() -> None:
+    backend = Outputs(8)  # one whole module
     emulator = QontrolEmulator(backend, [1000.0] * 8)
-    url = protocol_labsatemu.publish("faults-ramped-restore", emulator)
+    url = protocol_labsatemu.publish("faults-no-driver-restore", emulator)
     ramped = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=1000.0, max_step=0.5)
     driver = QontrolDriver("heaters", _link("heaters", url), range(8), [ramped] * 8).connect()
     target = [1.0, 2.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0]
@@ -297,11 +301,16 @@ def test_outputs_restored_after_a_power_cycle_are_ramped() -> None:
     emulator.power_cycle()
     emulator.faults.cut = 1
     backend.states.clear()
-    driver.read_voltages()  # reconnects and restores
-    restored = np.array(backend.states)
-    assert restored[-1].tolist() == target
-    steps = np.abs(np.diff(np.vstack([np.zeros(8), restored]), axis=0))
-    assert steps.max() <= 0.5 + 1e-9  # never one jump from 0 V to 3 V
-    assert len(restored) == 6  # 3 V in 0.5 V steps
+    assert driver.read_voltages().tolist() == [0.0] * 8  # reconnects, pushes the limits, and writes no output
+    assert list(backend.states) == []
+    lost = driver.take_lost_outputs()
+    assert lost is not None and lost.positions.tolist() == [0, 1, 3] and lost.set_points.tolist() == [1.0, 2.0, 3.0]
+    assert np.isnan(driver.commanded[[0, 1, 3]]).all()  # lost set points are no set points any more
+    received: list[str] = []
+    handle = emulator.handle
+    emulator.handle = lambda line: (received.append(line), handle(line))[1]  # type: ignore[method-assign]
+    driver.write_voltages(np.array([1, 2]), np.array([0.5, 0.5]))
+    assert [line for line in received if "=" in line] == ["v1=0.5", "v2=0.5"]  # no vvec carrying a lost 1 or 3 V
+    assert backend.volts.tolist() == [0.0, 0.5, 0.5, 0.0, 0.0, 0.0, 0.0, 0.0]
     driver.close()
-    protocol_labsatemu.withdraw("faults-ramped-restore")
+    protocol_labsatemu.withdraw("faults-no-driver-restore")

@@ -10,12 +10,14 @@ from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from labsat.bench import Bench, builtin_bench_path, open_bench
 from labsat.errors import LabsatError
+from labsat.ownership import announce
 from labsat.paths import data_dir
 
 app = typer.Typer(
@@ -58,7 +60,13 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 @contextmanager
 def bench_session(bench: Path | None, data: Path | None, *, hold: bool = False) -> Iterator[Bench]:
-    """Open a bench for one command; ``hold`` leaves outputs set when the command succeeds."""
+    """Open a bench for one command; ``hold`` leaves outputs set when the command succeeds.
+
+    A bench another process owns (a service, another command) is refused with
+    :class:`~labsat.ownership.BenchInUse` naming the holder: one line, exit 2, nothing written.
+    """
+    context = click.get_current_context(silent=True)
+    announce(command=context.command_path if context is not None else None)
     opened = open_bench(bench or builtin_bench_path(), data_dir=data_dir(data))
     if hold:
         opened.hold_outputs()

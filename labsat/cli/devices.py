@@ -8,8 +8,11 @@ import typer
 from rich.table import Table
 
 from labsat.cli.app import BenchOption, DataDirOption, JsonOption, app, bench_session, emit, user_errors
+from labsat.cli.client import TokenOption
+from labsat.client import LabsatClient
 from labsat.describe import describe_bench
 from labsat.errors import LabsatError
+from labsat.ownership import BenchInUse
 
 
 def _tables(described: dict) -> list[Table]:
@@ -77,18 +80,41 @@ def set_channels(
     bench: BenchOption = None,
     data_dir: DataDirOption = None,
     json: JsonOption = False,
+    token: TokenOption = None,
 ) -> None:
-    """Set channels through the safety guard (ramped; all values checked before any is written)."""
+    """Set channels through the safety guard (ramped; all values checked before any is written).
+
+    While a service owns the bench, the values go through its API (and its guard) when a token is given;
+    any other owner is named and nothing is written."""
     values = dict(_parse_assignment(text) for text in assignments)
-    with bench_session(bench, data_dir, hold=True) as opened:
-        opened.set_channels(values)
-        result = {target: opened.channel_value(target) for target in values}
+    try:
+        with bench_session(bench, data_dir, hold=True) as opened:
+            opened.set_channels(values)
+            result = {target: opened.channel_value(target) for target in values}
+    except BenchInUse as exc:
+        result = _set_through_the_service(exc, values, token)
     table = Table(title="set")
     table.add_column("channel")
     table.add_column("volts", justify="right")
     for target, volts in result.items():
         table.add_row(target, f"{volts:.4g}")
     emit({"set": result}, [table], json)
+
+
+def _set_through_the_service(in_use: BenchInUse, values: dict[str, float], token: str | None) -> dict[str, float]:
+    """The write sent to the service that owns the bench, so its one guard checks it (409 while a job runs)."""
+    owner = in_use.owner
+    if owner is None or owner.url is None:
+        raise in_use
+    if not token:
+        raise LabsatError(
+            f"{in_use}; give the operator's token (--token or LABSAT_TOKEN) to set it through the service"
+        )
+    try:
+        with LabsatClient(owner.url, token) as client:
+            return client.set_channels(owner.bench, values)
+    except LabsatError as exc:
+        raise LabsatError(f"through the service that holds bench {owner.bench!r} ({owner.describe()}): {exc}") from None
 
 
 @app.command()

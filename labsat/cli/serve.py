@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from labsat.api.pacing import DEFAULT_READ_RATE
 from labsat.cli.app import DataDirOption, app, console, error_console, user_errors
+from labsat.ownership import announce
 from labsat.paths import data_dir as resolve_data_dir
+
+if TYPE_CHECKING:
+    from labsat.jobs.engine import JobEngine
 
 DEFAULT_PORT = 8765
 TOKENS_FILE = "tokens.yaml"
@@ -79,11 +84,46 @@ def serve(
             "tokens travel in clear text unless a TLS proxy sits in front"
         )
     engine = JobEngine(Store(root), bench or [builtin_bench_path()])
-    uvicorn.run(
-        create_app(engine, table, read_rate=max_read_rate or None),
-        host=host,
-        port=port,
-        log_level="info",
-        access_log=access_log,
-        timeout_graceful_shutdown=5,
-    )
+    announce(command="labsat serve", url=_local_url(host, port))  # named in the benches' owner records
+    _start_off_the_main_thread(engine)
+    try:
+        uvicorn.run(
+            create_app(engine, table, read_rate=max_read_rate or None),
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=access_log,
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        engine.close()  # already done by the app's shutdown, unless uvicorn never got that far (port taken)
+
+
+def _local_url(host: str, port: int) -> str | None:
+    """Where a command on this machine reaches the service (None: not known before it listens, port 0)."""
+    if port == 0:
+        return None
+    local = "127.0.0.1" if host in ("0.0.0.0", "::", *LOCAL_HOSTS) else host
+    return f"http://{f'[{local}]' if ':' in local else local}:{port}"
+
+
+def _start_off_the_main_thread(engine: JobEngine) -> None:
+    """Start the engine before the web server, in a thread of its own as the app's start-up would.
+
+    Started here, a bench file that does not load or a bench that does not open is a :class:`LabsatError`
+    of this command (one line, exit 2) rather than a failed application start-up (a traceback, exit 3).
+    Off the main thread, so the process-wide signal hooks of :mod:`labsat.safety` stay off uvicorn's.
+    """
+    failures: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            engine.start()
+        except BaseException as exc:  # handed to the calling thread, which reports it
+            failures.append(exc)
+
+    thread = threading.Thread(target=start, name="labsat-engine-start")
+    thread.start()
+    thread.join()
+    if failures:
+        raise failures[0]

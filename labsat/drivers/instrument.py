@@ -12,14 +12,14 @@ answer nothing and keep an error queue (``SYST:ERR?``); Qontrol-style ASCII inst
 :class:`VoltageOutputs` is the :class:`~labsat.devices.VoltageSource` protocol written once for
 every output instrument: it pushes the bench's limits to the instrument at connect time and after
 every reconnect, orders per-channel writes so the total output power never overshoots, and after a
-failed write reads the outputs back (or marks them unknown) so nobody trusts a stale value.
+failed write reads the outputs back (or marks them unknown) so nobody trusts a stale value. After a
+reconnect it writes no output: what a power cycle lost is reported, and the guard decides.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Self
@@ -27,10 +27,11 @@ from typing import Any, ClassVar, Protocol, Self
 import numpy as np
 
 from labsat.benchfile import ChannelLimits, DeviceSpec
+from labsat.devices import LostOutputs
 from labsat.errors import InstrumentError, LabsatError
-from labsat.ramp import ramp_points
 from labsat.registry import BenchContext
 
+from .conditions import OutputsLost
 from .transport import Link, LinkError, RetryPolicy, Transport, transport_opener
 
 log = logging.getLogger(__name__)
@@ -250,7 +251,11 @@ class Instrument:
 
     def send(self, command: str) -> None:
         """Send one setting message; it is confirmed by the dialect and retried whole on a link failure."""
-        self.link.run(command, lambda transport: self.dialect.confirm(transport, command, self.where))
+        self.link.run(command, lambda transport: self.confirm(transport, command))
+
+    def confirm(self, transport: Transport, command: str) -> None:
+        """One exchange that sends a setting and makes sure the instrument took it."""
+        self.dialect.confirm(transport, command, self.where)
 
     def get(self, control: str, **fields: Any) -> Any:
         row = self._row(control, "get")
@@ -278,6 +283,12 @@ class VoltageOutputs(Instrument):
     limits for them, pushed to the instrument by :meth:`apply_limits` at connect and after every
     reconnect. Subclasses with a vector command override :meth:`write_outputs`, and instruments with
     a bulk read :meth:`read_outputs`.
+
+    A reconnect never writes an output. Outputs it finds changed (a power cycle, a hand on the front
+    panel) are reported (:meth:`take_lost_outputs`, with the set points they lost) and forgotten as set
+    points; a write that a reconnect interrupted this way is not repeated but raises
+    :class:`~.conditions.OutputsLost`, since it was planned from outputs that are gone. Whether and how
+    the lost values come back is the guard's decision (its ramp, its rules, not while halted).
     """
 
     resolution_v: ClassVar[float] = 1e-6  # the set commands send 6 decimals
@@ -295,11 +306,22 @@ class VoltageOutputs(Instrument):
             raise ValueError(f"{name}: {len(channels)} channels but {len(limits)} limits")
         self.channels = tuple(channels)
         self.limits = tuple(limits)
-        self._last = np.full(len(channels), math.nan)  # last value each channel acknowledged; NaN = unknown
+        self._last = np.full(len(channels), math.nan)  # what each channel outputs as far as known; NaN = unknown
+        self._commanded = np.full(len(channels), math.nan)  # acknowledged set points; NaN: none holds
+        self._lost: LostOutputs | None = None  # reported by a reconnect, not yet taken
+        self._losses = 0  # reconnects that found outputs lost, ever
+        self._write_start = 0  # ``_losses`` when the write in progress began
+        self._in_flight = np.full(len(channels), math.nan)  # what the write in progress sends each channel
+        self._switching_off = False  # outputs_off: interrupted or not, 0 V is where it goes
 
     @property
     def n_channels(self) -> int:
         return len(self.channels)
+
+    @property
+    def commanded(self) -> np.ndarray:
+        """The set points this driver had acknowledged (NaN where none holds: never set, lost, or a failed write)."""
+        return self._commanded.copy()
 
     def configure(self) -> None:
         self.apply_limits()
@@ -309,41 +331,80 @@ class VoltageOutputs(Instrument):
         """Push device-side limits (vmax/imax, compliance) derived from the bench's limits."""
 
     def restore(self) -> None:
-        """After a reconnect: limits first, then every channel back to its last acknowledged value.
+        """After a reconnect: limits first, then a look at the outputs; none is written.
 
-        An instrument that kept its outputs (a USB glitch) gets no write at all; one that was power
-        cycled gets the values the guard last allowed, so the guard's picture of the outputs holds.
+        An instrument that kept its outputs (a USB glitch) gets no write at all; outputs found elsewhere
+        than they were are reported for the guard (:meth:`take_lost_outputs`).
         """
         self.apply_limits()
-        present = self.read_outputs()
-        lost = np.flatnonzero(np.isfinite(self._last) & (np.abs(present - self._last) > self.resolution_v))
-        self.ramp_back(lost, present, self._last.copy())
+        before = self._last.copy()
+        self._last = self.read_outputs()
+        moved = self.departed(self._last, before, self.resolution_v)
+        self.report_lost(np.flatnonzero(moved), "found changed after reconnecting (power cycled or changed by hand)")
 
-    def ramp_back(self, lost: np.ndarray, present: np.ndarray, target: np.ndarray) -> None:
-        """Ramp positions ``lost`` from ``present`` back to ``target`` in the bench's steps; others untouched."""
-        if not lost.size:
+    def departed(self, present: np.ndarray, reference: np.ndarray, tolerance: float) -> np.ndarray:
+        """Channels whose output ``present`` left ``reference`` (where known) by more than ``tolerance``,
+        other than towards the value the write in progress sends them (taken, its acknowledgement lost)."""
+        sent = np.abs(present - self._in_flight) <= tolerance
+        return np.isfinite(reference) & (np.abs(present - reference) > tolerance) & ~sent
+
+    def report_lost(self, positions: np.ndarray, detail: str) -> None:
+        """Record outputs a reconnect found lost: their set points go into the report, and out of the cache,
+        so that no later command (a whole-module vector, say) sends one of them again behind the guard."""
+        positions = np.asarray(positions, dtype=int)
+        if not positions.size:
             return
-        restored = {self.channels[p]: round(float(target[p]), 6) for p in lost}
-        log.warning("%s: restoring outputs %s after reconnect, ramped", self.where, restored)
-        self._last[lost] = present[lost]  # where the outputs really are: the ramp starts there
-        max_step = np.array([self.limits[p].max_step or math.inf for p in lost])
-        delay = max(self.limits[p].step_delay for p in lost)
-        points = ramp_points(present[lost], target[lost], max_step)
-        for k, point in enumerate(points, start=1):
-            self.write_outputs(lost, point)
-            if k < len(points):
-                time.sleep(delay)
+        lost = dict(zip(positions.tolist(), self._commanded[positions].tolist(), strict=True))
+        if self._lost is not None:  # not taken yet: the earlier set points are the ones lost
+            lost.update(zip(self._lost.positions.tolist(), self._lost.set_points.tolist(), strict=True))
+        order = sorted(lost)
+        self._lost = LostOutputs(np.array(order, dtype=int), np.array([lost[p] for p in order]), detail)
+        self._commanded[positions] = math.nan
+        self._losses += 1
+        log.warning(
+            "%s: outputs of channel %s %s; nothing is written back here",
+            self.where,
+            ", ".join(str(self.channels[p]) for p in positions),
+            detail,
+        )
+
+    def take_lost_outputs(self) -> LostOutputs | None:
+        lost, self._lost = self._lost, None
+        return lost
+
+    def send_output(self, command: str) -> None:
+        """Send an output setting, unless a reconnect since the write began found outputs lost.
+
+        The check runs in the exchange itself, so it runs again when the link repeats the exchange after a
+        reconnect: a step planned from outputs a power cycle reset would otherwise land as one jump.
+        """
+
+        def exchange(transport: Transport) -> None:
+            self._refuse_if_lost()
+            self.confirm(transport, command)
+
+        self.link.run(command, exchange)
+
+    def _refuse_if_lost(self) -> None:
+        if self._losses != self._write_start and not self._switching_off:
+            detail = self._lost.detail if self._lost is not None else "found changed after reconnecting"
+            raise OutputsLost(self.where, self.channels[0] if self.n_channels == 1 else "*", f"{detail}; not written")
 
     def write_voltages(self, positions: np.ndarray, volts: np.ndarray) -> None:
         positions = np.asarray(positions, dtype=int)
         volts = np.asarray(volts, dtype=float)
         with self.link.lock:
+            self._write_start = self._losses
+            self._in_flight[positions] = volts
             try:
                 self.write_outputs(positions, volts)
             except LabsatError:
                 self._resync()
                 raise
+            finally:
+                self._in_flight[:] = math.nan
             self._last[positions] = volts
+            self._commanded[positions] = volts
 
     def read_voltages(self) -> np.ndarray:
         with self.link.lock:
@@ -352,15 +413,25 @@ class VoltageOutputs(Instrument):
 
     def outputs_off(self) -> None:
         """Instruments without an off state hold 0 V; the guard has ramped there already."""
-        self.write_voltages(np.arange(self.n_channels), np.zeros(self.n_channels))
+        with self.link.lock:
+            self._switching_off = True
+            try:
+                self.write_voltages(np.arange(self.n_channels), np.zeros(self.n_channels))
+            finally:
+                self._switching_off = False
 
     def write_outputs(self, positions: np.ndarray, volts: np.ndarray) -> None:
         """One command per channel, in :func:`power_safe_order`, each recorded once acknowledged."""
         order = power_safe_order(self._last[positions], volts)
         commands = [self.command("voltage", volts[i], ch=self.channels[positions[i]]) for i in order]
         for i, command in zip(order, commands, strict=True):
-            self.send(command)
+            try:
+                self.send_output(command)
+            except LabsatError:
+                self._commanded[positions[i]] = math.nan  # taken or not: no set point known
+                raise
             self._last[positions[i]] = volts[i]
+            self._commanded[positions[i]] = volts[i]
 
     def read_outputs(self) -> np.ndarray:
         return np.array([float(self.get("voltage", ch=ch)) for ch in self.channels])

@@ -24,8 +24,9 @@ its error read at once and blamed on it.
 
 After a reconnect that finds the output off (or at another level) where labsat had left it on, the
 instrument was power cycled or changed by hand: the driver re-asserts its limits but does not switch
-the output on again by itself. It raises :class:`~.conditions.OutputsLost` once, so the guard reads
-back the real output (0 V) and the next write, validated by the guard from there, decides.
+the output on again by itself. It reports the output lost (``take_lost_outputs``), and a write the
+reconnect interrupted raises :class:`~.conditions.OutputsLost` instead of going on, so the guard reads
+back the real output (0 V) and decides, from there, whether the level comes back.
 
 A 2450/2460/2461/2470 in its native SCPI command set (current limit ``:SOUR:VOLT:ILIM``, no
 ``:SENS:CURR:PROT``) is refused at connect with a message that says how to switch it to the 2400
@@ -59,7 +60,7 @@ from .instrument import (
     scpi_dialect,
     strict_range,
 )
-from .transport import Link, Transport
+from .transport import Link
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,6 @@ class Keithley24xx(VoltageOutputs):
         self._scpi = dialect or type(self).dialect
         self._model = ""
         self._expect_on = False  # labsat left the output on
-        self._lost: str | None = None  # an OutputsLost detail found by a reconnect, raised once
 
     # -- settings ----------------------------------------------------------------------------------
 
@@ -168,19 +168,26 @@ class Keithley24xx(VoltageOutputs):
     # -- outputs -----------------------------------------------------------------------------------
 
     def write_outputs(self, positions: np.ndarray, volts: np.ndarray) -> None:
-        self._send_unless_lost(self.command("voltage", volts[0]))
+        try:
+            self._write_level(float(volts[0]))
+        except InstrumentError as exc:
+            if not isinstance(exc, OutputsLost):  # (a lost output has had its set point reported already)
+                self._commanded[0] = math.nan  # taken or not, limited or not: no set point known
+            raise
+
+    def _write_level(self, volts: float) -> None:
+        self.send_output(self.command("voltage", volts))
         on = self.get("output")
-        self._raise_if_lost()
+        self._refuse_if_lost()  # a reconnect on the way found the output lost: it is not switched on
         if not on:
-            self._send_unless_lost(self.command("output", True))
+            self.send_output(self.command("output", True))
         self._expect_on = True
         volts_out, amps, status = self._reading()
-        self._raise_if_limited(float(volts[0]), volts_out, amps, status)
+        self._raise_if_limited(volts, volts_out, amps, status)
 
     def read_outputs(self) -> np.ndarray:
         """The level while the output holds it; the measured voltage when it does not; 0 V while off."""
         on, present = self._present()
-        self._raise_if_lost()
         self._expect_on = on  # an output found on (at connect, say) is one a power cycle can lose
         return np.array([present])
 
@@ -196,37 +203,24 @@ class Keithley24xx(VoltageOutputs):
             self.set("voltage", 0.0)
             self.set("output", False)
             self._expect_on = False
-            self._lost = None
             self._last[:] = 0.0
+            self._commanded[:] = 0.0
 
     def restore(self) -> None:
         """After a reconnect: limits again; the output is never switched on here (see the module doc)."""
         self.apply_limits()
         on, level = self._present()
         expected = float(self._last[0])
-        if self._expect_on and (not on or (math.isfinite(expected) and abs(level - expected) > self.resolution_v)):
+        changed = not on or bool(self.departed(np.array([level]), np.array([expected]), self.resolution_v)[0])
+        if self._expect_on and changed:
             found = f"{level:g} V" if on else "the output off"
-            self._lost = (
+            self.report_lost(
+                np.array([0]),
                 f"found {found} after reconnecting where it was at {expected:g} V before (power cycled or changed "
-                "by hand); labsat does not switch it on again by itself"
+                "by hand); the driver does not switch it on again by itself",
             )
-            log.warning("%s: %s", self.where, self._lost)
             self._expect_on = on
         self._last[:] = level
-
-    def _send_unless_lost(self, command: str) -> None:
-        """Send a setting; if a reconnect on the way found the outputs lost, the setting is not repeated."""
-
-        def exchange(transport: Transport) -> None:
-            self._raise_if_lost()  # runs again after a reopen, after restore() has looked at the output
-            self.dialect.confirm(transport, command, self.where)
-
-        self.link.run(command, exchange)
-
-    def _raise_if_lost(self) -> None:
-        if self._lost is not None:
-            detail, self._lost = self._lost, None
-            raise OutputsLost(self.where, self.channels[0], detail)
 
     # -- readings ----------------------------------------------------------------------------------
 

@@ -35,8 +35,10 @@ What the driver makes of it:
   ``readback_tolerance_v``, and elsewhere the measurement at that resolution, pulled into the bench
   range when it lies within the tolerance of it (a read-back a hair below 0 V does not block the
   next write).
-- **Reconnect and power cycle.** After a reconnect only channels whose measurement left their set
-  point (or every set channel, after an ``E90``) are ramped back; the rest get no write.
+- **Reconnect and power cycle.** A reconnect re-asserts the limits and writes no output: channels
+  whose measurement left their set point (or every set channel, after an ``E90``) are reported lost
+  and lose their set point, so no ``vvec`` line carries a stale one; the guard decides whether they
+  are ramped back. The rest get no write.
 
 Bench options: ``vector_write`` (default true), ``max_line`` (characters per line, default 64: the
 modules overflow on long lines), ``readback_tolerance_v`` (0.01), ``inter_line_timeout_s`` (0.1:
@@ -216,7 +218,6 @@ class QontrolDriver(VoltageOutputs):
         self.full_scale_ma = np.full(len(self.channels), math.nan)
         self._low = np.array([limit.voltage[0] for limit in self.limits])
         self._high = np.array([limit.voltage[1] for limit in self.limits])
-        self._commanded = np.full(len(self.channels), math.nan)  # acknowledged set points; NaN: none
         self._measured = np.full(len(self.channels), math.nan)  # the latest measurement
         self._power_cycled = False
         self._line_transport: LineTransport | None = None
@@ -225,11 +226,6 @@ class QontrolDriver(VoltageOutputs):
                 raise InstrumentError(
                     f"{self.where}: channel {ch} allows {limit.voltage[0]:g} V but a Qontrol output is unipolar"
                 )
-
-    @property
-    def commanded(self) -> np.ndarray:
-        """The set points this driver had acknowledged (NaN where it never set one)."""
-        return self._commanded.copy()
 
     @property
     def measured(self) -> np.ndarray:
@@ -242,9 +238,9 @@ class QontrolDriver(VoltageOutputs):
 
     # -- the conversation ---------------------------------------------------------------------------
 
-    def send(self, command: str) -> None:
+    def confirm(self, transport: Transport, command: str) -> None:
         """One setting, answered ``OK``; an error reply raises :class:`InstrumentError` naming it."""
-        self.link.run(command, lambda transport: self._converse(transport, command, ok_reply, 1))
+        self._converse(transport, command, ok_reply, 1)
 
     def get(self, control: str, **fields: Any) -> Any:
         row = self._row(control, "get")
@@ -412,19 +408,25 @@ class QontrolDriver(VoltageOutputs):
             self._last[:] = math.nan
 
     def restore(self) -> None:
-        """After a reconnect: limits, then only the channels that lost their set point, ramped back."""
+        """After a reconnect: limits, then the channels that lost their set point are reported, not written.
+
+        After an ``E90`` every channel with a set point other than 0 V lost it; otherwise those whose
+        measurement left their set point (or the value last seen) by more than the read-back tolerance.
+        """
         power_cycled, self._power_cycled = self._power_cycled, False
         self.apply_limits()
+        before = self._last.copy()
         self._read_measured()
-        present = self._measured.copy()
+        moved = self.departed(self._measured, before, self.tolerance_v)
         if power_cycled:
-            log.warning("%s: the modules were power cycled; every set point is restored", self.where)
-            lost = np.flatnonzero(np.isfinite(self._commanded) & (self._commanded != 0))
+            nonzero = np.where(self._commanded != 0, self._commanded, np.nan)
+            lost = self.departed(self._measured, nonzero, self.tolerance_v) | moved
+            detail = "were reset by a power cycle (E90)"
         else:
-            lost = np.flatnonzero(np.isfinite(self._commanded) & (np.abs(present - self._commanded) > self.tolerance_v))
-        target = self._commanded.copy()
+            lost = self.departed(self._measured, self._commanded, self.tolerance_v) | moved
+            detail = "left their set points while the link was down"
+        self.report_lost(np.flatnonzero(lost), detail)
         self._last = self._present()
-        self.ramp_back(lost, present, target)
 
     def write_voltages(self, positions: np.ndarray, volts: np.ndarray) -> None:
         self._check_range(np.asarray(positions, dtype=int), np.asarray(volts, dtype=float))
@@ -452,7 +454,7 @@ class QontrolDriver(VoltageOutputs):
         for k in power_safe_order(start, end):
             line_positions, line_volts, command = lines[k]
             try:
-                self.send(command)
+                self.send_output(command)
             except InstrumentError:
                 self._commanded[line_positions] = math.nan  # the module may hold some of it, clamped
                 raise

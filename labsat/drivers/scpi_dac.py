@@ -25,6 +25,7 @@ true; false for a DAC without ``OUTP``), the VISA ``visa_library`` and the link'
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -33,6 +34,7 @@ from labsat.benchfile import ChannelLimits, DeviceSpec
 from labsat.errors import InstrumentError, LabsatError
 from labsat.registry import BenchContext
 
+from .conditions import OutputsLost
 from .instrument import (
     Control,
     Scpi,
@@ -97,8 +99,11 @@ class ScpiDac(VoltageOutputs):
         opening = [p for p in positions if self.output_relay and not self._relay[p]]
         commands += [self.command("output", "ON", ch=self.channels[p]) for p in opening]
         try:
-            self._send_all(commands)
+            self._send_all(commands, output=True)
+        except OutputsLost:
+            raise  # nothing was refused: a reconnect found the outputs lost and the write was not repeated
         except InstrumentError as exc:
+            self._commanded[positions] = math.nan  # taken or not: no set point known
             self._name_refused_channels(exc, positions, volts)
             raise
         self._relay[positions] = self.output_relay
@@ -127,6 +132,7 @@ class ScpiDac(VoltageOutputs):
                 raise
             self._relay[:] = False
             self._last[:] = 0.0
+            self._commanded[:] = 0.0
 
     def _name_refused_channels(self, exc: InstrumentError, positions: np.ndarray, volts: np.ndarray) -> None:
         """Re-raise a refusal with the channels that did not take their value, where a read-back tells."""
@@ -138,12 +144,15 @@ class ScpiDac(VoltageOutputs):
         if missed:
             raise InstrumentError(f"{exc}; not applied on channel {', '.join(map(str, missed))}") from None
 
-    def _send_all(self, commands: list[str]) -> None:
+    def _send_all(self, commands: list[str], *, output: bool = False) -> None:
+        """``commands`` in one message when compound; ``output`` settings are not repeated after a reconnect
+        that found outputs lost (:meth:`~.instrument.VoltageOutputs.send_output`)."""
+        send = self.send_output if output else self.send
         if self.compound:
-            self.send(Scpi.message(commands))
+            send(Scpi.message(commands))
         else:
             for command in commands:
-                self.send(command)
+                send(command)
 
     def _ask_all(self, queries: list[str]) -> list[str]:
         """Replies to ``queries``: one program message when compound (replies joined by ``;``)."""

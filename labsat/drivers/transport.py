@@ -9,7 +9,7 @@ Two layers, so that recovery is written once and every driver gets it:
   never interleave a command/reply pair; it retries a failed exchange with exponential back-off
   after reopening the transport; and on every reopen it checks that the instrument answering is
   the one it first connected to (its identity) before a driver hook re-asserts device-side limits
-  and the last outputs.
+  and looks at the outputs (it reports lost ones to the guard; it never writes them back).
 
 A :class:`LinkError` (timeout, dropped link, a reply that does not parse) is retried. An error the
 instrument itself reports (``E01``, a SCPI error-queue entry) is a plain
@@ -284,8 +284,8 @@ class Link:
 
     ``connect`` opens the transport and records the instrument's identity. After a failed exchange
     the link closes the transport; the next attempt reopens it, asks the identity again, refuses to
-    go on if a different instrument answers, and calls the driver's ``restore`` hook (limits and
-    last outputs) before repeating the exchange. Exchanges run inside the hooks go straight to the
+    go on if a different instrument answers, and calls the driver's ``restore`` hook (limits, and a
+    look at the outputs) before repeating the exchange. Exchanges run inside the hooks go straight to the
     wire: a failure there fails the reopen, which the retry loop counts as one attempt.
     """
 
@@ -372,7 +372,7 @@ class Link:
                 )
             else:
                 self.reconnects += 1
-                log.info("%s (%s): reconnected; restoring limits and outputs", self.name, self.address)
+                log.info("%s (%s): reconnected; restoring limits, checking outputs", self.name, self.address)
                 self._restore()
         except Exception:  # a reopen that did not finish must not leave a half-restored link open
             self._drop()

@@ -73,11 +73,18 @@ class JobEngine:
         self._bench_files = list(benches)
         self._workers: dict[str, BenchWorker] = {}
         self._lock: IO[str] | None = None
+        self._started = False
 
     # -- life cycle ---------------------------------------------------------------------------------
 
     def start(self) -> list[Job]:
-        """Lock, recover, open every bench in its safe state, start the workers; returns the interrupted jobs."""
+        """Lock, recover, open every bench in its safe state, start the workers; returns the interrupted jobs.
+
+        Starting a started engine does nothing (returns no jobs): ``labsat serve`` starts it before the web
+        server, so that a bench that cannot open is one error line, and the app's start-up finds it running.
+        """
+        if self._started:
+            return []
         self._lock_data_dir()
         opened: list[Bench] = []
         try:
@@ -104,6 +111,7 @@ class JobEngine:
             raise
         for worker in self._workers.values():
             worker.start()
+        self._started = True
         for job in interrupted:
             log.warning("job %s (%s on %s) was interrupted by the last shutdown", job.id, job.kind, job.bench)
         return interrupted
@@ -117,6 +125,7 @@ class JobEngine:
         for worker in self._workers.values():
             worker.bench.close(failed=True)
         self._workers = {}
+        self._started = False
         self._unlock_data_dir()
 
     # -- benches ------------------------------------------------------------------------------------

@@ -219,6 +219,7 @@ class BenchWorker:
             return
         state, result, error = JobState.SUCCEEDED, None, None
         context = _Context(self, job, active)
+        self.bench.note_job(job.id)  # other processes that find the bench in use are told which job holds it
         try:
             self.bench.guard.occupy(job.id)  # a faulted bench refuses here, and the job fails naming the fault
             kind = get_kind(job.kind)
@@ -248,6 +249,7 @@ class BenchWorker:
                 self._active = None
                 self.bench.guard.vacate()
                 self.bench.guard.release()
+                self.bench.note_job(None)
 
     def _finish(self, job_id: str, state: JobState, error: str | None, result: dict[str, Any] | None) -> None:
         """Record the final state; a result the store refuses (not JSON, say) fails the job instead."""
