@@ -20,14 +20,8 @@ from labsat.errors import BenchFileError, InstrumentError
 from labsat.physics.compute import default_device
 from labsat.physics.mrr import balanced_readout, heater_power_mw, modulator_power_mw, weights_from_power
 from labsat.registry import BenchContext
-from labsat.simulators.mrr import (
-    MRRChipSimulator,
-    MRRSimConfig,
-    SimDetector,
-    SimVoltageSource,
-    chip_params,
-    draw_chips,
-)
+from labsat.simulators.instruments import SimDetector, SimVoltageSource
+from labsat.simulators.mrr import MRRChipSimulator, MRRSimConfig, chip_params, draw_chips
 from labsat.simulators.plugin import build_sim_device
 from labsat.truth import SIMULATED_CHIP
 

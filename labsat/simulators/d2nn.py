@@ -7,7 +7,7 @@ from the vendor's nominal 2π and between SLMs) and the detector gains. The mask
 shift, scale) is set from the ``simulator:`` section and can be moved at run time for sweeps. Every new
 mask frame shows a fresh phase flicker (the liquid crystal never settles exactly); the camera adds RIN,
 thermal and shot noise and quantises like every other simulated detector
-(:class:`~labsat.simulators.mrr.DetectionConfig`).
+(:class:`~labsat.simulators.detection.DetectionConfig`).
 
 The optics are :class:`~labsat.physics.diffractive.DiffractiveModel`, the same model the twin uses: the
 simulator differs from the nominal twin by the LUTs, the misalignment, the noise and the detection.
@@ -30,8 +30,9 @@ from labsat.physics.compute import default_device
 from labsat.physics.diffractive import CLASSES, DiffractiveModel, DiffractiveOptics, Misalignment
 from labsat.physics.slm import PhaseLUT
 from labsat.registry import BenchContext
+from labsat.simulators.detection import DetectionConfig
+from labsat.simulators.draws import relative_spread, stream_seeds
 from labsat.simulators.light import SimLightSource, light_scale
-from labsat.simulators.mrr import DetectionConfig, _stream_seeds, relative_spread
 from labsat.specs.d2nn import D2NNSystemSpec
 
 SLM_OPTIONS = frozenset({"role", "shape", "settle_time_s"})
@@ -80,7 +81,7 @@ class D2NNChipSimulator:
         self.seed = seed
         self.clock = clock
         self.device = torch.device(device) if device is not None else default_device()
-        generator = torch.Generator().manual_seed(_stream_seeds(seed)[0])
+        generator = torch.Generator().manual_seed(stream_seeds(seed)[0])
         ranges = config.lut_phase_max_rad * relative_spread(generator, (optics.masks,), config.lut_spread)
         self.luts = [PhaseLUT.power_law(float(r), config.lut_gamma) for r in ranges]
         gain = config.responsivity_a_per_w * 1e-3 * config.tia_gain_ohm
@@ -89,7 +90,7 @@ class D2NNChipSimulator:
         self.model = DiffractiveModel(
             optics, Misalignment(config.rotation_deg, config.shift_px, config.scale), self.device
         )
-        self._noise = torch.Generator(device=self.device).manual_seed(_stream_seeds(seed)[1])
+        self._noise = torch.Generator(device=self.device).manual_seed(stream_seeds(seed)[1])
         self.light: SimLightSource | None = None
         """The bench's simulated laser, when it has one: the input light follows its power and output state."""
         self._phase = torch.stack([lut.to_phase(torch.zeros(optics.grid, optics.grid)) for lut in self.luts])

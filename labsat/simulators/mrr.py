@@ -2,8 +2,8 @@
 
 :class:`MRRChipSimulator` owns the physical state a real bench has: what the heater DAC outputs, what
 the rings' heaters have actually reached (first-order settling on the bench clock), what the input
-modulators drive, and the ambient temperature. The instruments (:class:`SimVoltageSource`,
-:class:`SimDetector`) are thin views on it, so a heater write moves a detector reading exactly as on
+modulators drive, and the ambient temperature. The instruments (``SimVoltageSource`` and
+``SimDetector`` of :mod:`labsat.simulators.instruments`) are thin views on it, so a heater write moves a detector reading exactly as on
 the bench. The chip also streams whole batches (:meth:`MRRChipSimulator.stream`), the fast path a
 waveform generator plus triggered DAQ gives a real bench; both paths share one measurement model.
 
@@ -13,24 +13,13 @@ quickly yet reports how long it would have taken.
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import tempfile
-import threading
-import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Literal, NamedTuple, Protocol
+from collections.abc import Sequence
 
-import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 from torch import Tensor
 
 from labsat.clock import Clock
-from labsat.errors import InstrumentError
-from labsat.physics.compute import default_device
 from labsat.physics.mrr import (
     MRRChipParams,
     balanced_readout,
@@ -39,117 +28,24 @@ from labsat.physics.mrr import (
     thermal_kernel,
     weights_from_power,
 )
-from labsat.simulators.light import SimLightSource, light_scale
+from labsat.simulators.detection import InstrumentConfig, StrictConfig
+from labsat.simulators.draws import relative_spread, stream_seeds
+from labsat.simulators.integrated import IntegratedChipSimulator
+from labsat.simulators.light import light_scale
 
-ELEMENTARY_CHARGE_C = 1.602176634e-19
 _SETTLED_MW = 1e-9
 """Heater power still to settle below which the chip counts as settled (≈1e-10 nm of resonance)."""
 _TRANSIENT_CHUNK = 1 << 20
-STATE_SAVE_INTERVAL_S = 0.2
-"""Longest a simulated source's state file lags its outputs while the process lives."""
 """Largest number of ring-samples evaluated at once while heaters settle during a stream."""
 
 
-class _Strict(BaseModel):
-    """Unknown keys are errors: a misspelt noise level must never be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class CrosstalkConfig(_Strict):
+class CrosstalkConfig(StrictConfig):
     """Thermal crosstalk: fraction of a heater's power reaching first neighbours; second ones get ``× decay``."""
 
     horizontal: float = Field(0.08, ge=0, description="Neighbour in the same row (adjacent WDM channel).")
     vertical: float = Field(0.04, ge=0, description="Neighbour in the same column (adjacent output row).")
     diagonal: float = Field(0.02, ge=0, description="Diagonal neighbour.")
     decay: float = Field(0.3, ge=0, le=1, description="Second neighbours receive first-neighbour fraction × decay.")
-
-
-class DetectionConfig(_Strict):
-    """How every simulated chip's light is detected (photodiodes or camera regions) and its instruments talk.
-
-    Units: V, mW, Ω, s. Shared by every simulator so that one detection model (thermal, shot and RIN
-    noise, ADC) and one :class:`SimDetector` serve them all.
-    """
-
-    responsivity_a_per_w: float = Field(1.0, gt=0, description="Photodiode responsivity.")
-    tia_gain_ohm: float = Field(500.0, gt=0, description="Transimpedance gain.")
-    detector_gain_spread: float = Field(0.02, ge=0, description="Relative std of a detector's gain.")
-    dark_volts: float = Field(0.002, description="Detector output with no light.")
-    thermal_noise_a: float = Field(1e-6, ge=0, description="RMS input-referred current noise over the bandwidth.")
-    rin_db_per_hz: float = Field(-140.0, description="Laser relative intensity noise.")
-    bandwidth_hz: float = Field(1e6, gt=0, description="Detection noise bandwidth.")
-    adc_bits: int = Field(16, ge=1, le=32, description="ADC resolution over ±full scale.")
-    adc_full_scale_v: float = Field(5.0, gt=0, description="ADC clips at ± this voltage.")
-    sample_time_s: float = Field(1e-6, gt=0, description="One detector sample (the integration time).")
-    bus_latency_s: float = Field(1e-3, ge=0, description="Time one instrument command takes on the bus.")
-    noise: bool = Field(True, description="Master switch for all random noise (quantisation stays).")
-
-    @property
-    def rin_sigma(self) -> float:
-        """Relative std of each channel's optical power within the bandwidth: √(10^(RIN/10)·B)."""
-        return math.sqrt(10 ** (self.rin_db_per_hz / 10) * self.bandwidth_hz)
-
-    @property
-    def adc_step_v(self) -> float:
-        return 2 * self.adc_full_scale_v / 2**self.adc_bits
-
-    def adc(self, volts: Tensor) -> Tensor:
-        """Bipolar ADC: codes ``−2^(n−1) … 2^(n−1) − 1`` of ``2·FS/2^n``; beyond full scale it clips."""
-        step = self.adc_step_v
-        half = 2 ** (self.adc_bits - 1)
-        return torch.round(volts / step).clamp(-half, half - 1) * step
-
-    def shot_variance(self, current_a: Tensor) -> Tensor:
-        """``2qIB`` (A²) for a photocurrent ``current_a``."""
-        return 2 * ELEMENTARY_CHARGE_C * current_a * self.bandwidth_hz
-
-    def detect(self, power_mw: Tensor, volts_per_mw: Tensor, randn: Callable[[tuple[int, ...]], Tensor]) -> Tensor:
-        """Detector volts for optical powers ``(B, channels)`` from one laser: RIN, thermal and shot noise, the ADC.
-
-        The laser's intensity noise is common to a sample's every channel (one source lights them all), so it
-        scales each row; ``randn(shape)`` draws the noise (the simulator's seeded stream), RIN first.
-        """
-        if self.noise and self.rin_sigma > 0:
-            power_mw = power_mw * (1 + self.rin_sigma * randn((power_mw.shape[0], 1))).clamp_min(0)
-        volts = power_mw * volts_per_mw + self.dark_volts
-        if self.noise:
-            to_amps = self.responsivity_a_per_w * 1e-3
-            sigma_a = (self.thermal_noise_a**2 + self.shot_variance(to_amps * power_mw)).sqrt()
-            volts = volts + sigma_a * (volts_per_mw / to_amps) * randn(tuple(volts.shape))
-        return self.adc(volts)
-
-
-class InstrumentConfig(DetectionConfig):
-    """What the integrated chips' instruments add to detection: a heater DAC and input modulators. Units: V, mW.
-
-    The chip-specific physics (rings, meshes) extends it, so that one set of instrument classes
-    (:class:`SimVoltageSource`, :class:`SimDetector`) serves every integrated simulator.
-    """
-
-    heater_dac_bits: int = Field(16, ge=1, le=32, description="Heater DAC resolution.")
-    heater_dac_range_v: tuple[float, float] = Field((0.0, 4.0), description="Heater DAC output range [min, max].")
-    modulator_v_pi: float = Field(2.0, gt=0, description="Modulator half-wave voltage (full power at V_π).")
-    modulator_v_pi_spread: float = Field(0.02, ge=0, description="Relative std of V_π between channels.")
-    input_power_mw: float = Field(1.0, ge=0, description="Optical power per channel at full modulation.")
-
-    @model_validator(mode="after")
-    def _dac_range(self) -> InstrumentConfig:
-        low, high = self.heater_dac_range_v
-        if not low < high:
-            raise ValueError(f"heater_dac_range_v must be [min, max] with min < max, got [{low:g}, {high:g}]")
-        return self
-
-    @property
-    def heater_dac_step_v(self) -> float:
-        low, high = self.heater_dac_range_v
-        return (high - low) / (2**self.heater_dac_bits - 1)
-
-    def quantise_heater_volts(self, volts: Tensor) -> Tensor:
-        """What the heater DAC really outputs for ``volts``: nearest code within its range."""
-        low, high = self.heater_dac_range_v
-        step = self.heater_dac_step_v
-        return low + torch.round((volts.clamp(low, high) - low) / step) * step
 
 
 class MRRSimConfig(InstrumentConfig):
@@ -175,20 +71,6 @@ class MRRSimConfig(InstrumentConfig):
     heater_tau_s: float = Field(1e-3, ge=0, description="First-order thermal time constant of a heater.")
 
 
-# -- chips ---------------------------------------------------------------------------------------------
-
-
-def _stream_seeds(seed: int) -> tuple[int, int]:
-    """Independent seeds for the chip draw and the noise of bench seed ``seed`` (any int, negative too)."""
-    chip, noise = np.random.SeedSequence(seed % 2**64).spawn(2)
-    return int(chip.generate_state(1, np.uint64)[0] >> 1), int(noise.generate_state(1, np.uint64)[0] >> 1)
-
-
-def relative_spread(generator: torch.Generator, shape: tuple[int, ...], relative: float) -> Tensor:
-    """``1 + relative·N(0, 1)`` (float64, CPU), clipped at 0.1 so an extreme draw cannot flip a sign."""
-    return (1 + relative * torch.randn(shape, generator=generator, dtype=torch.float64)).clamp_min(0.1)
-
-
 def chip_params(
     config: MRRSimConfig,
     rows: int,
@@ -202,7 +84,7 @@ def chip_params(
     Draws happen on the CPU in a fixed order, then move to ``device``. Relative spreads are clipped at
     10 % of nominal so that an extreme draw cannot give a negative width, resistance or gain.
     """
-    generator = torch.Generator().manual_seed(_stream_seeds(seed)[0])
+    generator = torch.Generator().manual_seed(stream_seeds(seed)[0])
 
     def spread(shape: tuple[int, ...], relative: float) -> Tensor:
         return relative_spread(generator, shape, relative)
@@ -242,53 +124,6 @@ def draw_chips(
     Chip ``k`` equals ``chip_params(config, rows, cols, seeds[k])``, the chip a bench with that seed simulates.
     """
     return MRRChipParams.stack([chip_params(config, rows, cols, seed, device, dtype) for seed in seeds])
-
-
-# -- the simulated chip ---------------------------------------------------------------------------------
-
-
-class IntegratedChipSimulator:
-    """What every simulated integrated chip shares: its config, seed, clock and torch device, the noise stream
-    of its seed, and the drives of its ``inputs`` modulators (set by the modulator instrument, read in batches).
-    """
-
-    def __init__(
-        self,
-        config: InstrumentConfig,
-        inputs: int,
-        seed: int,
-        clock: Clock,
-        device: torch.device | str | None,
-        dtype: torch.dtype,
-    ) -> None:
-        self.config = config
-        self.seed = seed
-        self.clock = clock
-        self.device = torch.device(device) if device is not None else default_device()
-        self.dtype = dtype
-        self._noise = torch.Generator(device=self.device).manual_seed(_stream_seeds(seed)[1])
-        self._modulator_volts = torch.zeros(inputs, device=self.device, dtype=dtype)
-        self.light: SimLightSource | None = None
-        """The bench's simulated laser, when it has one: the input light follows its power and output state."""
-
-    @property
-    def modulator_volts(self) -> Tensor:
-        """Present modulator drives ``(inputs,)``."""
-        return self._modulator_volts.clone()
-
-    def set_modulators(self, positions: Tensor, volts: Tensor) -> None:
-        """Drive modulator channels ``positions`` with ``volts`` (not quantised: the heater DAC is the fine one)."""
-        self._modulator_volts[positions.to(self.device)] = volts.to(self.device, self.dtype)
-
-    def _as_batch(self, mod_volts: Tensor) -> Tensor:
-        mod_volts = torch.as_tensor(mod_volts, device=self.device, dtype=self.dtype)
-        inputs = self._modulator_volts.shape[0]
-        if mod_volts.dim() != 2 or mod_volts.shape[1] != inputs:
-            raise ValueError(f"modulator volts must be (B, {inputs}), got {tuple(mod_volts.shape)}")
-        return mod_volts
-
-    def _randn(self, shape: tuple[int, ...] | torch.Size) -> Tensor:
-        return torch.randn(shape, generator=self._noise, device=self.device, dtype=self.dtype)
 
 
 class MRRChipSimulator(IntegratedChipSimulator):
@@ -475,198 +310,3 @@ class MRRChipSimulator(IntegratedChipSimulator):
             weights = weights_from_power(self.truth, self.effective_power_mw(at), self.ambient_delta_k)
             parts.append(balanced_readout(self.truth, weights, power_mw[begin : begin + chunk].unsqueeze(-2)))
         return torch.cat(parts).squeeze(-2)
-
-
-# -- instruments ----------------------------------------------------------------------------------------
-
-
-class DetectedChip(Protocol):
-    """What a :class:`SimDetector` needs from the simulated chip behind it (any simulator)."""
-
-    config: DetectionConfig
-    clock: Clock
-    seed: int
-    detector_kind: str
-
-    @property
-    def label(self) -> str: ...
-
-    def channel_count(self, role: str) -> int: ...
-
-    def read_detectors(self) -> Tensor: ...
-
-
-class SimulatedChip(DetectedChip, Protocol):
-    """What the simulated voltage sources also need: an integrated chip with heaters and modulators (MRR, MZI)."""
-
-    config: InstrumentConfig
-
-    @property
-    def heater_volts(self) -> Tensor: ...
-
-    @property
-    def modulator_volts(self) -> Tensor: ...
-
-    def set_heaters(self, positions: Tensor, volts: Tensor, *, settled: bool = False) -> None: ...
-
-    def set_modulators(self, positions: Tensor, volts: Tensor) -> None: ...
-
-
-class VoltageWrite(NamedTuple):
-    """One write a simulated source received (bench-clock time, channel positions, volts)."""
-
-    time_s: float
-    positions: np.ndarray
-    volts: np.ndarray
-
-
-Role = Literal["heaters", "modulators"]
-
-
-class SimVoltageSource:
-    """The heater driver or the modulator driver of a simulated chip (MRR bank: ring ``(r, c)`` on ``r·cols + c``).
-
-    Every write costs one bus latency on the clock and is kept in :attr:`history`, so tests can prove
-    what the guard let through. With ``state_path`` the outputs survive the process, as a real
-    instrument keeps driving its outputs after the software that set them has exited. The file is
-    rewritten at most every :data:`STATE_SAVE_INTERVAL_S` of wall time during fast sequences (training
-    programs thousands of tiles), and always on ``outputs_off`` and ``close``; only a process killed
-    outright can leave it that much behind.
-    """
-
-    def __init__(self, chip: SimulatedChip, role: Role, name: str = "", state_path: Path | None = None) -> None:
-        if role not in ("heaters", "modulators"):
-            raise ValueError(f"role must be 'heaters' or 'modulators', not {role!r}")
-        self.chip = chip
-        self.role = role
-        self.name = name or role
-        self.state_path = state_path
-        self.history: list[VoltageWrite] = []
-        self._saved_at = -math.inf
-        self._unsaved = False
-        self._timer: threading.Timer | None = None
-        self._save_lock = threading.Lock()
-        count = chip.channel_count(role)
-        self._count = count
-        if state_path is not None and state_path.exists():
-            self._restore(state_path)
-
-    @property
-    def n_channels(self) -> int:
-        return self._count
-
-    def identity(self) -> str:
-        kind = "heater driver" if self.role == "heaters" else "modulator driver"
-        return f"labsat simulated {kind}, {self._count} channels ({self.chip.label})"
-
-    def write_voltages(self, positions: np.ndarray, volts: np.ndarray) -> None:
-        positions = np.asarray(positions, dtype=np.int64).reshape(-1)
-        volts = np.asarray(volts, dtype=np.float64).reshape(-1)
-        if positions.shape != volts.shape:
-            raise InstrumentError(f"{self.name}: {positions.size} channels but {volts.size} values")
-        if positions.size and (positions.min() < 0 or positions.max() >= self._count):
-            raise InstrumentError(f"{self.name}: channel positions must lie in 0..{self._count - 1}")
-        self.chip.clock.sleep(self.chip.config.bus_latency_s)
-        self._apply(positions, volts)
-        self.history.append(VoltageWrite(self.chip.clock.now(), positions.copy(), volts.copy()))
-        self._unsaved = True
-        self._schedule_save()
-
-    def read_voltages(self) -> np.ndarray:
-        """Present outputs (the heater DAC's quantised values); the instrument's cached state, no bus time."""
-        source = self.chip.heater_volts if self.role == "heaters" else self.chip.modulator_volts
-        return source.reshape(-1).cpu().numpy().astype(np.float64)
-
-    def outputs_off(self) -> None:
-        """All channels to 0 V (the simulated instrument has no separate off state); recorded as a write."""
-        self.write_voltages(np.arange(self._count), np.zeros(self._count))
-        self._save()
-
-    def close(self) -> None:
-        """Persist the last outputs (the bench closes its instruments after its safe state)."""
-        if self._unsaved:
-            self._save()
-
-    def _schedule_save(self) -> None:
-        """Save now if the last save is old enough, else once the interval has passed (a daemon timer)."""
-        if self.state_path is None:
-            return
-        wait = self._saved_at + STATE_SAVE_INTERVAL_S - time.monotonic()
-        if wait <= 0:
-            self._save()
-        elif self._timer is None or not self._timer.is_alive():
-            self._timer = threading.Timer(wait, self._save_if_unsaved)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _save_if_unsaved(self) -> None:
-        if self._unsaved:
-            self._save()
-
-    def _apply(self, positions: np.ndarray, volts: np.ndarray, *, settled: bool = False) -> None:
-        index = torch.as_tensor(positions)
-        values = torch.as_tensor(volts)
-        if self.role == "heaters":
-            self.chip.set_heaters(index, values, settled=settled)
-        else:
-            self.chip.set_modulators(index, values)
-
-    def _save(self) -> None:
-        if self.state_path is None:
-            return
-        with self._save_lock:
-            self._saved_at, self._unsaved = time.monotonic(), False
-            self._write_state(self.state_path)
-
-    def _write_state(self, path: Path) -> None:
-        """Atomic write: a crash mid-save must leave the previous state, not half a file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {"role": self.role, "n_channels": self._count, "volts": self.read_voltages().tolist()}
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w") as file:
-                json.dump(state, file)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-
-    def _restore(self, path: Path) -> None:
-        """Outputs left by an earlier process; the heaters have been holding them, so they are settled."""
-        try:
-            state = json.loads(path.read_text())
-            volts = np.asarray(state["volts"], dtype=np.float64)
-            role, count = state["role"], int(state["n_channels"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise InstrumentError(f"{self.name}: cannot read the simulated instrument state {path}: {exc}") from None
-        if role != self.role or count != self._count or volts.shape != (count,):
-            raise InstrumentError(
-                f"{self.name}: state file {path} belongs to a {count}-channel {role} source, not this "
-                f"{self._count}-channel {self.role} source; delete it to start from 0 V"
-            )
-        self._apply(np.arange(count), volts, settled=True)
-
-
-class SimDetector:
-    """The chip's photodetector array (MRR: one balanced pair per row), in volts at the ADC."""
-
-    def __init__(self, chip: DetectedChip, name: str = "detectors") -> None:
-        self.chip = chip
-        self.name = name
-
-    @property
-    def n_channels(self) -> int:
-        return self.chip.channel_count("detectors")
-
-    @property
-    def integration_time(self) -> float:
-        return self.chip.config.sample_time_s
-
-    def identity(self) -> str:
-        return (
-            f"labsat simulated {self.chip.detector_kind}, {self.n_channels} channels "
-            f"({self.chip.config.adc_bits}-bit ADC, ±{self.chip.config.adc_full_scale_v:g} V)"
-        )
-
-    def read(self) -> np.ndarray:
-        return self.chip.read_detectors().cpu().numpy().astype(np.float64)

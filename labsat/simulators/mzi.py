@@ -6,9 +6,9 @@ are drawn once per chip seed: coupler split errors ε ~ N(0, σ_bs²), phase err
 ~ N(0, σ_ph²), and small spreads of ``P_π``, heater resistance, modulator ``V_π`` and detector gain.
 The SAT paper's "device A" is σ_ph = σ_bs = 0.15.
 
-The instruments are :class:`~labsat.simulators.mrr.SimVoltageSource` and
-:class:`~labsat.simulators.mrr.SimDetector`, the same classes the MRR bank uses; the detection model
-(thermal, shot and RIN noise, ADC) is the shared :class:`~labsat.simulators.mrr.InstrumentConfig`.
+The instruments are :class:`~labsat.simulators.instruments.SimVoltageSource` and
+:class:`~labsat.simulators.instruments.SimDetector`, the same classes the MRR bank uses; the detection model
+(thermal, shot and RIN noise, ADC) is the shared :class:`~labsat.simulators.detection.InstrumentConfig`.
 Heaters are taken as settled at once: the System waits ``settle_time_s`` after programming anyway, and
 the first-order transient lives in the MRR simulator only.
 """
@@ -24,8 +24,10 @@ from torch import Tensor
 
 from labsat.clock import Clock
 from labsat.physics.mzi import MZIChipParams, mzi_count, output_intensities, transfer_matrix
+from labsat.simulators.detection import InstrumentConfig
+from labsat.simulators.draws import relative_spread, stream_seeds
+from labsat.simulators.integrated import IntegratedChipSimulator
 from labsat.simulators.light import light_scale
-from labsat.simulators.mrr import InstrumentConfig, IntegratedChipSimulator, _stream_seeds, relative_spread
 
 
 class MZISimConfig(InstrumentConfig):
@@ -45,7 +47,7 @@ class MZISimConfig(InstrumentConfig):
 
 def _draw(config: MZISimConfig, modes: int, seed: int) -> tuple[MZIChipParams, Tensor, Tensor]:
     """Mesh truth, modulator ``V_π`` per mode and detector gain (V/mW) per mode of chip ``seed``, on the CPU."""
-    generator = torch.Generator().manual_seed(_stream_seeds(seed)[0])
+    generator = torch.Generator().manual_seed(stream_seeds(seed)[0])
     count = mzi_count(modes)
 
     def normal(std: float) -> Tensor:

@@ -20,8 +20,9 @@ from labsat.entrypoints import UnknownSystemKind, load_system_kind
 from labsat.errors import BenchFileError
 from labsat.registry import BenchContext
 from labsat.simulators.d2nn import SLM_OPTIONS, D2NNChipSimulator, D2NNSimConfig, build_sim_slm
+from labsat.simulators.instruments import SimDetector, SimVoltageSource
 from labsat.simulators.light import build_sim_light
-from labsat.simulators.mrr import MRRChipSimulator, MRRSimConfig, SimDetector, SimVoltageSource
+from labsat.simulators.mrr import MRRChipSimulator, MRRSimConfig
 from labsat.simulators.mzi import MZIChipSimulator, MZISimConfig
 from labsat.specs.d2nn import D2NNSystemSpec
 from labsat.specs.mrr import MRRSystemSpec
