@@ -4,8 +4,9 @@
 the rings' heaters have actually reached (first-order settling on the bench clock), what the input
 modulators drive, and the ambient temperature. The instruments (``SimVoltageSource`` and
 ``SimDetector`` of :mod:`labsat.simulators.instruments`) are thin views on it, so a heater write moves
-a detector reading exactly as on the bench. The chip also streams whole batches (:meth:`MRRChipSimulator.stream`), the fast path a
-waveform generator plus triggered DAQ gives a real bench; both paths share one measurement model.
+a detector reading exactly as on the bench. The chip also streams whole batches
+(:meth:`MRRChipSimulator.stream`), the fast path a waveform generator plus triggered DAQ gives a real
+bench; both paths share one measurement model.
 
 Time only ever advances through the bench clock (never ``time.sleep``): a simulated run finishes
 quickly yet reports how long it would have taken.
