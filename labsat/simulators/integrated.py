@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 import torch
 from torch import Tensor
 
@@ -11,22 +13,26 @@ from labsat.simulators.detection import InstrumentConfig
 from labsat.simulators.draws import stream_seeds
 from labsat.simulators.light import SimLightSource
 
+C = TypeVar("C", bound=InstrumentConfig)
 
-class IntegratedChipSimulator:
+
+class IntegratedChipSimulator(Generic[C]):
     """What every simulated integrated chip shares: its config, seed, clock and torch device, the noise stream
     of its seed, and the drives of its ``inputs`` modulators (set by the modulator instrument, read in batches).
+
+    Generic in its config, so a subclass's ``self.config`` is its own physics' config (``MRRSimConfig``...).
     """
 
     def __init__(
         self,
-        config: InstrumentConfig,
+        config: C,
         inputs: int,
         seed: int,
         clock: Clock,
         device: torch.device | str | None,
         dtype: torch.dtype,
     ) -> None:
-        self.config = config
+        self.config: C = config
         self.seed = seed
         self.clock = clock
         self.device = torch.device(device) if device is not None else default_device()

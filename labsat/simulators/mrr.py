@@ -127,7 +127,7 @@ def draw_chips(
     return MRRChipParams.stack([chip_params(config, rows, cols, seed, device, dtype) for seed in seeds])
 
 
-class MRRChipSimulator(IntegratedChipSimulator):
+class MRRChipSimulator(IntegratedChipSimulator[MRRSimConfig]):
     """One simulated MRR bank with its heater DAC, input modulators and balanced detectors.
 
     Ring ``(r, c)`` is heater channel ``r·cols + c``. The heater DAC quantises and clips what it is told
@@ -147,7 +147,6 @@ class MRRChipSimulator(IntegratedChipSimulator):
         dtype: torch.dtype = torch.float64,
     ) -> None:
         super().__init__(config, cols, seed, clock, device, dtype)
-        self.config: MRRSimConfig = config
         self.rows = rows
         self.cols = cols
         self.truth = chip_params(config, rows, cols, seed, self.device, dtype)

@@ -92,7 +92,7 @@ def draw_chips(
     return MZIChipParams(**{name: torch.stack([getattr(c, name) for c in chips]) for name in chips[0].tensors()})
 
 
-class MZIChipSimulator(IntegratedChipSimulator):
+class MZIChipSimulator(IntegratedChipSimulator[MZISimConfig]):
     """One simulated N-mode mesh with its heater DAC (``N(N−1)`` channels), modulators (``N``) and detectors (``N``).
 
     A modulator at drive ``V`` passes amplitude ``√P_in·sin(πV/(2V_π))`` into its mode (power ``sin²``, as
@@ -112,7 +112,6 @@ class MZIChipSimulator(IntegratedChipSimulator):
         dtype: torch.dtype = torch.float64,
     ) -> None:
         super().__init__(config, modes, seed, clock, device, dtype)
-        self.config: MZISimConfig = config
         self.modes = modes
         truth, v_pi, gain = _draw(config, modes, seed)
         self.truth = truth.to(self.device, dtype)
