@@ -1,12 +1,14 @@
 """Benchmark: what the driver layer costs on the wire, and what a vector write saves.
 
 1. Queries per second through a real driver (validation, dialect checks, the link's lock, logging and
-   retry wrapper, the transport) against the same emulator queried raw, so the driver's overhead is
-   visible next to the wire's own round trip:
+   retry wrapper, the transport) against the same emulator queried raw with the same wire exchange,
+   so the driver's overhead is visible next to the round trip:
    - Qontrol over the ``labsatemu://`` pyserial handler: ``driver.get("voltage")`` vs a bare
-     pyserial port writing ``v0?`` and reading the line;
+     pyserial port that, like the driver (and the vendor's ``qontrol.py``), looks for stale lines
+     (``in_waiting``) before it writes ``v0?``, then reads the reply line;
    - SCPI DAQ over TCP on 127.0.0.1: ``daq.read()`` (``READ?`` through pyvisa-py) vs a bare
-     socket sending the same line and reading the reply.
+     pyvisa-py resource sending ``READ?`` and reading the reply (the driver's own overhead), and vs
+     a bare socket doing the same (what the VISA library itself costs on top of the wire).
 2. One vector write against per-channel writes: 64 Qontrol channels on 8 modules (one ``vvec`` line
    per module vs 64 acknowledged ``v{ch}=`` lines) and 8 DAC channels (one compound SCPI message with its error check
    vs 8 messages each followed by ``SYST:ERR?``, the only way for an instrument without compound
@@ -40,7 +42,7 @@ from labsat.drivers.instrument import Scpi
 from labsat.drivers.qontrol import QontrolDriver
 from labsat.drivers.scpi_dac import ScpiDac
 from labsat.drivers.scpi_daq import ScpiDaq
-from labsat.drivers.transport import Link, RetryPolicy, transport_opener
+from labsat.drivers.transport import Link, RetryPolicy, VisaTransport, transport_opener
 from labsat.simulators.emulators import protocol_labsatemu
 from labsat.simulators.emulators.memory import MemoryBackend as Memory
 from labsat.simulators.emulators.qontrol import QontrolEmulator
@@ -82,6 +84,8 @@ def qontrol_cases(seconds: float, repeats: int) -> dict[str, float]:
         port = serial.serial_for_url(url, baudrate=115200, timeout=POLICY.timeout_s)
 
         def raw_query() -> None:
+            if port.in_waiting:  # nothing is waiting here: the check, not a read, is what it costs
+                port.reset_input_buffer()
             port.write(b"v0?\n")
             port.read_until(b"\n")
 
@@ -109,6 +113,11 @@ def scpi_cases(seconds: float, repeats: int) -> dict[str, float]:
         daq = ScpiDaq("pd", _link("pd", daq_server.address), range(1, 9)).connect()
         raw = socket.create_connection(("127.0.0.1", daq_server.port))
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        visa = VisaTransport(daq_server.address, timeout_s=POLICY.timeout_s)  # pyvisa-py, Nagle off, as the driver's
+        resource = visa._resource
+
+        def visa_query() -> None:
+            resource.query("READ?")
 
         def raw_query() -> None:
             raw.sendall(b"READ?\n")  # the scan the driver configured at connect, as its reads
@@ -127,6 +136,7 @@ def scpi_cases(seconds: float, repeats: int) -> dict[str, float]:
         positions = np.arange(8)
         results = {
             "daq raw query (TCP socket)": rate(raw_query, seconds, repeats),
+            "daq raw query (pyvisa-py)": rate(visa_query, seconds, repeats),
             "daq driver read (pyvisa-py)": rate(daq.read, seconds, repeats),
             "dac vector write (8 ch, one message)": rate(
                 lambda: compound.write_voltages(positions, np.full(8, next(values))), seconds, repeats
@@ -136,6 +146,7 @@ def scpi_cases(seconds: float, repeats: int) -> dict[str, float]:
             ),
         }
         raw.close()
+        visa.close()
         for driver in (daq, compound, plain):
             driver.close()
         return results
@@ -158,7 +169,11 @@ def main(argv: list[str] | None = None) -> None:
     ratios = [
         ("driver query / raw query, Qontrol serial", results["qontrol driver query"] / results["qontrol raw query"]),
         (
-            "driver read / raw query, DAQ TCP",
+            "driver read / raw query, DAQ TCP, both through pyvisa-py",
+            results["daq driver read (pyvisa-py)"] / results["daq raw query (pyvisa-py)"],
+        ),
+        (
+            "driver read through pyvisa-py / raw query on a bare socket, DAQ TCP",
             results["daq driver read (pyvisa-py)"] / results["daq raw query (TCP socket)"],
         ),
         (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from decimal import ROUND_DOWN, Decimal
 
 import numpy as np
 import pytest
@@ -246,6 +247,20 @@ def test_a_garbled_reply_is_a_link_error() -> None:
 @pytest.mark.parametrize(("value", "text"), [(0.3, "0.3"), (10.0, "10"), (3.33335, "3.3333"), (0.0, "0"), (1e-5, "0")])
 def test_numbers_go_on_the_wire_at_four_decimals_rounded_towards_zero(value: float, text: str) -> None:
     assert wire_number(value) == text
+
+
+def test_the_wire_form_is_exact_decimal_rounding_towards_zero_of_any_number() -> None:
+    rng = np.random.default_rng(14)
+    values = [
+        *rng.uniform(-12.0, 12.0, 2000),
+        *(rng.uniform(-1.0, 1.0, 500) * 10.0 ** rng.integers(-9, 18, 500)),
+        *np.round(rng.uniform(0.0, 12.0, 500), 4),  # numbers already at the resolution
+        *(-0.0, 1e-4, -1e-4, 0.99999999, 12.0, 5e-5),
+    ]
+    for value in values:
+        exact = Decimal(repr(float(value))).quantize(Decimal("0.0001"), rounding=ROUND_DOWN).normalize()
+        assert wire_number(value) == f"{exact:f}", value
+        assert abs(float(wire_number(value))) <= abs(value)  # never past a limit
 
 
 def test_a_line_the_modules_would_overflow_is_sent_channel_by_channel() -> None:

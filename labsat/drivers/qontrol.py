@@ -48,7 +48,6 @@ link's ``timeout_s``/``retries``/``backoff_s``.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import re
@@ -107,7 +106,8 @@ MODULE_ID = re.compile(r"[A-Za-z]\w*-[0-9A-Fa-f*]+")
 COUNT = re.compile(r"\d+")
 CONTROL_CHARACTERS = "".join(map(chr, range(32)))
 MAX_SKIPPED = 16  # lines discarded as out of step before an exchange gives up and the link is reset
-RESOLUTION = Decimal("0.0001")  # volts and mA on the wire: 4 decimals, the modules' 16-bit resolution
+WIRE_DECIMALS = 4  # volts and mA on the wire: 4 decimals, the modules' 16-bit resolution
+RESOLUTION = Decimal(1).scaleb(-WIRE_DECIMALS)
 
 
 def volts_reply(line: str) -> float:
@@ -146,9 +146,19 @@ def ok_reply(line: str) -> str:
 
 
 def wire_number(value: float) -> str:
-    """``value`` at the wire's resolution, rounded towards zero (never past a limit), shortest form."""
-    number = Decimal(repr(float(value))).quantize(RESOLUTION, rounding=ROUND_DOWN).normalize()
-    return f"{number:f}"
+    """``value`` at the wire's resolution, rounded towards zero (never past a limit), shortest form.
+
+    Cut from the shortest decimal form (``repr``) of the number, which is what exact decimal
+    rounding of it gives; only a number ``repr`` writes with an exponent goes through
+    :class:`~decimal.Decimal` (every vector write formats a module's worth of numbers).
+    """
+    text = repr(float(value))
+    if "e" in text or "n" in text:  # 1e-05, 1.5e+16, nan, inf
+        number = Decimal(text).quantize(RESOLUTION, rounding=ROUND_DOWN).normalize()
+        return f"{number:f}"
+    whole, _, fraction = text.partition(".")
+    fraction = fraction[:WIRE_DECIMALS].rstrip("0")
+    return f"{whole}.{fraction}" if fraction else whole
 
 
 @dataclass(frozen=True)
@@ -160,6 +170,8 @@ class Fault:
 
     @classmethod
     def parse(cls, line: str) -> Fault | None:
+        if not line.startswith("E"):  # the common case, a value or OK, without the pattern
+            return None
         match = ERROR_REPLY.fullmatch(line)
         return None if match is None else cls(int(match.group(1)), match.group(2))
 
@@ -221,6 +233,7 @@ class QontrolDriver(VoltageOutputs):
         self._measured = np.full(len(self.channels), math.nan)  # the latest measurement
         self._power_cycled = False
         self._line_transport: LineTransport | None = None
+        self._layout: tuple[tuple[int, ...], list[tuple[int, list[int] | None]]] = ((), [])
         for ch, limit in zip(self.channels, self.limits, strict=True):
             if limit.voltage[0] < 0:
                 raise InstrumentError(
@@ -245,8 +258,8 @@ class QontrolDriver(VoltageOutputs):
     def get(self, control: str, **fields: Any) -> Any:
         row = self._row(control, "get")
         assert row.get is not None
-        query = row.get.format(**fields)
-        return self.ask(query, row.parse, 1)[0]
+        query, parse = row.get.format(**fields), row.parse
+        return self.link.run(query, lambda transport: self._converse(transport, query, parse, 1))[0]
 
     def ask(self, query: str, parse: Callable[[str], T], count: int | None) -> list[T]:
         """The ``count`` reply lines of ``query``, parsed (``None``: as many as come before a pause)."""
@@ -434,12 +447,14 @@ class QontrolDriver(VoltageOutputs):
 
     def _check_range(self, positions: np.ndarray, volts: np.ndarray) -> None:
         """The bench's range, checked here too: nothing outside it reaches the wire, guard or not."""
-        for p, v in zip(positions, volts, strict=True):
-            if not self._low[p] <= v <= self._high[p]:
-                raise InstrumentError(
-                    f"{self.where}: channel {self.channels[p]} = {v:g} V refused: outside the bench range"
-                    f" [{self._low[p]:g}, {self._high[p]:g}] V"
-                )
+        outside = ~((self._low[positions] <= volts) & (volts <= self._high[positions]))  # NaN is outside
+        if outside.any():
+            k = int(np.argmax(outside))
+            p, v = int(positions[k]), float(volts[k])
+            raise InstrumentError(
+                f"{self.where}: channel {self.channels[p]} = {v:g} V refused: outside the bench range"
+                f" [{self._low[p]:g}, {self._high[p]:g}] V"
+            )
 
     def write_outputs(self, positions: np.ndarray, volts: np.ndarray) -> None:
         """A whole-module ``vvec`` line where several channels of a module change and its other channels
@@ -449,8 +464,11 @@ class QontrolDriver(VoltageOutputs):
         volts = np.asarray(volts, dtype=float)
         self._check_range(positions, volts)
         lines = self._lines(positions, volts)
-        start = np.array([float(np.sum(np.abs(self._last[p]))) for p, _, _ in lines])
-        end = np.array([float(np.sum(np.abs(v))) for _, v, _ in lines])
+        if not lines:
+            return
+        offsets = np.cumsum([0, *(len(p) for p, _, _ in lines[:-1])])
+        start = np.add.reduceat(np.abs(self._last[np.concatenate([p for p, _, _ in lines])]), offsets)
+        end = np.add.reduceat(np.abs(np.concatenate([v for _, v, _ in lines])), offsets)
         for k in power_safe_order(start, end):
             line_positions, line_volts, command = lines[k]
             try:
@@ -464,26 +482,36 @@ class QontrolDriver(VoltageOutputs):
     def _lines(self, positions: np.ndarray, volts: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, str]]:
         """The command lines of one write: ``(positions, volts, line)`` each."""
         target = dict(zip(positions.tolist(), volts.tolist(), strict=True))
-        position_of = {ch: p for p, ch in enumerate(self.channels)}
-        starts = np.cumsum((0, *self.module_channels))
         lines = []
         single = set(target)
-        for first, end in itertools.pairwise(starts):
-            module = [position_of.get(ch) for ch in range(int(first), int(end))]
-            if not self.vector_write or sum(p in target for p in module if p is not None) < 2:
-                continue  # one changed channel: its own short line
-            if any(p is None for p in module):
-                continue  # channels of this module that are not this device's: never written
-            values = [target.get(p, self._commanded[p]) for p in module if p is not None]
-            index = np.array(module, dtype=int)
-            command = self.command("vector", ",".join(wire_number(v) for v in values), ch=int(first))
-            if all(math.isfinite(v) for v in values) and len(command) <= self.max_line:
-                lines.append((index, np.array(values), command))
-                single -= set(index.tolist())
+        for first, module in self._modules() if self.vector_write else ():
+            if module is None or sum(p in target for p in module) < 2:
+                continue  # channels that are not this device's (never written), or one change: its own line
+            values = [target[p] if p in target else float(self._commanded[p]) for p in module]
+            if not all(map(math.isfinite, values)):
+                continue  # a channel without a set point: nothing to re-send for it
+            command = self.command("vector", ",".join(map(wire_number, values)), ch=first)
+            if len(command) <= self.max_line:
+                lines.append((np.array(module), np.array(values), command))
+                single.difference_update(module)
         for p in sorted(single, key=lambda p: self.channels[p]):
             command = self.command("voltage", target[p], ch=self.channels[p])
             lines.append((np.array([p]), np.array([target[p]]), command))
         return lines
+
+    def _modules(self) -> list[tuple[int, list[int] | None]]:
+        """Each module's first chain channel and the positions of its channels (``None`` where some of its
+        channels are not this device's), worked out once per chain layout."""
+        layout, modules = self._layout
+        if layout != self.module_channels:
+            position_of = {ch: p for p, ch in enumerate(self.channels)}
+            modules, first = [], 0
+            for n in self.module_channels:
+                found = [position_of.get(ch) for ch in range(first, first + n)]
+                modules.append((first, None if None in found else [p for p in found if p is not None]))
+                first += n
+            self._layout = (self.module_channels, modules)
+        return modules
 
 
 def build(name: str, spec: DeviceSpec, context: BenchContext) -> QontrolDriver:
