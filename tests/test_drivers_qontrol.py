@@ -12,8 +12,11 @@ from labsat.benchfile import ChannelLimits
 from labsat.drivers.conditions import OutputsLost
 from labsat.drivers.qontrol import QontrolDriver, wire_number
 from labsat.drivers.testing import Pair, expected_protocol
-from labsat.drivers.transport import Link
+from labsat.drivers.transport import Link, RetryPolicy, transport_opener
 from labsat.errors import InstrumentError
+from labsat.simulators.emulators import protocol_labsatemu
+from labsat.simulators.emulators.memory import MemoryBackend
+from labsat.simulators.emulators.qontrol import QontrolEmulator
 
 LIMITS = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=1000.0, current_max_ma=4.5)
 
@@ -282,3 +285,38 @@ def test_a_line_garbled_on_its_way_in_is_sent_again(fault: str) -> None:
         driver.write_voltages(np.array([0]), np.array([1.0]))
     assert driver.commanded.tolist() == [1.0]
     assert link.reconnects == 1
+
+
+# -- refusals from the emulated chain: instrument, channel, code and meaning -------------------------
+
+
+def test_refusals_from_the_emulated_chain_name_the_device_the_bench_channel_the_code_and_its_meaning() -> None:
+    emulator = QontrolEmulator(MemoryBackend(16), [1000.0] * 16)
+    url = protocol_labsatemu.publish("qontrol-refusals", emulator)
+    try:
+        policy = RetryPolicy(timeout_s=0.5, retries=0)
+        link = Link("heaters", url, transport_opener(url, {}, policy.timeout_s), policy)
+        names = [f"h{k}" for k in range(16)]
+        driver = QontrolDriver("heaters", link, list(range(16)), [LIMITS] * 16, channel_names=names).connect()
+        emulator.handle("vmax11=1.0")  # lowered at the module, behind labsat's back
+        over = (
+            r"^heaters \(labsatemu://qontrol-refusals\): 'v11=2' was refused: "
+            r"E01:11, over-voltage on channel 11 \(h11\)$"
+        )
+        with pytest.raises(InstrumentError, match=over):
+            driver.write_voltages(np.array([11]), np.array([2.0]))
+        long_line = "vvec0=" + ",".join(["1.2345"] * 10)  # 65 characters: past the instruction buffer
+        too_long = (
+            r"'vvec0=1\.2345,.+' was refused: E14:01, buffer overflow: single instruction overflow "
+            r"\(the line is too long\); the line was for channels 0\.\.9$"
+        )
+        with pytest.raises(InstrumentError, match=too_long):
+            driver.send(long_line)
+        with pytest.raises(
+            InstrumentError,
+            match=r"'x3=1' was refused: E10:00, unrecognised command; the line was for channel 3 \(h3\)$",
+        ):
+            driver.send("x3=1")
+        driver.close()
+    finally:
+        protocol_labsatemu.withdraw("qontrol-refusals")

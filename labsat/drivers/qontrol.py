@@ -104,6 +104,7 @@ VOLTS = re.compile(r"([-+]?\d+(?:\.\d*)?) V")
 MILLIAMPS = re.compile(r"([-+]?\d+(?:\.\d*)?) mA")
 MODULE_ID = re.compile(r"[A-Za-z]\w*-[0-9A-Fa-f*]+")
 COUNT = re.compile(r"\d+")
+COMMAND_CHANNEL = re.compile(r"([A-Za-z]+?)(\d+)[=?](.*)")  # v3=1.5, vvec8=a,b,…, i3?
 CONTROL_CHARACTERS = "".join(map(chr, range(32)))
 MAX_SKIPPED = 16  # lines discarded as out of step before an exchange gives up and the link is reset
 WIRE_DECIMALS = 4  # volts and mA on the wire: 4 decimals, the modules' 16-bit resolution
@@ -175,14 +176,38 @@ class Fault:
         match = ERROR_REPLY.fullmatch(line)
         return None if match is None else cls(int(match.group(1)), match.group(2))
 
-    def describe(self) -> str:
+    @property
+    def channel(self) -> int | None:
+        """The chain channel the reply names, for the codes whose field is one."""
+        return int(self.field) if self.field is not None and self.code in CHANNEL_ERRORS else None
+
+    def describe(self, names: Mapping[int, str] | None = None) -> str:
+        """Code, meaning and channel (with its bench name from ``names`` where it has one)."""
         text = f"E{self.code:02d}" + (f":{self.field}" if self.field is not None else "")
         meaning = ERRORS.get(self.code, "unrecognised error code")
-        if self.field is not None and self.code in CHANNEL_ERRORS:
-            return f"{text}, {meaning} on channel {int(self.field)}"
+        if self.channel is not None:
+            return f"{text}, {meaning} on {channel_text(self.channel, names or {})}"
         subcodes = SUBCODES.get(self.code, {})
         detail = next((what for sub, what in subcodes.items() if (self.field or "").endswith(sub)), None)
         return f"{text}, {meaning}" + (f": {detail}" if detail else "")
+
+
+def channel_text(channel: int, names: Mapping[int, str]) -> str:
+    """``channel 3 (h3)``: the chain channel and, where the bench names it, the bench's name."""
+    name = names.get(channel)
+    return f"channel {channel}" + (f" ({name})" if name else "")
+
+
+def command_channels(command: str, names: Mapping[int, str]) -> str | None:
+    """The channels a command line is for (``v3=1.5``: channel 3; ``vvec8=a,b``: channels 8 and 9), as text."""
+    match = COMMAND_CHANNEL.match(command)
+    if match is None:
+        return None
+    first = int(match.group(2))
+    count = len(match.group(3).split(",")) if match.group(1).lower() == "vvec" else 1
+    if count == 1:
+        return channel_text(first, names)
+    return f"channels {first}..{first + count - 1}"
 
 
 class PoweredUp(LinkError):
@@ -218,8 +243,10 @@ class QontrolDriver(VoltageOutputs):
         max_line: int = 64,
         readback_tolerance_v: float = 0.01,
         inter_line_timeout_s: float = 0.1,
+        channel_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__(name, link, channels, limits)
+        self.channel_names: dict[int, str] = dict(zip(self.channels, channel_names or (), strict=False))
         self.vector_write = vector_write
         self.max_line = max_line
         self.tolerance_v = readback_tolerance_v
@@ -326,8 +353,11 @@ class QontrolDriver(VoltageOutputs):
         if trailing:
             log.warning("%s: %r also answered %s", self.where, command, trailing)
         if fault.code in TRANSIENT:
-            raise LinkError(f"{self.where}: {command!r} arrived garbled: {fault.describe()}")
-        raise InstrumentError(f"{self.where}: {command!r} was refused: {fault.describe()}")
+            raise LinkError(f"{self.where}: {command!r} arrived garbled: {fault.describe(self.channel_names)}")
+        text = fault.describe(self.channel_names)
+        if fault.channel is None and (channels := command_channels(command, self.channel_names)) is not None:
+            text += f"; the line was for {channels}"  # the reply names none: the command does
+        raise InstrumentError(f"{self.where}: {command!r} was refused: {text}")
 
     # -- connect: the chain, its full scales, the device-side limits --------------------------------
 
@@ -527,4 +557,5 @@ def build(name: str, spec: DeviceSpec, context: BenchContext) -> QontrolDriver:
         max_line=int(options.get("max_line", 64)),
         readback_tolerance_v=float(options.get("readback_tolerance_v", 0.01)),
         inter_line_timeout_s=float(options.get("inter_line_timeout_s", 0.1)),
+        channel_names=spec.channels.names if spec.channels is not None else None,
     ).connect()

@@ -81,6 +81,11 @@ class ScpiDaq(Instrument):
     def integration_time(self) -> float:
         return self._aperture
 
+    @property
+    def error_where(self) -> str:
+        """Every setting and reading is for the bench's scan list: a refusal names its channels."""
+        return f"{self.where} channels {self._channel_list}"
+
     def configure(self) -> None:
         self.send("*CLS")  # an error someone else left in the queue must not fail the connect
         self.send(self.command("configure", None, channels=self._channel_list))
@@ -95,7 +100,7 @@ class ScpiDaq(Instrument):
 
     def _initiate_and_fetch(self, transport: Transport) -> list[float]:
         """``INIT`` then ``FETC?`` as one exchange, so a retry repeats both."""
-        self.dialect.confirm(transport, "INIT", self.where)
+        self.dialect.confirm(transport, "INIT", self.error_where)
         row = self.controls["fetch"]
         assert row.get is not None
         return list(row.parse(transport.query(row.get)))
