@@ -17,7 +17,8 @@ What the driver makes of it:
   out of step fails and is retried on a fresh link. An error reply is drained of its trailing lines
   (the recorded ``E14:00`` came with ``E15:00``), so a command never reads the previous one's reply.
   ``E15`` (serial error) and ``E16`` (timed out) mean the line reached the modules damaged: it is
-  sent again, as the vendor library does for ``E15``; every other code is a refusal.
+  sent again on the same port (:data:`RESENDS` times), as the vendor library does for ``E15``, then
+  the link is reopened; every other code is a refusal.
 - **The chain from the device.** ``idall?`` (the identity: every module's ID, one line each),
   ``nchanall?`` (channels per module), ``vfullall?``/``ifullall?`` (full scale per module: Q8iv
   12 V/24 mA, Q8b about 83 mA, Q8a 100 mA). A bench range beyond a channel's full scale is refused
@@ -41,7 +42,8 @@ What the driver makes of it:
   are ramped back. The rest get no write.
 
 Bench options: ``vector_write`` (default true), ``max_line`` (characters per line, default 64: the
-modules overflow on long lines), ``readback_tolerance_v`` (0.01), ``inter_line_timeout_s`` (0.1:
+modules overflow on long lines; a ``vvec`` line longer than this goes out as ``v{ch}=`` lines),
+``readback_tolerance_v`` (0.01), ``inter_line_timeout_s`` (0.1:
 how long to wait for another line of a reply of unknown length), ``baudrate`` (115200), and the
 link's ``timeout_s``/``retries``/``backoff_s``.
 """
@@ -96,7 +98,15 @@ SUBCODES = {  # codes whose field after the colon is a sub-code (15:X0, 15:X1), 
     15: {"0": "serial overflow", "1": "serial framing error"},
 }
 CHANNEL_ERRORS = {1, 2, 11, 12, 13}  # codes whose field after the colon is the channel
-TRANSIENT = {15, 16}  # the line was garbled on its way in: worth sending again (the vendor library retries E15)
+# E15 (serial error) and E16 (timed out): the line was garbled or too slow on its way in and not executed.
+# The vendor library (qontrol.py 1.1.20, Qontroller._issue_command_receive_response) sends the same command
+# again on the same port whenever an E15 arrives, without a bound; it names E16 "Command timed out." in
+# COMMON_ERRORS and only raises it where a caller lists it in target_errors. labsat sends both again on the
+# same port up to RESENDS times (a setting is absolute, so sending it twice is harmless; a line dropped half-way
+# was never executed), then fails the exchange as a link error: the link then reopens the port, with its own
+# bounded retries, so neither a noisy cable nor a chain that keeps timing out can hang a caller.
+TRANSIENT = {15, 16}
+RESENDS = 2
 POWERED_UP = 90
 
 ERROR_REPLY = re.compile(r"E(\d+)(?::([0-9A-Za-z]+))?")
@@ -107,6 +117,12 @@ COUNT = re.compile(r"\d+")
 COMMAND_CHANNEL = re.compile(r"([A-Za-z]+?)(\d+)[=?](.*)")  # v3=1.5, vvec8=a,b,…, i3?
 CONTROL_CHARACTERS = "".join(map(chr, range(32)))
 MAX_SKIPPED = 16  # lines discarded as out of step before an exchange gives up and the link is reset
+# The line limit: the vendor library sets none (qontrol.py 1.1.20, QXOutput.set_all_values sends one
+# "VVEC{first}=a,b,..." line per module, each value as str() writes it, however long). What bounds it is the
+# recorded session with two Q8iv (progs/two_q8iv_4.json, tests/fixtures/qontrol_two_q8iv.json): an 89-character
+# "V0=" line of 16 values was answered E14:00 then E15:00, three times out of three, while 21-character lines
+# were taken. 64 lies within those bounds and holds one module's vvec at 4 decimals below 10 V
+# ("vvec0=" + 8 x "9.9999," less one comma: 61 characters); the exact buffer size is not published.
 WIRE_DECIMALS = 4  # volts and mA on the wire: 4 decimals, the modules' 16-bit resolution
 RESOLUTION = Decimal(1).scaleb(-WIRE_DECIMALS)
 
@@ -210,6 +226,10 @@ def command_channels(command: str, names: Mapping[int, str]) -> str | None:
     return f"channels {first}..{first + count - 1}"
 
 
+class Garbled(LinkError):
+    """``E15``/``E16``: the line reached the modules damaged or late and was not executed; worth sending again."""
+
+
 class PoweredUp(LinkError):
     """The modules restarted (``E90``): every setting is lost; the link is reset and the outputs restored."""
 
@@ -304,6 +324,17 @@ class QontrolDriver(VoltageOutputs):
                 raise InstrumentError(f"{self.where}: a Qontrol needs a serial line transport, not {kind}")
             port = self._line_transport = transport
         assert port is not None
+        for resend in range(RESENDS + 1):
+            try:
+                return self._lines_of(port, command, parse, count)
+            except Garbled as exc:
+                if resend == RESENDS:
+                    raise
+                log.warning("%s: sending %r again: %s", self.where, command, exc)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _lines_of(self, port: LineTransport, command: str, parse: Callable[[str], T], count: int | None) -> list[T]:
+        """One exchange: stale lines drained, the command written, its reply lines read and parsed."""
         for line in port.drain():
             self._stale(line, command)
         port.write(command)
@@ -353,7 +384,7 @@ class QontrolDriver(VoltageOutputs):
         if trailing:
             log.warning("%s: %r also answered %s", self.where, command, trailing)
         if fault.code in TRANSIENT:
-            raise LinkError(f"{self.where}: {command!r} arrived garbled: {fault.describe(self.channel_names)}")
+            raise Garbled(f"{self.where}: {command!r} arrived garbled: {fault.describe(self.channel_names)}")
         text = fault.describe(self.channel_names)
         if fault.channel is None and (channels := command_channels(command, self.channel_names)) is not None:
             text += f"; the line was for {channels}"  # the reply names none: the command does
