@@ -276,24 +276,22 @@ def test_a_line_the_modules_would_overflow_is_sent_channel_by_channel() -> None:
         driver.write_voltages(np.arange(8), volts)
 
 
-@pytest.mark.parametrize("fault", ["E15:01", "E16:00"])  # a framing error; a line that arrived too slowly
-def test_a_line_garbled_on_its_way_in_is_sent_again_on_the_same_port(fault: str) -> None:
-    pairs = [*_connect_pairs(n=1), ("v0=1", fault), ("v0=1", fault), ("v0=1", "OK")]
-    with expected_protocol(pairs, retries=0) as link:
-        driver = _driver(link, n=1)
-        driver.write_voltages(np.array([0]), np.array([1.0]))
-    assert driver.commanded.tolist() == [1.0]
-    assert link.reconnects == 0
-
-
-def test_a_line_that_keeps_arriving_garbled_reopens_the_link() -> None:
-    reconnect = _connect_pairs(n=1, limits_set={0})
-    pairs = [*_connect_pairs(n=1), *[("v0=1", "E15:01")] * 3, *reconnect, ("v0=1", "OK")]
+@pytest.mark.parametrize(
+    ("faults", "reconnects"),
+    [
+        (["E15:01", "E15:01"], 0),  # a framing error, twice: sent again on the same port
+        (["E16:00", "E16:00"], 0),  # a line that arrived too slowly
+        (["E15:01"] * 3, 1),  # still garbled after the resends: the link is reopened
+    ],
+)
+def test_a_line_garbled_on_its_way_in_is_sent_again(faults: list[str], reconnects: int) -> None:
+    pairs = [*_connect_pairs(n=1), *[("v0=1", fault) for fault in faults]]
+    pairs += [*(_connect_pairs(n=1, limits_set={0}) if reconnects else []), ("v0=1", "OK")]
     with expected_protocol(pairs, retries=1) as link:
         driver = _driver(link, n=1)
         driver.write_voltages(np.array([0]), np.array([1.0]))
     assert driver.commanded.tolist() == [1.0]
-    assert link.reconnects == 1
+    assert link.reconnects == reconnects
 
 
 # -- refusals from the emulated chain: instrument, channel, code and meaning -------------------------
