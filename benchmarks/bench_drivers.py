@@ -50,6 +50,24 @@ from labsat.simulators.emulators.scpi import DacEmulator, DaqEmulator
 from labsat.simulators.emulators.tcp import TcpServer
 
 SECTION = "bench_drivers"
+CASES = [
+    "What each case does:",
+    "",
+    "- *qontrol raw query*: a bare pyserial port on the same `labsatemu://` emulator checks `in_waiting` for",
+    "  stale lines (as the driver and the vendor's `qontrol.py` do before every command), writes `v0?` and",
+    "  reads the reply line with `read_until`.",
+    "- *qontrol driver query*: `QontrolDriver.get('voltage', ch=0)`: the same exchange through the link's",
+    "  lock and retry wrapper, with the reply checked (printable, not an `E<code>` reply) and parsed by pattern.",
+    "- *qontrol vector / per-channel write (64 ch)*: 64 new set points on 8 Q8iv modules: one acknowledged",
+    "  `vvec` line per module, or 64 acknowledged `v{ch}=` lines; both include the bench-range check, power-safe",
+    "  ordering and the emulator's own work per line (clamping at vmax/imax, the backend write).",
+    "- *daq raw query (TCP socket)*: `READ?` on a bare socket with Nagle off, reply read to its `\\n`.",
+    "- *daq raw query (pyvisa-py)*: `resource.query('READ?')` on a pyvisa-py resource opened as the driver opens",
+    "  its own (same library, termination and Nagle setting): the driver's transport without the driver.",
+    "- *daq driver read*: `ScpiDaq.read()`: the same `READ?` through the link, reply parsed and counted.",
+    "- *dac vector / per-channel write (8 ch)*: one compound SCPI message with its `SYST:ERR?`, or 8 messages",
+    "  each followed by `SYST:ERR?`.",
+]
 POLICY = RetryPolicy(timeout_s=2.0, retries=0)
 HEATER_LIMITS = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=1000.0, current_max_ma=4.5)
 DAC_LIMITS = ChannelLimits(voltage=(0.0, 2.2))
@@ -198,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
             table(results),
             "",
             *[f"- {label}: {ratio:.2f}×" for label, ratio in ratios],
+            "",
+            *CASES,
         ]
     )
     publish(SECTION, body, args)
