@@ -90,6 +90,18 @@ def floats_of(count: int) -> Callable[[str], list[float]]:
     return parse
 
 
+def float_array_of(count: int) -> Callable[[str], np.ndarray]:
+    """Exactly ``count`` comma-separated numbers as an array, converted in one pass (a scan's readings)."""
+
+    def parse(reply: str) -> np.ndarray:
+        values = np.array(reply.split(","), dtype=float)
+        if values.size != count:
+            raise ValueError(f"{values.size} values where {count} were expected in {reply!r}")
+        return values
+
+    return parse
+
+
 def on_off(reply: str) -> bool:
     """SCPI booleans: ``1``/``0``/``ON``/``OFF``."""
     text = reply.strip().upper()
