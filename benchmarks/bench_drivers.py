@@ -15,8 +15,9 @@
    messages).
 
 Backends are in memory: this measures the wire and driver layers, not the physics. Each figure is
-the median over ``--repeats`` batches. Results are printed and written to ``benchmarks/RESULTS.md``
-as this script's own section (replaced when re-run; other sections are kept).
+the median over ``--repeats`` batches; the batches of the cases one ratio compares are taken in
+turn. Results are printed and written to ``benchmarks/RESULTS.md`` as this script's own section
+(replaced when re-run; other sections are kept).
 
 Usage: ``python benchmarks/bench_drivers.py [--seconds 0.5] [--repeats 5] [--no-write]``
 """
@@ -73,21 +74,29 @@ HEATER_LIMITS = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=1000.0, current
 DAC_LIMITS = ChannelLimits(voltage=(0.0, 2.2))
 
 
-def rate(operation: Callable[[], object], seconds: float, repeats: int) -> float:
-    """Median operations per second over ``repeats`` batches of about ``seconds`` each."""
-    operation()  # warm-up: connections, caches
-    started, count = time.perf_counter(), 0
-    while time.perf_counter() - started < seconds / 10:
-        operation()
-        count += 1
-    batch = max(1, round(count * 10 * seconds / max(time.perf_counter() - started, 1e-9) / 10))
-    rates = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(batch):
+def rates(operations: dict[str, Callable[[], object]], seconds: float, repeats: int) -> dict[str, float]:
+    """Median operations per second of each case over ``repeats`` batches of about ``seconds`` each.
+
+    The batches of the cases compared with each other are taken in turn (A, B, C, A, B, C, ...), so a
+    change in the machine's load during the run falls on every case alike instead of on whichever
+    case happened to run then.
+    """
+    sizes = {}
+    for name, operation in operations.items():
+        operation()  # warm-up: connections, caches
+        started, count = time.perf_counter(), 0
+        while time.perf_counter() - started < seconds / 10:
             operation()
-        rates.append(batch / (time.perf_counter() - started))
-    return statistics.median(rates)
+            count += 1
+        sizes[name] = max(1, round(count * 10 * seconds / max(time.perf_counter() - started, 1e-9) / 10))
+    samples: dict[str, list[float]] = {name: [] for name in operations}
+    for _ in range(repeats):
+        for name, operation in operations.items():
+            started = time.perf_counter()
+            for _ in range(sizes[name]):
+                operation()
+            samples[name].append(sizes[name] / (time.perf_counter() - started))
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def _link(name: str, address: str) -> Link:
@@ -109,16 +118,22 @@ def qontrol_cases(seconds: float, repeats: int) -> dict[str, float]:
 
         values = iter(np.tile(np.linspace(0.0, 3.0, 7), 10**7))
         positions = np.arange(64)
-        return {
-            "qontrol raw query": rate(raw_query, seconds, repeats),
-            "qontrol driver query": rate(lambda: vector.get("voltage", ch=0), seconds, repeats),
-            "qontrol vector write (64 ch)": rate(
-                lambda: vector.write_voltages(positions, np.full(64, next(values))), seconds, repeats
-            ),
-            "qontrol per-channel write (64 ch)": rate(
-                lambda: single.write_voltages(positions, np.full(64, next(values))), seconds, repeats
-            ),
-        }
+        queries = rates(
+            {"qontrol raw query": raw_query, "qontrol driver query": lambda: vector.get("voltage", ch=0)},
+            seconds,
+            repeats,
+        )
+        writes = rates(
+            {
+                "qontrol vector write (64 ch)": lambda: vector.write_voltages(positions, np.full(64, next(values))),
+                "qontrol per-channel write (64 ch)": lambda: single.write_voltages(
+                    positions, np.full(64, next(values))
+                ),
+            },
+            seconds,
+            repeats,
+        )
+        return {**queries, **writes}
     finally:
         protocol_labsatemu.withdraw("bench-qontrol")
 
@@ -152,17 +167,28 @@ def scpi_cases(seconds: float, repeats: int) -> dict[str, float]:
         plain.connect()
         values = iter(np.tile(np.linspace(0.0, 2.0, 7), 10**7))
         positions = np.arange(8)
-        results = {
-            "daq raw query (TCP socket)": rate(raw_query, seconds, repeats),
-            "daq raw query (pyvisa-py)": rate(visa_query, seconds, repeats),
-            "daq driver read (pyvisa-py)": rate(daq.read, seconds, repeats),
-            "dac vector write (8 ch, one message)": rate(
-                lambda: compound.write_voltages(positions, np.full(8, next(values))), seconds, repeats
-            ),
-            "dac per-channel write (8 ch, 8 messages)": rate(
-                lambda: plain.write_voltages(positions, np.full(8, next(values))), seconds, repeats
-            ),
-        }
+        reads = rates(
+            {
+                "daq raw query (TCP socket)": raw_query,
+                "daq raw query (pyvisa-py)": visa_query,
+                "daq driver read (pyvisa-py)": daq.read,
+            },
+            seconds,
+            repeats,
+        )
+        writes = rates(
+            {
+                "dac vector write (8 ch, one message)": lambda: compound.write_voltages(
+                    positions, np.full(8, next(values))
+                ),
+                "dac per-channel write (8 ch, 8 messages)": lambda: plain.write_voltages(
+                    positions, np.full(8, next(values))
+                ),
+            },
+            seconds,
+            repeats,
+        )
+        results = {**reads, **writes}
         raw.close()
         visa.close()
         for driver in (daq, compound, plain):
@@ -211,7 +237,8 @@ def main(argv: list[str] | None = None) -> None:
             "",
             f"`{command}` — {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, nproc {nproc}, "
             f"load average {os.getloadavg()[0]:.1f} at the end, Python {sys.version.split()[0]}, in-memory "
-            f"emulator backends, medians of {args.repeats} batches.",
+            f"emulator backends, medians of {args.repeats} batches "
+            "(the batches of compared cases taken in turn).",
             "",
             table(results),
             "",
