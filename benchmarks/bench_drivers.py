@@ -1,20 +1,23 @@
 """Benchmark: what the driver layer costs on the wire, and what a vector write saves.
 
 1. Queries per second through a real driver (validation, dialect checks, the link's lock, logging and
-   retry wrapper, the transport) against the same emulator queried raw, so the driver's overhead is
-   visible next to the wire's own round trip:
+   retry wrapper, the transport) against the same emulator queried raw with the same wire exchange,
+   so the driver's overhead is visible next to the round trip:
    - Qontrol over the ``labsatemu://`` pyserial handler: ``driver.get("voltage")`` vs a bare
-     pyserial port writing ``v0?`` and reading the line;
+     pyserial port that, like the driver (and the vendor's ``qontrol.py``), looks for stale lines
+     (``in_waiting``) before it writes ``v0?``, then reads the reply line;
    - SCPI DAQ over TCP on 127.0.0.1: ``daq.read()`` (``READ?`` through pyvisa-py) vs a bare
-     socket sending the same line and reading the reply.
+     pyvisa-py resource sending ``READ?`` and reading the reply (the driver's own overhead), and vs
+     a bare socket doing the same (what the VISA library itself costs on top of the wire).
 2. One vector write against per-channel writes: 64 Qontrol channels on 8 modules (one ``vvec`` line
    per module vs 64 acknowledged ``v{ch}=`` lines) and 8 DAC channels (one compound SCPI message with its error check
    vs 8 messages each followed by ``SYST:ERR?``, the only way for an instrument without compound
    messages).
 
 Backends are in memory: this measures the wire and driver layers, not the physics. Each figure is
-the median over ``--repeats`` batches. Results are printed and written to ``benchmarks/RESULTS.md``
-as this script's own section (replaced when re-run; other sections are kept).
+the median over ``--repeats`` batches; the batches of the cases one ratio compares are taken in
+turn. Results are printed and written to ``benchmarks/RESULTS.md`` as this script's own section
+(replaced when re-run; other sections are kept).
 
 Usage: ``python benchmarks/bench_drivers.py [--seconds 0.5] [--repeats 5] [--no-write]``
 """
@@ -40,7 +43,7 @@ from labsat.drivers.instrument import Scpi
 from labsat.drivers.qontrol import QontrolDriver
 from labsat.drivers.scpi_dac import ScpiDac
 from labsat.drivers.scpi_daq import ScpiDaq
-from labsat.drivers.transport import Link, RetryPolicy, transport_opener
+from labsat.drivers.transport import Link, RetryPolicy, VisaTransport, transport_opener
 from labsat.simulators.emulators import protocol_labsatemu
 from labsat.simulators.emulators.memory import MemoryBackend as Memory
 from labsat.simulators.emulators.qontrol import QontrolEmulator
@@ -48,26 +51,52 @@ from labsat.simulators.emulators.scpi import DacEmulator, DaqEmulator
 from labsat.simulators.emulators.tcp import TcpServer
 
 SECTION = "bench_drivers"
+CASES = [
+    "What each case does:",
+    "",
+    "- *qontrol raw query*: a bare pyserial port on the same `labsatemu://` emulator checks `in_waiting` for",
+    "  stale lines (as the driver and the vendor's `qontrol.py` do before every command), writes `v0?` and",
+    "  reads the reply line with `read_until`.",
+    "- *qontrol driver query*: `QontrolDriver.get('voltage', ch=0)`: the same exchange through the link's",
+    "  lock and retry wrapper, with the reply checked (printable, not an `E<code>` reply) and parsed by pattern.",
+    "- *qontrol vector / per-channel write (64 ch)*: 64 new set points on 8 Q8iv modules: one acknowledged",
+    "  `vvec` line per module, or 64 acknowledged `v{ch}=` lines; both include the bench-range check, power-safe",
+    "  ordering and the emulator's own work per line (clamping at vmax/imax, the backend write).",
+    "- *daq raw query (TCP socket)*: `READ?` on a bare socket with Nagle off, reply read to its `\\n`.",
+    "- *daq raw query (pyvisa-py)*: `resource.query('READ?')` on a pyvisa-py resource opened as the driver opens",
+    "  its own (same library, termination and Nagle setting): the driver's transport without the driver.",
+    "- *daq driver read*: `ScpiDaq.read()`: the same `READ?` through the link, reply parsed and counted.",
+    "- *dac vector / per-channel write (8 ch)*: one compound SCPI message with its `SYST:ERR?`, or 8 messages",
+    "  each followed by `SYST:ERR?`.",
+]
 POLICY = RetryPolicy(timeout_s=2.0, retries=0)
 HEATER_LIMITS = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=1000.0, current_max_ma=4.5)
 DAC_LIMITS = ChannelLimits(voltage=(0.0, 2.2))
 
 
-def rate(operation: Callable[[], object], seconds: float, repeats: int) -> float:
-    """Median operations per second over ``repeats`` batches of about ``seconds`` each."""
-    operation()  # warm-up: connections, caches
-    started, count = time.perf_counter(), 0
-    while time.perf_counter() - started < seconds / 10:
-        operation()
-        count += 1
-    batch = max(1, round(count * 10 * seconds / max(time.perf_counter() - started, 1e-9) / 10))
-    rates = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(batch):
+def rates(operations: dict[str, Callable[[], object]], seconds: float, repeats: int) -> dict[str, float]:
+    """Median operations per second of each case over ``repeats`` batches of about ``seconds`` each.
+
+    The batches of the cases compared with each other are taken in turn (A, B, C, A, B, C, ...), so a
+    change in the machine's load during the run falls on every case alike instead of on whichever
+    case happened to run then.
+    """
+    sizes = {}
+    for name, operation in operations.items():
+        operation()  # warm-up: connections, caches
+        started, count = time.perf_counter(), 0
+        while time.perf_counter() - started < seconds / 10:
             operation()
-        rates.append(batch / (time.perf_counter() - started))
-    return statistics.median(rates)
+            count += 1
+        sizes[name] = max(1, round(count * 10 * seconds / max(time.perf_counter() - started, 1e-9) / 10))
+    samples: dict[str, list[float]] = {name: [] for name in operations}
+    for _ in range(repeats):
+        for name, operation in operations.items():
+            started = time.perf_counter()
+            for _ in range(sizes[name]):
+                operation()
+            samples[name].append(sizes[name] / (time.perf_counter() - started))
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def _link(name: str, address: str) -> Link:
@@ -82,21 +111,29 @@ def qontrol_cases(seconds: float, repeats: int) -> dict[str, float]:
         port = serial.serial_for_url(url, baudrate=115200, timeout=POLICY.timeout_s)
 
         def raw_query() -> None:
+            if port.in_waiting:  # nothing is waiting here: the check, not a read, is what it costs
+                port.reset_input_buffer()
             port.write(b"v0?\n")
             port.read_until(b"\n")
 
         values = iter(np.tile(np.linspace(0.0, 3.0, 7), 10**7))
         positions = np.arange(64)
-        return {
-            "qontrol raw query": rate(raw_query, seconds, repeats),
-            "qontrol driver query": rate(lambda: vector.get("voltage", ch=0), seconds, repeats),
-            "qontrol vector write (64 ch)": rate(
-                lambda: vector.write_voltages(positions, np.full(64, next(values))), seconds, repeats
-            ),
-            "qontrol per-channel write (64 ch)": rate(
-                lambda: single.write_voltages(positions, np.full(64, next(values))), seconds, repeats
-            ),
-        }
+        queries = rates(
+            {"qontrol raw query": raw_query, "qontrol driver query": lambda: vector.get("voltage", ch=0)},
+            seconds,
+            repeats,
+        )
+        writes = rates(
+            {
+                "qontrol vector write (64 ch)": lambda: vector.write_voltages(positions, np.full(64, next(values))),
+                "qontrol per-channel write (64 ch)": lambda: single.write_voltages(
+                    positions, np.full(64, next(values))
+                ),
+            },
+            seconds,
+            repeats,
+        )
+        return {**queries, **writes}
     finally:
         protocol_labsatemu.withdraw("bench-qontrol")
 
@@ -109,6 +146,11 @@ def scpi_cases(seconds: float, repeats: int) -> dict[str, float]:
         daq = ScpiDaq("pd", _link("pd", daq_server.address), range(1, 9)).connect()
         raw = socket.create_connection(("127.0.0.1", daq_server.port))
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        visa = VisaTransport(daq_server.address, timeout_s=POLICY.timeout_s)  # pyvisa-py, Nagle off, as the driver's
+        resource = visa._resource
+
+        def visa_query() -> None:
+            resource.query("READ?")
 
         def raw_query() -> None:
             raw.sendall(b"READ?\n")  # the scan the driver configured at connect, as its reads
@@ -125,17 +167,30 @@ def scpi_cases(seconds: float, repeats: int) -> dict[str, float]:
         plain.connect()
         values = iter(np.tile(np.linspace(0.0, 2.0, 7), 10**7))
         positions = np.arange(8)
-        results = {
-            "daq raw query (TCP socket)": rate(raw_query, seconds, repeats),
-            "daq driver read (pyvisa-py)": rate(daq.read, seconds, repeats),
-            "dac vector write (8 ch, one message)": rate(
-                lambda: compound.write_voltages(positions, np.full(8, next(values))), seconds, repeats
-            ),
-            "dac per-channel write (8 ch, 8 messages)": rate(
-                lambda: plain.write_voltages(positions, np.full(8, next(values))), seconds, repeats
-            ),
-        }
+        reads = rates(
+            {
+                "daq raw query (TCP socket)": raw_query,
+                "daq raw query (pyvisa-py)": visa_query,
+                "daq driver read (pyvisa-py)": daq.read,
+            },
+            seconds,
+            repeats,
+        )
+        writes = rates(
+            {
+                "dac vector write (8 ch, one message)": lambda: compound.write_voltages(
+                    positions, np.full(8, next(values))
+                ),
+                "dac per-channel write (8 ch, 8 messages)": lambda: plain.write_voltages(
+                    positions, np.full(8, next(values))
+                ),
+            },
+            seconds,
+            repeats,
+        )
+        results = {**reads, **writes}
         raw.close()
+        visa.close()
         for driver in (daq, compound, plain):
             driver.close()
         return results
@@ -158,7 +213,11 @@ def main(argv: list[str] | None = None) -> None:
     ratios = [
         ("driver query / raw query, Qontrol serial", results["qontrol driver query"] / results["qontrol raw query"]),
         (
-            "driver read / raw query, DAQ TCP",
+            "driver read / raw query, DAQ TCP, both through pyvisa-py",
+            results["daq driver read (pyvisa-py)"] / results["daq raw query (pyvisa-py)"],
+        ),
+        (
+            "driver read through pyvisa-py / raw query on a bare socket, DAQ TCP",
             results["daq driver read (pyvisa-py)"] / results["daq raw query (TCP socket)"],
         ),
         (
@@ -178,11 +237,14 @@ def main(argv: list[str] | None = None) -> None:
             "",
             f"`{command}` — {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, nproc {nproc}, "
             f"load average {os.getloadavg()[0]:.1f} at the end, Python {sys.version.split()[0]}, in-memory "
-            f"emulator backends, medians of {args.repeats} batches.",
+            f"emulator backends, medians of {args.repeats} batches "
+            "(the batches of compared cases taken in turn).",
             "",
             table(results),
             "",
             *[f"- {label}: {ratio:.2f}×" for label, ratio in ratios],
+            "",
+            *CASES,
         ]
     )
     publish(SECTION, body, args)

@@ -97,7 +97,7 @@ def test_instrument_error_names_command_and_every_queued_error() -> None:
         smu = _smu(link)
         with pytest.raises(
             InstrumentError,
-            match=r"smu \(scripted\): ':SOUR:VOLT:LEV 4.000000' was refused: -222 Data out of range; "
+            match=r"smu \(scripted\) channel 1: ':SOUR:VOLT:LEV 4.000000' was refused: -222 Data out of range; "
             r"-221 Settings conflict",
         ):
             smu.write_voltages(np.array([0]), np.array([4.0]))
@@ -180,9 +180,23 @@ def test_read_with_the_output_off_is_a_named_condition_and_never_reaches_the_ins
     assert emulator.handle(":SYST:ERR?") == '+803,"Not permitted with OUTPUT off"'  # ...and queues +803
     with served(emulator) as (_, address):
         smu = _bench_smu(address)
-        with pytest.raises(OutputOff, match=r"smu \(TCPIP::127.0.0.1::\d+::SOCKET\) channel 1: output off"):
+        with pytest.raises(OutputOff, match=r"smu \(TCPIP::127.0.0.1::\d+::SOCKET\) channel 1 \(ch0\): output off"):
             smu.measure()
         assert emulator.handle(":SYST:ERR?") == OK  # nothing was queued: :READ? was never sent
+        smu.close()
+
+
+def test_a_refused_write_names_the_smu_its_bench_channel_the_code_and_its_meaning() -> None:
+    with served(SmuEmulator(load_ohm=1000.0)) as (emulator, address):
+        smu = _bench_smu(address)
+        emulator.faults.refuse = 1  # the next setting: the level
+        refusal = (
+            r"^smu \(TCPIP::127.0.0.1::\d+::SOCKET\) channel 1 \(ch0\): ':SOUR:VOLT:LEV 1.000000' was refused: "
+            r"-300 Device-specific error$"
+        )
+        with pytest.raises(InstrumentError, match=refusal):
+            smu.write_voltages(np.array([0]), np.array([1.0]))
+        assert not emulator.output  # nothing after the refused level was sent
         smu.close()
 
 
@@ -191,7 +205,7 @@ def test_an_unanswered_read_has_its_error_blamed_on_it_not_on_the_next_setting()
         smu = _bench_smu(address)
         smu.write_voltages(np.array([0]), np.array([1.0]))
         emulator.output = False  # switched off at the front panel, behind labsat's back
-        with pytest.raises(InstrumentError, match=r"':READ\?' was refused: \+803 Not permitted with OUTPUT off"):
+        with pytest.raises(InstrumentError, match=r"channel 1 \(ch0\): ':READ\?' was refused: \+803 Not permitted"):
             smu._reading()
         smu.write_voltages(np.array([0]), np.array([1.2]))  # the queue is clean: this setting is not blamed
         assert emulator.output and emulator.level == 1.2
@@ -230,7 +244,7 @@ def test_compliance_is_reported_and_the_read_back_is_what_the_load_sees() -> Non
         smu = _bench_smu(address, ChannelLimits(voltage=(0.0, 5.0), resistance_ohm=1000.0, current_max_ma=1.0))
         with pytest.raises(
             InCompliance,
-            match=r"smu \(.+\) channel 1: in compliance: current limited at 0.001 A .+ the output is at 1 V, "
+            match=r"smu \(.+\) channel 1 \(ch0\): in compliance: current limited at 0.001 A .+ the output is at 1 V, "
             r"not the programmed 2.5 V",
         ):
             smu.write_voltages(np.array([0]), np.array([2.5]))
@@ -386,6 +400,6 @@ def test_behind_the_guard_compliance_is_reported_and_the_guard_keeps_the_real_ou
     bench, emulator = guarded
     assert emulator.compliance_a == 0.002
     smu = bench.source("smu")
-    with pytest.raises(InCompliance, match=r"smu \(.+\) channel 1: in compliance: current limited at 0.002 A"):
+    with pytest.raises(InCompliance, match=r"smu \(.+\) channel 1 \(v0\): in compliance: current limited at 0.002 A"):
         smu.set({"v0": 1.5})  # 3 mA into 500 Ω; the compliance is 2 mA
     assert smu.values().tolist() == pytest.approx([1.0])  # what the load sees, not the 1.5 V asked for

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from decimal import ROUND_DOWN, Decimal
 
 import numpy as np
 import pytest
@@ -11,8 +12,11 @@ from labsat.benchfile import ChannelLimits
 from labsat.drivers.conditions import OutputsLost
 from labsat.drivers.qontrol import QontrolDriver, wire_number
 from labsat.drivers.testing import Pair, expected_protocol
-from labsat.drivers.transport import Link
+from labsat.drivers.transport import Link, RetryPolicy, transport_opener
 from labsat.errors import InstrumentError
+from labsat.simulators.emulators import protocol_labsatemu
+from labsat.simulators.emulators.memory import MemoryBackend
+from labsat.simulators.emulators.qontrol import QontrolEmulator
 
 LIMITS = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=1000.0, current_max_ma=4.5)
 
@@ -248,6 +252,20 @@ def test_numbers_go_on_the_wire_at_four_decimals_rounded_towards_zero(value: flo
     assert wire_number(value) == text
 
 
+def test_the_wire_form_is_exact_decimal_rounding_towards_zero_of_any_number() -> None:
+    rng = np.random.default_rng(14)
+    values = [
+        *rng.uniform(-12.0, 12.0, 2000),
+        *(rng.uniform(-1.0, 1.0, 500) * 10.0 ** rng.integers(-9, 18, 500)),
+        *np.round(rng.uniform(0.0, 12.0, 500), 4),  # numbers already at the resolution
+        *(-0.0, 1e-4, -1e-4, 0.99999999, 12.0, 5e-5),
+    ]
+    for value in values:
+        exact = Decimal(repr(float(value))).quantize(Decimal("0.0001"), rounding=ROUND_DOWN).normalize()
+        assert wire_number(value) == f"{exact:f}", value
+        assert abs(float(wire_number(value))) <= abs(value)  # never past a limit
+
+
 def test_a_line_the_modules_would_overflow_is_sent_channel_by_channel() -> None:
     wide = ChannelLimits(voltage=(0.0, 12.0))
     pairs = [*_connect_pairs()[:6], ("vall?", _lines([0.0] * 8))]  # vmax/imax already at full scale
@@ -258,12 +276,54 @@ def test_a_line_the_modules_would_overflow_is_sent_channel_by_channel() -> None:
         driver.write_voltages(np.arange(8), volts)
 
 
-@pytest.mark.parametrize("fault", ["E15:01", "E16:00"])  # a framing error; a line that arrived too slowly
-def test_a_line_garbled_on_its_way_in_is_sent_again(fault: str) -> None:
-    reconnect = _connect_pairs(n=1, limits_set={0})
-    pairs = [*_connect_pairs(n=1), ("v0=1", fault), *reconnect, ("v0=1", "OK")]
+@pytest.mark.parametrize(
+    ("faults", "reconnects"),
+    [
+        (["E15:01", "E15:01"], 0),  # a framing error, twice: sent again on the same port
+        (["E16:00", "E16:00"], 0),  # a line that arrived too slowly
+        (["E15:01"] * 3, 1),  # still garbled after the resends: the link is reopened
+    ],
+)
+def test_a_line_garbled_on_its_way_in_is_sent_again(faults: list[str], reconnects: int) -> None:
+    pairs = [*_connect_pairs(n=1), *[("v0=1", fault) for fault in faults]]
+    pairs += [*(_connect_pairs(n=1, limits_set={0}) if reconnects else []), ("v0=1", "OK")]
     with expected_protocol(pairs, retries=1) as link:
         driver = _driver(link, n=1)
         driver.write_voltages(np.array([0]), np.array([1.0]))
     assert driver.commanded.tolist() == [1.0]
-    assert link.reconnects == 1
+    assert link.reconnects == reconnects
+
+
+# -- refusals from the emulated chain: instrument, channel, code and meaning -------------------------
+
+
+def test_refusals_from_the_emulated_chain_name_the_device_the_bench_channel_the_code_and_its_meaning() -> None:
+    emulator = QontrolEmulator(MemoryBackend(16), [1000.0] * 16)
+    url = protocol_labsatemu.publish("qontrol-refusals", emulator)
+    try:
+        policy = RetryPolicy(timeout_s=0.5, retries=0)
+        link = Link("heaters", url, transport_opener(url, {}, policy.timeout_s), policy)
+        names = [f"h{k}" for k in range(16)]
+        driver = QontrolDriver("heaters", link, list(range(16)), [LIMITS] * 16, channel_names=names).connect()
+        emulator.handle("vmax11=1.0")  # lowered at the module, behind labsat's back
+        over = (
+            r"^heaters \(labsatemu://qontrol-refusals\): 'v11=2' was refused: "
+            r"E01:11, over-voltage on channel 11 \(h11\)$"
+        )
+        with pytest.raises(InstrumentError, match=over):
+            driver.write_voltages(np.array([11]), np.array([2.0]))
+        long_line = "vvec0=" + ",".join(["1.2345"] * 10)  # 65 characters: past the instruction buffer
+        too_long = (
+            r"'vvec0=1\.2345,.+' was refused: E14:01, buffer overflow: single instruction overflow "
+            r"\(the line is too long\); the line was for channels 0\.\.9$"
+        )
+        with pytest.raises(InstrumentError, match=too_long):
+            driver.send(long_line)
+        with pytest.raises(
+            InstrumentError,
+            match=r"'x3=1' was refused: E10:00, unrecognised command; the line was for channel 3 \(h3\)$",
+        ):
+            driver.send("x3=1")
+        driver.close()
+    finally:
+        protocol_labsatemu.withdraw("qontrol-refusals")

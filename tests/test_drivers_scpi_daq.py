@@ -112,7 +112,7 @@ def test_init_and_fetch_read_the_scan_as_configured() -> None:
 
 
 def test_channels_the_instrument_lacks_are_refused_at_connect_with_code_and_channels() -> None:
-    refusal = r"pd \(.+\): 'CONF:VOLT:DC \(@101:104\)' was refused: -222 Data out of range"
+    refusal = r"pd \(.+\) channels \(@101:104\): 'CONF:VOLT:DC \(@101:104\)' was refused: -222 Data out of range"
     with served(DaqEmulator(Memory(4), first=1)) as (_, address), pytest.raises(InstrumentError, match=refusal):
         _bench_daq(address)  # the instrument has channels 1..4, the bench says 101..104
 

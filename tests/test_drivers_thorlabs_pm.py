@@ -104,13 +104,23 @@ def test_the_timeout_grows_with_the_averaging() -> None:
             ThorlabsPM("pm", fast_link("pm", address), average_count=count).connect()
 
 
+def test_a_refused_wavelength_names_the_meter_its_bench_channel_the_code_and_its_meaning() -> None:
+    with served(PowerMeterEmulator(lambda: 2e-4, coerce=False)) as (_, address):
+        refusal = (
+            r"^pm \(TCPIP::127.0.0.1::\d+::SOCKET\) channel 0 \(ch0\): 'SENS:CORR:WAV 5000' was refused: "
+            r"-222 Data out of range$"
+        )
+        with pytest.raises(InstrumentError, match=refusal):
+            _bench_meter(address, wavelength_nm=5000)  # outside the sensor's range, and this firmware says so
+
+
 def test_an_over_range_reading_is_a_named_condition_not_a_number() -> None:
     power = [1e-3]
     with served(PowerMeterEmulator(lambda: power[0], sensor_max_w=0.5)) as (emulator, address):
         meter = _bench_meter(address, wavelength_nm=1550, range_w=1e-2)
         power[0] = 0.05  # above the 10 mW range
         assert emulator.handle("MEAS:POW?") == "9.9E+37"
-        with pytest.raises(OverRange, match=r"pm \(TCPIP::127.0.0.1::\d+::SOCKET\) channel 0: over range"):
+        with pytest.raises(OverRange, match=r"pm \(TCPIP::127.0.0.1::\d+::SOCKET\) channel 0 \(ch0\): over range"):
             meter.read()
         meter.close()
 
@@ -118,7 +128,7 @@ def test_an_over_range_reading_is_a_named_condition_not_a_number() -> None:
 def test_a_refused_setting_is_reported_with_its_code_and_the_meter_reconnects_after_a_power_cycle() -> None:
     with served(PowerMeterEmulator(lambda: 2e-4)) as (emulator, address):
         emulator.faults.refuse = 1  # the first setting: *CLS
-        with pytest.raises(InstrumentError, match=r"'\*CLS' was refused: -300 Device-specific error"):
+        with pytest.raises(InstrumentError, match=r"channel 0 \(ch0\): '\*CLS' was refused: -300 Device-specific"):
             _bench_meter(address)
         meter = _bench_meter(address, wavelength_nm=1310, average_count=5)
         emulator.power_cycle()

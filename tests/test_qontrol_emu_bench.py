@@ -70,7 +70,7 @@ def test_a_multi_module_write_then_an_over_voltage_write_is_reported_as_refused(
     heaters.set_vector(target)
     np.testing.assert_allclose(emulator.volts[:16], target[:16])
     emulator.handle("vmax11=1.0")  # lowered at the module, behind labsat's back
-    with pytest.raises(InstrumentError, match=r"'v11=2' was refused: E01:11, over-voltage on channel 11"):
+    with pytest.raises(InstrumentError, match=r"'v11=2' was refused: E01:11, over-voltage on channel 11 \(h11\)$"):
         heaters.set({"h11": 2.0})
     assert emulator.volts[11] == 1.0  # the module clamped it...
     assert heaters.values()[11] == pytest.approx(1.0, abs=0.01)  # ...and the guard knows where it is

@@ -18,16 +18,22 @@ from __future__ import annotations
 from labsat.errors import InstrumentError
 
 
+def channel_where(where: str, channel: int | str, name: str | None = None) -> str:
+    """``where`` and a bench channel: its number on the instrument, and its bench name where it has one
+    (``smu (TCPIP::…) channel 1 (bias0)``)."""
+    return f"{where} channel {channel}" + (f" ({name})" if name else "")
+
+
 class InstrumentCondition(InstrumentError):
     """An instrument is in a named condition on one channel; ``condition`` is the short name."""
 
     condition = "condition"
 
-    def __init__(self, where: str, channel: int | str, detail: str) -> None:
+    def __init__(self, where: str, channel: int | str, detail: str, name: str | None = None) -> None:
         self.where = where
         self.channel = channel
         self.detail = detail
-        super().__init__(f"{where} channel {channel}: {self.condition}: {detail}")
+        super().__init__(f"{channel_where(where, channel, name)}: {self.condition}: {detail}")
 
 
 class InCompliance(InstrumentCondition):

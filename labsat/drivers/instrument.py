@@ -90,6 +90,18 @@ def floats_of(count: int) -> Callable[[str], list[float]]:
     return parse
 
 
+def float_array_of(count: int) -> Callable[[str], np.ndarray]:
+    """Exactly ``count`` comma-separated numbers as an array, converted in one pass (a scan's readings)."""
+
+    def parse(reply: str) -> np.ndarray:
+        values = np.array(reply.split(","), dtype=float)
+        if values.size != count:
+            raise ValueError(f"{values.size} values where {count} were expected in {reply!r}")
+        return values
+
+    return parse
+
+
 def on_off(reply: str) -> bool:
     """SCPI booleans: ``1``/``0``/``ON``/``OFF``."""
     text = reply.strip().upper()
@@ -215,6 +227,12 @@ class Instrument:
         """``name (address)``, the prefix of every error message."""
         return f"{self.name} ({self.link.address})"
 
+    @property
+    def error_where(self) -> str:
+        """Whom an error the instrument reports (a refusal, an error-queue entry) is about: :attr:`where`,
+        and the bench channel for an instrument whose every command is for one channel (or one scan)."""
+        return self.where
+
     def connect(self) -> Self:
         """Open the link, record the identity and configure the instrument."""
         self._identity = self.link.connect(identify=self._ask_identity, restore=self.restore)
@@ -255,13 +273,13 @@ class Instrument:
 
     def confirm(self, transport: Transport, command: str) -> None:
         """One exchange that sends a setting and makes sure the instrument took it."""
-        self.dialect.confirm(transport, command, self.where)
+        self.dialect.confirm(transport, command, self.error_where)
 
     def get(self, control: str, **fields: Any) -> Any:
         row = self._row(control, "get")
         assert row.get is not None
         query = row.get.format(**fields)
-        return self.link.query(query, lambda reply: row.parse(self.dialect.check_reply(query, reply, self.where)))
+        return self.link.query(query, lambda reply: row.parse(self.dialect.check_reply(query, reply, self.error_where)))
 
     def _ask_identity(self) -> str:
         return self.link.query(

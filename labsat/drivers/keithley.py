@@ -46,7 +46,7 @@ from labsat.benchfile import ChannelLimits, DeviceSpec
 from labsat.errors import InstrumentError
 from labsat.registry import BenchContext
 
-from .conditions import InCompliance, OutputOff, OutputsLost
+from .conditions import InCompliance, OutputOff, OutputsLost, channel_where
 from .instrument import (
     Control,
     Scpi,
@@ -123,15 +123,22 @@ class Keithley24xx(VoltageOutputs):
         limits: Sequence[ChannelLimits],
         compliance_a: float,
         dialect: Scpi | None = None,
+        channel_name: str | None = None,
     ) -> None:
         if len(channels) != 1:
             raise InstrumentError(f"{name}: a Keithley 24xx has one output; the bench gives it {len(channels)}")
         super().__init__(name, link, channels, limits, dialect)
         self.compliance_a = compliance_a
+        self.channel_name = channel_name  # the bench's name for the output, for messages
         self.ovp_v = math.nan
         self._scpi = dialect or type(self).dialect
         self._model = ""
         self._expect_on = False  # labsat left the output on
+
+    @property
+    def error_where(self) -> str:
+        """Every command is for the one output: a refusal names its bench channel."""
+        return channel_where(self.where, self.channels[0], self.channel_name)
 
     # -- settings ----------------------------------------------------------------------------------
 
@@ -228,7 +235,9 @@ class Keithley24xx(VoltageOutputs):
         """One reading: (volts, amps) at the output; an output that is off has none."""
         with self.link.lock:
             if not self.get("output"):
-                raise OutputOff(self.where, self.channels[0], "no reading is possible (:READ? would answer +803)")
+                raise OutputOff(
+                    self.where, self.channels[0], "no reading is possible (:READ? would answer +803)", self.channel_name
+                )
             volts, amps, _ = self._reading()
             return volts, amps
 
@@ -242,7 +251,7 @@ class Keithley24xx(VoltageOutputs):
         query = self.controls["reading"].get
         assert query is not None
         parse = self.controls["reading"].parse
-        volts, amps, status = self.link.run(query, lambda t: parse(self._scpi.ask(t, query, self.where)))
+        volts, amps, status = self.link.run(query, lambda t: parse(self._scpi.ask(t, query, self.error_where)))
         return float(volts), float(amps), int(status)
 
     def _raise_if_limited(self, programmed: float, volts: float, amps: float, status: int) -> None:
@@ -252,6 +261,7 @@ class Keithley24xx(VoltageOutputs):
                 self.channels[0],
                 f"over-voltage protection limits the output at {self.ovp_v:g} V: it is at {volts:g} V, "
                 f"not the programmed {programmed:g} V",
+                self.channel_name,
             )
         if status & STATUS_COMPLIANCE:
             raise InCompliance(
@@ -259,6 +269,7 @@ class Keithley24xx(VoltageOutputs):
                 self.channels[0],
                 f"current limited at {self.compliance_a:g} A ({amps:g} A measured): the output is at "
                 f"{volts:g} V, not the programmed {programmed:g} V",
+                self.channel_name,
             )
 
 
@@ -273,7 +284,8 @@ def build(name: str, spec: DeviceSpec, context: BenchContext) -> Keithley24xx:
         )
     dialect = scpi_dialect(spec.options, ERROR_QUERY)
     link = open_link(name, spec, context)
-    smu = Keithley24xx(name, link, channels, limits, float(compliance), dialect)
+    assert spec.channels is not None
+    smu = Keithley24xx(name, link, channels, limits, float(compliance), dialect, spec.channels.names[0])
     try:
         return smu.connect()
     except Exception:

@@ -17,7 +17,8 @@ What the driver makes of it:
   out of step fails and is retried on a fresh link. An error reply is drained of its trailing lines
   (the recorded ``E14:00`` came with ``E15:00``), so a command never reads the previous one's reply.
   ``E15`` (serial error) and ``E16`` (timed out) mean the line reached the modules damaged: it is
-  sent again, as the vendor library does for ``E15``; every other code is a refusal.
+  sent again on the same port (:data:`RESENDS` times), as the vendor library does for ``E15``, then
+  the link is reopened; every other code is a refusal.
 - **The chain from the device.** ``idall?`` (the identity: every module's ID, one line each),
   ``nchanall?`` (channels per module), ``vfullall?``/``ifullall?`` (full scale per module: Q8iv
   12 V/24 mA, Q8b about 83 mA, Q8a 100 mA). A bench range beyond a channel's full scale is refused
@@ -41,14 +42,14 @@ What the driver makes of it:
   are ramped back. The rest get no write.
 
 Bench options: ``vector_write`` (default true), ``max_line`` (characters per line, default 64: the
-modules overflow on long lines), ``readback_tolerance_v`` (0.01), ``inter_line_timeout_s`` (0.1:
+modules overflow on long lines; a ``vvec`` line longer than this goes out as ``v{ch}=`` lines),
+``readback_tolerance_v`` (0.01), ``inter_line_timeout_s`` (0.1:
 how long to wait for another line of a reply of unknown length), ``baudrate`` (115200), and the
 link's ``timeout_s``/``retries``/``backoff_s``.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import re
@@ -97,7 +98,15 @@ SUBCODES = {  # codes whose field after the colon is a sub-code (15:X0, 15:X1), 
     15: {"0": "serial overflow", "1": "serial framing error"},
 }
 CHANNEL_ERRORS = {1, 2, 11, 12, 13}  # codes whose field after the colon is the channel
-TRANSIENT = {15, 16}  # the line was garbled on its way in: worth sending again (the vendor library retries E15)
+# E15 (serial error) and E16 (timed out): the line was garbled or too slow on its way in and not executed.
+# The vendor library (qontrol.py 1.1.20, Qontroller._issue_command_receive_response) sends the same command
+# again on the same port whenever an E15 arrives, without a bound; it names E16 "Command timed out." in
+# COMMON_ERRORS and only raises it where a caller lists it in target_errors. labsat sends both again on the
+# same port up to RESENDS times (a setting is absolute, so sending it twice is harmless; a line dropped half-way
+# was never executed), then fails the exchange as a link error: the link then reopens the port, with its own
+# bounded retries, so neither a noisy cable nor a chain that keeps timing out can hang a caller.
+TRANSIENT = {15, 16}
+RESENDS = 2
 POWERED_UP = 90
 
 ERROR_REPLY = re.compile(r"E(\d+)(?::([0-9A-Za-z]+))?")
@@ -105,9 +114,17 @@ VOLTS = re.compile(r"([-+]?\d+(?:\.\d*)?) V")
 MILLIAMPS = re.compile(r"([-+]?\d+(?:\.\d*)?) mA")
 MODULE_ID = re.compile(r"[A-Za-z]\w*-[0-9A-Fa-f*]+")
 COUNT = re.compile(r"\d+")
+COMMAND_CHANNEL = re.compile(r"([A-Za-z]+?)(\d+)[=?](.*)")  # v3=1.5, vvec8=a,b,…, i3?
 CONTROL_CHARACTERS = "".join(map(chr, range(32)))
 MAX_SKIPPED = 16  # lines discarded as out of step before an exchange gives up and the link is reset
-RESOLUTION = Decimal("0.0001")  # volts and mA on the wire: 4 decimals, the modules' 16-bit resolution
+# The line limit: the vendor library sets none (qontrol.py 1.1.20, QXOutput.set_all_values sends one
+# "VVEC{first}=a,b,..." line per module, each value as str() writes it, however long). What bounds it is the
+# recorded session with two Q8iv (progs/two_q8iv_4.json, tests/fixtures/qontrol_two_q8iv.json): an 89-character
+# "V0=" line of 16 values was answered E14:00 then E15:00, three times out of three, while 21-character lines
+# were taken. 64 lies within those bounds and holds one module's vvec at 4 decimals below 10 V
+# ("vvec0=" + 8 x "9.9999," less one comma: 61 characters); the exact buffer size is not published.
+WIRE_DECIMALS = 4  # volts and mA on the wire: 4 decimals, the modules' 16-bit resolution
+RESOLUTION = Decimal(1).scaleb(-WIRE_DECIMALS)
 
 
 def volts_reply(line: str) -> float:
@@ -146,9 +163,19 @@ def ok_reply(line: str) -> str:
 
 
 def wire_number(value: float) -> str:
-    """``value`` at the wire's resolution, rounded towards zero (never past a limit), shortest form."""
-    number = Decimal(repr(float(value))).quantize(RESOLUTION, rounding=ROUND_DOWN).normalize()
-    return f"{number:f}"
+    """``value`` at the wire's resolution, rounded towards zero (never past a limit), shortest form.
+
+    Cut from the shortest decimal form (``repr``) of the number, which is what exact decimal
+    rounding of it gives; only a number ``repr`` writes with an exponent goes through
+    :class:`~decimal.Decimal` (every vector write formats a module's worth of numbers).
+    """
+    text = repr(float(value))
+    if "e" in text or "n" in text:  # 1e-05, 1.5e+16, nan, inf
+        number = Decimal(text).quantize(RESOLUTION, rounding=ROUND_DOWN).normalize()
+        return f"{number:f}"
+    whole, _, fraction = text.partition(".")
+    fraction = fraction[:WIRE_DECIMALS].rstrip("0")
+    return f"{whole}.{fraction}" if fraction else whole
 
 
 @dataclass(frozen=True)
@@ -160,17 +187,47 @@ class Fault:
 
     @classmethod
     def parse(cls, line: str) -> Fault | None:
+        if not line.startswith("E"):  # the common case, a value or OK, without the pattern
+            return None
         match = ERROR_REPLY.fullmatch(line)
         return None if match is None else cls(int(match.group(1)), match.group(2))
 
-    def describe(self) -> str:
+    @property
+    def channel(self) -> int | None:
+        """The chain channel the reply names, for the codes whose field is one."""
+        return int(self.field) if self.field is not None and self.code in CHANNEL_ERRORS else None
+
+    def describe(self, names: Mapping[int, str] | None = None) -> str:
+        """Code, meaning and channel (with its bench name from ``names`` where it has one)."""
         text = f"E{self.code:02d}" + (f":{self.field}" if self.field is not None else "")
         meaning = ERRORS.get(self.code, "unrecognised error code")
-        if self.field is not None and self.code in CHANNEL_ERRORS:
-            return f"{text}, {meaning} on channel {int(self.field)}"
+        if self.channel is not None:
+            return f"{text}, {meaning} on {channel_text(self.channel, names or {})}"
         subcodes = SUBCODES.get(self.code, {})
         detail = next((what for sub, what in subcodes.items() if (self.field or "").endswith(sub)), None)
         return f"{text}, {meaning}" + (f": {detail}" if detail else "")
+
+
+def channel_text(channel: int, names: Mapping[int, str]) -> str:
+    """``channel 3 (h3)``: the chain channel and, where the bench names it, the bench's name."""
+    name = names.get(channel)
+    return f"channel {channel}" + (f" ({name})" if name else "")
+
+
+def command_channels(command: str, names: Mapping[int, str]) -> str | None:
+    """The channels a command line is for (``v3=1.5``: channel 3; ``vvec8=a,b``: channels 8 and 9), as text."""
+    match = COMMAND_CHANNEL.match(command)
+    if match is None:
+        return None
+    first = int(match.group(2))
+    count = len(match.group(3).split(",")) if match.group(1).lower() == "vvec" else 1
+    if count == 1:
+        return channel_text(first, names)
+    return f"channels {first}..{first + count - 1}"
+
+
+class Garbled(LinkError):
+    """``E15``/``E16``: the line reached the modules damaged or late and was not executed; worth sending again."""
 
 
 class PoweredUp(LinkError):
@@ -206,8 +263,10 @@ class QontrolDriver(VoltageOutputs):
         max_line: int = 64,
         readback_tolerance_v: float = 0.01,
         inter_line_timeout_s: float = 0.1,
+        channel_names: Sequence[str] | None = None,
     ) -> None:
         super().__init__(name, link, channels, limits)
+        self.channel_names: dict[int, str] = dict(zip(self.channels, channel_names or (), strict=False))
         self.vector_write = vector_write
         self.max_line = max_line
         self.tolerance_v = readback_tolerance_v
@@ -221,6 +280,7 @@ class QontrolDriver(VoltageOutputs):
         self._measured = np.full(len(self.channels), math.nan)  # the latest measurement
         self._power_cycled = False
         self._line_transport: LineTransport | None = None
+        self._layout: tuple[tuple[int, ...], list[tuple[int, list[int] | None]]] = ((), [])
         for ch, limit in zip(self.channels, self.limits, strict=True):
             if limit.voltage[0] < 0:
                 raise InstrumentError(
@@ -245,8 +305,8 @@ class QontrolDriver(VoltageOutputs):
     def get(self, control: str, **fields: Any) -> Any:
         row = self._row(control, "get")
         assert row.get is not None
-        query = row.get.format(**fields)
-        return self.ask(query, row.parse, 1)[0]
+        query, parse = row.get.format(**fields), row.parse
+        return self.link.run(query, lambda transport: self._converse(transport, query, parse, 1))[0]
 
     def ask(self, query: str, parse: Callable[[str], T], count: int | None) -> list[T]:
         """The ``count`` reply lines of ``query``, parsed (``None``: as many as come before a pause)."""
@@ -264,6 +324,17 @@ class QontrolDriver(VoltageOutputs):
                 raise InstrumentError(f"{self.where}: a Qontrol needs a serial line transport, not {kind}")
             port = self._line_transport = transport
         assert port is not None
+        for resend in range(RESENDS + 1):
+            try:
+                return self._lines_of(port, command, parse, count)
+            except Garbled as exc:
+                if resend == RESENDS:
+                    raise
+                log.warning("%s: sending %r again: %s", self.where, command, exc)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _lines_of(self, port: LineTransport, command: str, parse: Callable[[str], T], count: int | None) -> list[T]:
+        """One exchange: stale lines drained, the command written, its reply lines read and parsed."""
         for line in port.drain():
             self._stale(line, command)
         port.write(command)
@@ -313,8 +384,11 @@ class QontrolDriver(VoltageOutputs):
         if trailing:
             log.warning("%s: %r also answered %s", self.where, command, trailing)
         if fault.code in TRANSIENT:
-            raise LinkError(f"{self.where}: {command!r} arrived garbled: {fault.describe()}")
-        raise InstrumentError(f"{self.where}: {command!r} was refused: {fault.describe()}")
+            raise Garbled(f"{self.where}: {command!r} arrived garbled: {fault.describe(self.channel_names)}")
+        text = fault.describe(self.channel_names)
+        if fault.channel is None and (channels := command_channels(command, self.channel_names)) is not None:
+            text += f"; the line was for {channels}"  # the reply names none: the command does
+        raise InstrumentError(f"{self.where}: {command!r} was refused: {text}")
 
     # -- connect: the chain, its full scales, the device-side limits --------------------------------
 
@@ -434,12 +508,14 @@ class QontrolDriver(VoltageOutputs):
 
     def _check_range(self, positions: np.ndarray, volts: np.ndarray) -> None:
         """The bench's range, checked here too: nothing outside it reaches the wire, guard or not."""
-        for p, v in zip(positions, volts, strict=True):
-            if not self._low[p] <= v <= self._high[p]:
-                raise InstrumentError(
-                    f"{self.where}: channel {self.channels[p]} = {v:g} V refused: outside the bench range"
-                    f" [{self._low[p]:g}, {self._high[p]:g}] V"
-                )
+        outside = ~((self._low[positions] <= volts) & (volts <= self._high[positions]))  # NaN is outside
+        if outside.any():
+            k = int(np.argmax(outside))
+            p, v = int(positions[k]), float(volts[k])
+            raise InstrumentError(
+                f"{self.where}: channel {self.channels[p]} = {v:g} V refused: outside the bench range"
+                f" [{self._low[p]:g}, {self._high[p]:g}] V"
+            )
 
     def write_outputs(self, positions: np.ndarray, volts: np.ndarray) -> None:
         """A whole-module ``vvec`` line where several channels of a module change and its other channels
@@ -449,8 +525,11 @@ class QontrolDriver(VoltageOutputs):
         volts = np.asarray(volts, dtype=float)
         self._check_range(positions, volts)
         lines = self._lines(positions, volts)
-        start = np.array([float(np.sum(np.abs(self._last[p]))) for p, _, _ in lines])
-        end = np.array([float(np.sum(np.abs(v))) for _, v, _ in lines])
+        if not lines:
+            return
+        offsets = np.cumsum([0, *(len(p) for p, _, _ in lines[:-1])])
+        start = np.add.reduceat(np.abs(self._last[np.concatenate([p for p, _, _ in lines])]), offsets)
+        end = np.add.reduceat(np.abs(np.concatenate([v for _, v, _ in lines])), offsets)
         for k in power_safe_order(start, end):
             line_positions, line_volts, command = lines[k]
             try:
@@ -464,26 +543,36 @@ class QontrolDriver(VoltageOutputs):
     def _lines(self, positions: np.ndarray, volts: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, str]]:
         """The command lines of one write: ``(positions, volts, line)`` each."""
         target = dict(zip(positions.tolist(), volts.tolist(), strict=True))
-        position_of = {ch: p for p, ch in enumerate(self.channels)}
-        starts = np.cumsum((0, *self.module_channels))
         lines = []
         single = set(target)
-        for first, end in itertools.pairwise(starts):
-            module = [position_of.get(ch) for ch in range(int(first), int(end))]
-            if not self.vector_write or sum(p in target for p in module if p is not None) < 2:
-                continue  # one changed channel: its own short line
-            if any(p is None for p in module):
-                continue  # channels of this module that are not this device's: never written
-            values = [target.get(p, self._commanded[p]) for p in module if p is not None]
-            index = np.array(module, dtype=int)
-            command = self.command("vector", ",".join(wire_number(v) for v in values), ch=int(first))
-            if all(math.isfinite(v) for v in values) and len(command) <= self.max_line:
-                lines.append((index, np.array(values), command))
-                single -= set(index.tolist())
+        for first, module in self._modules() if self.vector_write else ():
+            if module is None or sum(p in target for p in module) < 2:
+                continue  # channels that are not this device's (never written), or one change: its own line
+            values = [target[p] if p in target else float(self._commanded[p]) for p in module]
+            if not all(map(math.isfinite, values)):
+                continue  # a channel without a set point: nothing to re-send for it
+            command = self.command("vector", ",".join(map(wire_number, values)), ch=first)
+            if len(command) <= self.max_line:
+                lines.append((np.array(module), np.array(values), command))
+                single.difference_update(module)
         for p in sorted(single, key=lambda p: self.channels[p]):
             command = self.command("voltage", target[p], ch=self.channels[p])
             lines.append((np.array([p]), np.array([target[p]]), command))
         return lines
+
+    def _modules(self) -> list[tuple[int, list[int] | None]]:
+        """Each module's first chain channel and the positions of its channels (``None`` where some of its
+        channels are not this device's), worked out once per chain layout."""
+        layout, modules = self._layout
+        if layout != self.module_channels:
+            position_of = {ch: p for p, ch in enumerate(self.channels)}
+            modules, first = [], 0
+            for n in self.module_channels:
+                found = [position_of.get(ch) for ch in range(first, first + n)]
+                modules.append((first, None if None in found else [p for p in found if p is not None]))
+                first += n
+            self._layout = (self.module_channels, modules)
+        return modules
 
 
 def build(name: str, spec: DeviceSpec, context: BenchContext) -> QontrolDriver:
@@ -499,4 +588,5 @@ def build(name: str, spec: DeviceSpec, context: BenchContext) -> QontrolDriver:
         max_line=int(options.get("max_line", 64)),
         readback_tolerance_v=float(options.get("readback_tolerance_v", 0.01)),
         inter_line_timeout_s=float(options.get("inter_line_timeout_s", 0.1)),
+        channel_names=spec.channels.names if spec.channels is not None else None,
     ).connect()

@@ -24,7 +24,7 @@ import numpy as np
 from labsat.benchfile import DeviceSpec
 from labsat.registry import BenchContext
 
-from .instrument import Control, Instrument, Scpi, floats_of, open_link, scpi_dialect, strict_range
+from .instrument import Control, Instrument, Scpi, float_array_of, floats_of, open_link, scpi_dialect, strict_range
 from .transport import Link, Transport
 
 
@@ -65,12 +65,12 @@ class ScpiDaq(Instrument):
         self._channel_list = channel_list(self.channels)
         self._wanted_aperture = integration_time_s
         self._aperture = 0.0
-        counted = floats_of(len(channels))
+        readings = float_array_of(len(channels))
         self.controls = {
             **self.controls,
-            "voltages": replace(self.controls["voltages"], parse=counted),
-            "fetch": replace(self.controls["fetch"], parse=counted),
-            "aperture": replace(self.controls["aperture"], parse=counted),
+            "voltages": replace(self.controls["voltages"], parse=readings),
+            "fetch": replace(self.controls["fetch"], parse=readings),
+            "aperture": replace(self.controls["aperture"], parse=floats_of(len(channels))),
         }
 
     @property
@@ -81,6 +81,11 @@ class ScpiDaq(Instrument):
     def integration_time(self) -> float:
         return self._aperture
 
+    @property
+    def error_where(self) -> str:
+        """Every setting and reading is for the bench's scan list: a refusal names its channels."""
+        return f"{self.where} channels {self._channel_list}"
+
     def configure(self) -> None:
         self.send("*CLS")  # an error someone else left in the queue must not fail the connect
         self.send(self.command("configure", None, channels=self._channel_list))
@@ -90,15 +95,17 @@ class ScpiDaq(Instrument):
 
     def read(self) -> np.ndarray:
         if self.fetch:
-            return np.array(self.link.run("INIT;FETC?", self._initiate_and_fetch))
-        return np.array(self.get("voltages"))
+            return self.link.run("INIT;FETC?", self._initiate_and_fetch)
+        readings: np.ndarray = self.get("voltages")
+        return readings
 
-    def _initiate_and_fetch(self, transport: Transport) -> list[float]:
+    def _initiate_and_fetch(self, transport: Transport) -> np.ndarray:
         """``INIT`` then ``FETC?`` as one exchange, so a retry repeats both."""
-        self.dialect.confirm(transport, "INIT", self.where)
+        self.dialect.confirm(transport, "INIT", self.error_where)
         row = self.controls["fetch"]
         assert row.get is not None
-        return list(row.parse(transport.query(row.get)))
+        readings: np.ndarray = row.parse(transport.query(row.get))
+        return readings
 
 
 def build(name: str, spec: DeviceSpec, context: BenchContext) -> ScpiDaq:

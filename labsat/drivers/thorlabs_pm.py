@@ -32,7 +32,7 @@ from labsat.benchfile import DeviceSpec
 from labsat.errors import InstrumentError
 from labsat.registry import BenchContext
 
-from .conditions import OverRange
+from .conditions import OverRange, channel_where
 from .instrument import Control, Instrument, Scpi, flag, on_off, one_of, open_link, scpi_dialect, strict_range
 from .transport import Link, RetryPolicy
 
@@ -73,15 +73,22 @@ class ThorlabsPM(Instrument):
         wavelength_tolerance_nm: float = 0.5,
         channel: int = 0,
         dialect: Scpi | None = None,
+        channel_name: str | None = None,
     ) -> None:
         super().__init__(name, link, dialect)
         self._settings = (wavelength_nm, range_w, int(average_count))
         self._tolerance_nm = wavelength_tolerance_nm
         self.channel = channel
+        self.channel_name = channel_name  # the bench's name for the sensor, for messages
         self.average_count = int(average_count)
         self.wavelength_nm = float("nan")
 
     n_channels = 1
+
+    @property
+    def error_where(self) -> str:
+        """Every setting and reading is for the one sensor: a refusal names its bench channel."""
+        return channel_where(self.where, self.channel, self.channel_name)
 
     @property
     def integration_time(self) -> float:
@@ -125,6 +132,7 @@ class ThorlabsPM(Instrument):
                 self.channel,
                 f"the meter answered {watts:.4g} at {self.wavelength_nm:g} nm, not a power; "
                 "the light exceeds its range",
+                self.channel_name,
             )
         return np.array([watts])
 
@@ -140,6 +148,7 @@ def build(name: str, spec: DeviceSpec, context: BenchContext) -> ThorlabsPM:
     options["timeout_s"] = float(options.get("timeout_s", RetryPolicy().timeout_s)) + reading_time_s(count)
     spec = spec.model_copy(update={"options": options})
     channel = spec.channels.first if spec.channels is not None else 0
+    channel_name = spec.channels.names[0] if spec.channels is not None else None
     link = open_link(name, spec, context)
     meter = ThorlabsPM(
         name,
@@ -150,6 +159,7 @@ def build(name: str, spec: DeviceSpec, context: BenchContext) -> ThorlabsPM:
         wavelength_tolerance_nm=float(options.get("wavelength_tolerance_nm", 0.5)),
         channel=channel,
         dialect=scpi_dialect(options),
+        channel_name=channel_name,
     )
     try:
         return meter.connect()

@@ -177,9 +177,8 @@ class SerialTransport:
 
     def write(self, command: str) -> None:
         log.debug("%s << %s", self.address, command)
-        try:
+        try:  # no flush(): on a real port it is tcdrain, a wait for bytes whose reply cannot come sooner anyway
             self._port.write(command.encode("ascii") + self._termination)
-            self._port.flush()
         except (serial.SerialException, OSError) as exc:
             raise LinkError(f"{self.address}: sending {command!r} failed ({exc})") from None
 
@@ -270,9 +269,13 @@ class RetryPolicy:
             backoff_factor=float(options.get("backoff_factor", defaults.backoff_factor)),
         )
 
+    def delay(self, retry: int) -> float:
+        """The wait before retry number ``retry`` (1 for the first)."""
+        return self.backoff_s * self.backoff_factor ** (retry - 1)
+
     def delays(self) -> list[float]:
         """Waits before each retry."""
-        return [self.backoff_s * self.backoff_factor**k for k in range(self.retries)]
+        return [self.delay(k) for k in range(1, self.retries + 1)]
 
     def worst_case_s(self, calls: int = 1) -> float:
         """Longest a failing exchange of ``calls`` wire calls can take (reopen counts as one call)."""
@@ -323,9 +326,7 @@ class Link:
                 assert self._transport is not None
                 return self._exchange(what, exchange, self._transport)
             failures: list[str] = []
-            for attempt, delay in enumerate([0.0, *self.policy.delays()]):
-                if attempt:
-                    time.sleep(delay)
+            while True:
                 try:
                     return self._exchange(what, exchange, self._transport or self._reopen())
                 except LinkError as exc:
@@ -334,6 +335,9 @@ class Link:
                         "%s (%s): %s failed (attempt %d): %s", self.name, self.address, what, len(failures), exc
                     )
                     self._drop()
+                if len(failures) > self.policy.retries:
+                    break
+                time.sleep(self.policy.delay(len(failures)))
             raise InstrumentError(
                 f"{self.name} ({self.address}): {what!r} failed after {len(failures)} attempts; last: {failures[-1]}"
             )

@@ -34,6 +34,7 @@ the chain are outputs with nothing connected.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -83,6 +84,13 @@ def module(spec: str | Mapping[str, Any]) -> Module:
     if channels not in (8, 16):
         raise ValueError(f"a Qontrol module has 8 or 16 channels, not {channels}")
     return Module(name, channels, base.v_full, base.i_full)
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
 
 
 class QontrolError(Exception):
@@ -248,19 +256,37 @@ class QontrolEmulator(LineEmulator):
         return text
 
     def _set_vector(self, start: int, argument: str) -> str:
+        """``vvec``: every value checked (``E11`` at the first bad one), then each clamped at its channel's
+        limits as :meth:`_clamped` does, over plain lists: a line holds a module's worth of numbers."""
         parts = argument.split(",")
-        channels = np.arange(start, start + len(parts))
-        if channels[-1] >= len(self.volts):
-            raise QontrolError(f"E12:{channels[-1]:02d}")
-        values = [self._number(part, int(ch), self.v_full[ch]) for part, ch in zip(parts, channels, strict=True)]
-        settled = [self._clamped(value, int(ch)) for value, ch in zip(values, channels, strict=True)]
-        self._apply(channels, np.array([volts for volts, _ in settled]))
-        replies = []
-        for m in np.unique(self.module_of[channels]):  # each module of the chain answers for its own channels
-            inside = self.module_of[channels] == m
-            errors = [error for (_, error), there in zip(settled, inside, strict=True) if there and error]
-            replies.extend(errors or ["OK"])
-        return "\n".join(replies)
+        end = start + len(parts)
+        if end > len(self.volts):
+            raise QontrolError(f"E12:{end - 1:02d}")
+        values = [_float_or_nan(part) for part in parts]
+        for k, (value, full) in enumerate(zip(values, self.v_full[start:end].tolist(), strict=True)):
+            if not 0.0 <= value <= full:  # NaN (not a number) fails too
+                raise QontrolError(f"E11:{start + k:02d}")
+        span = slice(start, end)
+        loads = self.resistance_ohm[span].tolist()
+        limits = zip(self.vmax[span].tolist(), self.imax[span].tolist(), loads, strict=True)
+        settled, errors = [], []
+        for k, (value, (vmax, imax, load)) in enumerate(zip(values, limits, strict=True)):
+            if value > vmax:
+                settled.append(vmax)
+                errors.append(f"E01:{start + k:02d}")
+            elif value / load * 1e3 > imax:
+                settled.append(imax * load / 1e3)
+                errors.append(f"E02:{start + k:02d}")
+            else:
+                settled.append(value)
+                errors.append("")
+        self._apply(np.arange(start, end), np.array(settled))
+        replies: dict[int, list[str]] = {}  # each module answers for its own channels, once
+        for m, error in zip(self.module_of[start:end].tolist(), errors, strict=True):
+            replies.setdefault(m, [])
+            if error:
+                replies[m].append(error)
+        return "\n".join(line for found in replies.values() for line in found or ["OK"])
 
     def _number(self, text: str, ch: int, full_scale: float) -> float:
         try:
