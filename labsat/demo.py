@@ -26,9 +26,6 @@ from labsat.training.session import TrainingRun, bench_twin, train_on_bench
 if TYPE_CHECKING:
     from labsat.bench import Bench
 
-DRIFT_POINTS_K = (0.0, -0.25, -0.5, -1.0, -2.0)
-"""The drift points of the comparison table (the SAT work sweeps 0 to −2 K)."""
-
 
 @dataclass(frozen=True)
 class DemoPlan:
@@ -51,27 +48,33 @@ class DemoResult:
     calibration_id: str
 
     def table(self) -> dict[str, Any]:
-        """One row per method: clean device accuracy, accuracy under drift, λmax and trace in control space."""
+        """One row per method: clean device accuracy, accuracy at every drift the report sweeps, λmax and trace in
+        control space, and the run's settings."""
         rows = []
         for run, evaluation in zip(self.runs, self.evaluations, strict=True):
             drift = evaluation.sweeps["drift"]
             sharpness = evaluation.sharpness
             if sharpness is None:
                 raise LabsatError(f"model {run.model_id} was evaluated without sharpness; the demo table needs it")
-            by_drift = {float(value): float(mean) for value, mean in zip(drift.values, drift.mean, strict=True)}
             rows.append(
                 {
                     "method": run.config.method,
                     "model": run.model_id,
                     "device_accuracy": run.device_accuracy,
-                    "accuracy_vs_drift": {f"{k:g}": by_drift[k] for k in DRIFT_POINTS_K if k in by_drift},
+                    # every value the report sweeps (DRIFT_RANGE_K), so table, JSON and report agree
+                    "accuracy_vs_drift": {
+                        f"{value:g}": float(mean) for value, mean in zip(drift.values, drift.mean, strict=True)
+                    },
                     "lambda_max": sharpness.lambda_max,
                     "hessian_trace": sharpness.trace,
                     "bench_time_s": run.result.cost.bench_time_s,
                     "device_forwards": run.result.cost.forwards,
+                    "settings": evaluation.settings,
                 }
             )
-        return {"calibration": self.calibration_id, "report": str(self.report), "rows": rows}
+        classes = {evaluation.classes for evaluation in self.evaluations if evaluation.classes}
+        chance = 1.0 / next(iter(classes)) if len(classes) == 1 else None  # one dataset: one chance level
+        return {"calibration": self.calibration_id, "report": str(self.report), "chance": chance, "rows": rows}
 
 
 StageCallback = Callable[[str], None]

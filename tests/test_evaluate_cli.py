@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import Result
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from labsat.bench import builtin_bench_path, open_bench
 from labsat.calibration import CalibrationOptions, calibrate
 from labsat.cli import app
+from labsat.datasets import load_dataset
+from labsat.evaluation.sweeps import DRIFT_RANGE_K
 from labsat.store import Store
+from labsat.training.config import TrainConfig
 from labsat.training.network import PhotonicNet
 
 runner = CliRunner()
@@ -36,8 +38,10 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, lis
         net = PhotonicNet((4, 3))
         with torch.no_grad():
             net.theta[0].copy_(torch.rand(3, 4, generator=torch.Generator().manual_seed(seed)) * 3.5 + 0.25)
+        config = TrainConfig(method=method, epochs=4, rho=0.3, lr=0.05)
         metadata = {"sizes": [4, 3], "dataset": "iris", "seed": 0, "bench": "sim-mrr", "calibration": record.id}
-        ids.append(store.save_model("sim-mrr", method, net.snapshot(), {**metadata, "method": method}))
+        metadata |= {"method": method, "epochs": config.epochs, "settings": config.settings()}
+        ids.append(store.save_model("sim-mrr", method, net.snapshot(), metadata))
     yield folder, ids
     store.close()
 
@@ -76,6 +80,15 @@ def test_two_models_side_by_side_as_json_and_report(stored: tuple[Path, list[str
         assert 0.0 <= model["device_accuracy"] <= 1.0
         assert "losses" not in model["landscape"]  # the grid stays in report.json
         assert "simulated chip (seed 7" in model["metadata"]["evaluated_on"]
+        assert model["metadata"]["test_samples"] == len(load_dataset("iris", seed=0).test)  # the full split
+        settings = model["settings"]
+        recorded = (settings["dataset"], settings["epochs"], settings["seed"], settings["bench"])
+        assert recorded == ("iris", 4, 0, "sim-mrr")
+        assert settings["calibration"] in model["metadata"]["evaluated_on"]  # evaluated with its own calibration
+        assert settings["other"] == {"lr": 0.05}
+        assert model["classes"] == 3 and model["chance"] == pytest.approx(1 / 3)
+        assert model["sweeps"]["drift"]["std"] is None  # drift on a chip model is one deterministic seed
+    assert [m["settings"]["rho"] for m in data["models"]] == [None, 0.3]  # bp has no SAT radius
     page = (out / "report.html").read_text(encoding="utf-8")
     assert f"bp {first}" in page and f"sat {second}" in page
     assert len(json.loads((out / "report.json").read_text())["models"][0]["landscape"]["losses"]) == 3
@@ -90,6 +103,25 @@ def test_tables_and_the_report_location_are_printed(stored: tuple[Path, list[str
     report = Path(result.stdout.split("report:")[-1].strip())
     assert report.name == "report.html" and report.is_file()
     assert report.parent.parent == folder / "artifacts" / "evaluations"
+
+
+def test_terminal_table_json_and_report_sweep_one_drift_range(stored: tuple[Path, list[str]], tmp_path: Path) -> None:
+    folder, (first, _) = stored
+    arguments = ["-m", first, "--sweep", "drift", "--out", str(tmp_path / "table")]
+    printed = runner.invoke(
+        app, ["evaluate", "--data-dir", str(folder), "--landscape-steps", "3", *arguments], env={"COLUMNS": "200"}
+    )
+    assert printed.exit_code == 0, printed.output
+    cells = [line.split("│") for line in printed.stdout.splitlines() if line.count("│") >= 3]
+    drift_rows = [float(row[1]) for row in cells if row[1].strip().lstrip("-").replace(".", "").isdigit()]
+    as_json = _evaluate(folder, *arguments[:-1], str(tmp_path / "json"), "--json")
+    assert as_json.exit_code == 0, as_json.output
+    json_values = json.loads(as_json.stdout)["models"][0]["sweeps"]["drift"]["values"]
+    report = json.loads((tmp_path / "table" / "report.json").read_text())
+    assert drift_rows == json_values == report["models"][0]["sweeps"]["drift"]["values"] == list(DRIFT_RANGE_K)
+    page = (tmp_path / "table" / "report.html").read_text(encoding="utf-8")
+    assert all(f"<tr><td>{value:g}</td>" in page for value in DRIFT_RANGE_K)
+    assert "Run settings" in printed.stdout and "ρ (SAT radius)" in printed.stdout
 
 
 @pytest.mark.parametrize(

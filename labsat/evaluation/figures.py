@@ -18,7 +18,7 @@ from matplotlib.image import AxesImage
 from labsat.evaluation.confusion import Confusion
 from labsat.evaluation.hessian import Sharpness
 from labsat.evaluation.landscape import Landscape
-from labsat.evaluation.sweeps import SweepResult
+from labsat.evaluation.sweeps import SweepResult, seed_count
 
 PANEL_INCHES = 4.2
 ANNOTATE_MAX_CLASSES = 12
@@ -31,20 +31,29 @@ def _panels(count: int, *, height: float = PANEL_INCHES) -> tuple[Figure, list]:
     return figure, list(axes)
 
 
-def sweep_figure(results: Sequence[tuple[str, SweepResult]]) -> Figure:
-    """Mean accuracy ± std over seeds against the swept value, one line per model."""
+def sweep_figure(results: Sequence[tuple[str, SweepResult]], *, classes: Sequence[int] = ()) -> Figure:
+    """Accuracy against the swept value, one line per model, and the chance line of each class count.
+
+    A model with several seeds is drawn as its mean with a ± std band; one with a single seed as that
+    seed's curve alone, since one run shows no spread. ``classes``: the models' class counts (chance is
+    1/classes; the line is what a curve that has collapsed falls to).
+    """
     spec = results[0][1].spec
     figure = Figure(figsize=(6.4, 4.2), layout="constrained")
     ax = figure.subplots()
     for name, result in results:
         values = np.asarray(result.values)
         mean = result.mean.numpy() * 100
-        std = result.std.numpy() * 100
-        (line,) = ax.plot(values, mean, marker="o", markersize=3, label=f"{name} ({len(result.seeds)} seeds)")
-        ax.fill_between(values, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+        (line,) = ax.plot(values, mean, marker="o", markersize=3, label=f"{name} ({seed_count(len(result.seeds))})")
+        if len(result.seeds) > 1:
+            std = result.std.numpy() * 100
+            ax.fill_between(values, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
+    for count in sorted(set(classes)):
+        ax.axhline(100 / count, color="0.4", linestyle="--", linewidth=1, label=f"chance (1/{count})")
+    spread = any(len(result.seeds) > 1 for _, result in results)
     ax.set_title(f"Accuracy vs {spec.label}")
     ax.set_xlabel(spec.axis_label)
-    ax.set_ylabel("test accuracy (%), mean ± std")
+    ax.set_ylabel("test accuracy (%), mean ± std over seeds" if spread else "test accuracy (%)")
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -62,10 +71,17 @@ def sharpness_figure(items: Sequence[tuple[str, Sharpness]]) -> Figure:
             [s.lambda_max for _, s in items],
             [s.lambda_max_error for _, s in items],
             "Largest Hessian eigenvalue λmax (loss per control unit²)",
+            "λmax (loss per control unit²)",
         ),
-        (ax_trace, [s.trace for _, s in items], [s.trace_stderr for _, s in items], "Hessian trace (Hutchinson)"),
+        (
+            ax_trace,
+            [s.trace for _, s in items],
+            [s.trace_stderr for _, s in items],
+            "Hessian trace (Hutchinson)",
+            "tr H (loss per control unit²)",
+        ),
     )
-    for ax, heights, errors, title in bars:
+    for ax, heights, errors, title, ylabel in bars:
         colours = [f"C{i}" for i in range(len(items))]
         container = ax.bar(positions, heights, yerr=errors, color=colours, capsize=4)
         ax.bar_label(container, labels=[f"{h:.4g}" for h in heights], padding=3)
@@ -79,6 +95,7 @@ def sharpness_figure(items: Sequence[tuple[str, Sharpness]]) -> Figure:
             ax.set_ylim(top=top)
         ax.set_xticks(positions, names, rotation=20, ha="right")
         ax.set_title(title)
+        ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
     return figure
 
@@ -100,7 +117,8 @@ def landscape_figure(items: Sequence[tuple[str, Landscape]]) -> Figure:
         ax.set_ylabel(second)
         ax.set_title(f"{name}: loss {landscape.centre:.3g} at θ")
         ax.set_aspect("equal")
-    figure.colorbar(filled[-1], ax=axes, label="loss")  # one shared scale: any panel's contours serve
+    # One shared scale: any panel's contours serve.
+    figure.colorbar(filled[-1], ax=axes, label="loss (cross-entropy, nats)")
     kind = "top-2 Hessian eigenvectors" if items[0][1].directions == "hessian" else "random directions"
     norm = ", filter-normalised" if items[0][1].filter_normalized else ""
     figure.suptitle(f"Loss landscape along the {kind}{norm}")

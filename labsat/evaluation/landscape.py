@@ -40,10 +40,17 @@ class Landscape:
         return float(self.losses[mid, mid])
 
     @property
+    def axis_unit(self) -> str:
+        """What one step along an axis is: a unit-norm direction moves the controls by one control unit (volt,
+        radian) in norm; a filter-normalised one by each filter's own norm of θ, so a step has no control unit."""
+        if self.filter_normalized:
+            return "filter-normalised direction steps"
+        return "control units"
+
+    @property
     def axis_labels(self) -> tuple[str, str]:
-        if self.directions == "hessian":
-            return "α along eigenvector 1", "β along eigenvector 2"
-        return "α along random direction 1", "β along random direction 2"
+        kind = "eigenvector" if self.directions == "hessian" else "random direction"
+        return f"α along {kind} 1 ({self.axis_unit})", f"β along {kind} 2 ({self.axis_unit})"
 
 
 def filter_normalize(direction: Tensor, theta: Tensor, groups: Tensor) -> Tensor:

@@ -23,7 +23,8 @@ from labsat.evaluation.confusion import Confusion
 from labsat.evaluation.figures import confusion_figure, landscape_figure, sharpness_figure, sweep_figure
 from labsat.evaluation.hessian import Sharpness
 from labsat.evaluation.landscape import Landscape
-from labsat.evaluation.sweeps import SweepResult
+from labsat.evaluation.provenance import HEADLINE, LABELS, setting_text
+from labsat.evaluation.sweeps import SweepResult, seed_count
 from labsat.plots import save
 
 REPORT_HTML = "report.html"
@@ -42,14 +43,24 @@ class ModelEvaluation:
     sweeps: dict[str, SweepResult] = field(default_factory=dict)
     landscape: Landscape | None = None
     confusion: Confusion | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)  # how it was evaluated: bench, chip, calibration, split
+    settings: dict[str, Any] = field(default_factory=dict)  # what it was trained with (:func:`run_settings`)
+    classes: int | None = None  # of its dataset: chance accuracy is 1 / classes
     notes: list[str] = field(default_factory=list)  # what a reader must know, e.g. which sweeps were not run and why
+
+    @property
+    def chance(self) -> float | None:
+        """The accuracy of guessing: 1 / classes (None where the class count is not known)."""
+        return None if not self.classes else 1.0 / self.classes
 
     def as_dict(self, *, grids: bool = True) -> dict[str, Any]:
         """Plain numbers for ``report.json`` and ``--json``; ``grids=False`` leaves out the landscape's grid."""
         return {
             "name": self.name,
             "method": self.method,
+            "settings": self.settings,
+            "classes": self.classes,
+            "chance": self.chance,
             "accuracy": self.accuracy,
             "device_accuracy": self.device_accuracy,
             "sharpness": self.sharpness.as_dict() if self.sharpness else None,
@@ -106,9 +117,11 @@ def summary_table(evaluations: Sequence[ModelEvaluation]) -> Table:
     """One row per model: clean accuracy, sharpness, and the worst mean accuracy of each sweep."""
     sweeps = _sweep_names(evaluations)
     measured = any(ev.device_accuracy is not None for ev in evaluations)
+    chance = any(ev.chance is not None for ev in evaluations)
     columns = (
         "model",
         "method",
+        *(("chance",) if chance else ()),
         "accuracy",
         *(("on device",) if measured else ()),
         "λmax",
@@ -119,12 +132,14 @@ def summary_table(evaluations: Sequence[ModelEvaluation]) -> Table:
     rows = []
     for ev in evaluations:
         device = (_percent(ev.device_accuracy),) if measured else ()
+        guess = (_percent(ev.chance),) if chance else ()
         sharp = ev.sharpness
         lam_max = "–" if sharp is None else f"{sharp.lambda_max:.4g} ± {sharp.lambda_max_error:.2g}"
         lam_min = "–" if sharp is None else f"{sharp.lambda_min:.4g} ± {sharp.lambda_min_error:.2g}"
         trace = "–" if sharp is None else f"{sharp.trace:.4g} ± {sharp.trace_stderr:.2g}"
         worst = [_percent(ev.sweeps[name].worst) if name in ev.sweeps else "–" for name in sweeps]
-        rows.append((ev.name, ev.method or "–", _percent(ev.accuracy), *device, lam_max, lam_min, trace, *worst))
+        accuracies = (*guess, _percent(ev.accuracy), *device)
+        rows.append((ev.name, ev.method or "–", *accuracies, lam_max, lam_min, trace, *worst))
     return Table("Summary (accuracy on the full test split; worst = lowest mean over the sweep)", columns, tuple(rows))
 
 
@@ -137,11 +152,15 @@ def sweep_table(name: str, evaluations: Sequence[ModelEvaluation]) -> Table:
     rows = tuple((f"{v:g}", *(cells.get((model, v), "–") for model, _ in runs)) for v in values)
     counts = {len(result.seeds) for _, result in runs}
     if counts == {1}:
-        spread = "one seed per point"
+        spread = "1 seed per point"
     elif len(counts) == 1:
-        spread = f"mean ± std over {counts.pop()} seeds per point"
+        spread = f"mean ± std over {seed_count(counts.pop())} per point"
     else:
-        spread = "mean ± std over seeds (" + ", ".join(f"{model}: {len(result.seeds)}" for model, result in runs) + ")"
+        spread = (
+            "mean ± std where a model has more than 1 seed ("
+            + ", ".join(f"{model}: {seed_count(len(result.seeds))}" for model, result in runs)
+            + ")"
+        )
     title = f"Accuracy (%) vs {spec.label}, {spread}"
     return Table(title, (spec.axis_label, *(model for model, _ in runs)), rows)
 
@@ -153,9 +172,33 @@ def _cells(result: SweepResult) -> list[str]:
     return [f"{m * 100:.1f} ± {s * 100:.1f}" for m, s in zip(result.mean.tolist(), result.std.tolist(), strict=True)]
 
 
+EVALUATION_ROWS = (("evaluated_on", "evaluated on"), ("test_samples", "test samples"))
+"""What a settings table shows of how each model was evaluated (its :attr:`ModelEvaluation.metadata`)."""
+
+
+def settings_table(evaluations: Sequence[ModelEvaluation]) -> Table:
+    """What each model was trained with (one column per model) and how it was evaluated.
+
+    The headline settings first, then every other training setting that differs from its default in any
+    model (``–`` where a model did not record it), then the evaluation's chip and test split.
+    """
+    others = list(dict.fromkeys(key for ev in evaluations for key in ev.settings.get("other", {})))
+    rows = [(LABELS[key], *(setting_text(ev.settings, key) for ev in evaluations)) for key in HEADLINE]
+    rows += [(key, *(setting_text(ev.settings, key) for ev in evaluations)) for key in others]
+    rows += [
+        (label, *(setting_text(ev.metadata, key) for ev in evaluations))
+        for key, label in EVALUATION_ROWS
+        if any(key in ev.metadata for ev in evaluations)
+    ]
+    title = "Run settings (as trained; below the headline ones, every setting that differs from its default)"
+    return Table(title, ("setting", *(ev.name for ev in evaluations)), tuple(rows))
+
+
 def report_tables(evaluations: Sequence[ModelEvaluation]) -> list[Table]:
-    """The summary, then one table per sweep."""
-    return [summary_table(evaluations), *(sweep_table(name, evaluations) for name in _sweep_names(evaluations))]
+    """The run settings (where any model has them), the summary, then one table per sweep."""
+    settings = [settings_table(evaluations)] if any(ev.settings for ev in evaluations) else []
+    sweeps = [sweep_table(name, evaluations) for name in _sweep_names(evaluations)]
+    return [*settings, summary_table(evaluations), *sweeps]
 
 
 def report_data(evaluations: Sequence[ModelEvaluation], *, grids: bool = True) -> dict[str, Any]:
@@ -173,13 +216,15 @@ class _Section:
 
 def _sections(evaluations: Sequence[ModelEvaluation]) -> list[_Section]:
     """What the report shows, in order; a section appears only if some model has its data."""
-    sections = [_Section("Summary", None, "", (summary_table(evaluations),))]
+    settings = (settings_table(evaluations),) if any(ev.settings for ev in evaluations) else ()
+    sections = [_Section("Summary", None, "", (*settings, summary_table(evaluations)))]
     sharp = [(ev.name, ev.sharpness) for ev in evaluations if ev.sharpness is not None]
     if sharp:
         sections.append(_Section("Sharpness in control space", sharpness_figure(sharp), "sharpness.png"))
     for name in _sweep_names(evaluations):
         runs = [(ev.name, ev.sweeps[name]) for ev in evaluations if name in ev.sweeps]
-        figure = sweep_figure(runs)
+        classes = [ev.classes for ev in evaluations if name in ev.sweeps and ev.classes]
+        figure = sweep_figure(runs, classes=classes)
         heading = f"Robustness: {runs[0][1].spec.label}"
         sections.append(_Section(heading, figure, f"sweep-{name}.png", (sweep_table(name, evaluations),)))
     scapes = [(ev.name, ev.landscape) for ev in evaluations if ev.landscape is not None]

@@ -1,6 +1,7 @@
 """Evaluating stored models on an open bench, end to end: what ``labsat evaluate`` and the job worker call.
 
-For each model: the chips of the bench read out with the calibration the model was trained with (on its
+For each model: its run settings (:mod:`labsat.evaluation.provenance`) and its dataset's class count (the
+chance line), the chips of the bench read out with the calibration the model was trained with (on its
 own bench; another bench's newest otherwise), the perturbation sweeps, sharpness, landscape and
 confusion on those chips (:func:`~labsat.evaluation.photonic.evaluate_network`), and the accuracy
 measured on the device itself. Then one report for all of them, side by side.
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from labsat.datasets import load_dataset
 from labsat.evaluation.photonic import EvaluationSettings, StoredNetwork
+from labsat.evaluation.provenance import run_settings
 from labsat.evaluation.report import ModelEvaluation, write_report
 from labsat.store import Store, new_id
 from labsat.systems.kind import UnsupportedSystem, bench_kind
@@ -63,6 +65,10 @@ def evaluate_models(
     for index, (model_id, (net, meta)) in enumerate(models.items(), start=1):
         if on_model is not None:
             on_model(index, len(models), model_id, meta)
-        test = load_dataset(dataset_source(meta.get("dataset", "digits")), seed=int(meta.get("seed", 0))).test
-        evaluations.append(kind.evaluate(bench, store, StoredNetwork(model_id, net, meta, test), settings))
+        dataset = load_dataset(dataset_source(meta.get("dataset", "digits")), seed=int(meta.get("seed", 0)))
+        evaluation = kind.evaluate(bench, store, StoredNetwork(model_id, net, meta, dataset.test), settings)
+        evaluation.settings = run_settings(meta)
+        evaluation.classes = dataset.n_classes
+        evaluation.metadata["test_samples"] = len(dataset.test)
+        evaluations.append(evaluation)
     return evaluations, write_report(evaluations, out or store.artifact_dir("evaluations", new_id()))

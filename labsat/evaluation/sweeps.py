@@ -43,14 +43,24 @@ class SweepSpec:
         return f"{self.label} ({self.unit})" if self.unit else self.label
 
 
-DRIFT = SweepSpec("drift", "uniform temperature change ΔT", "K", tuple(0.25 * i - 2.0 for i in range(17)))
-NOISE = SweepSpec("noise", "read-noise σ (fraction of the signal RMS)", "", (0.0, 0.02, 0.05, 0.1, 0.2, 0.5))
+DRIFT_RANGE_K = tuple(0.25 * i - 2.0 for i in range(17))
+"""The drift every report sweeps by default, −2 K to +2 K in 0.25 K steps: declared once, so the terminal
+tables, the JSON and the HTML report of one evaluation (``labsat evaluate``, ``labsat demo``) show the same
+values. The SAT work's points (0, −0.25, −0.5, −1, −2 K) are all on it."""
+
+DRIFT = SweepSpec("drift", "uniform temperature change ΔT", "K", DRIFT_RANGE_K)
+NOISE = SweepSpec("noise", "read-noise σ", "fraction of the output's RMS", (0.0, 0.02, 0.05, 0.1, 0.2, 0.5))
 TRANSFER = SweepSpec(
     "transfer", "fabrication spread σ_fab of a fresh chip", "nm", (0.0, 0.02, 0.04, 0.08, 0.12, 0.16), min_seeds=5
 )
 MISALIGNMENT = SweepSpec("misalignment", "mask rotation", "deg", (-1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0))
 SWEEPS: dict[str, SweepSpec] = {spec.name: spec for spec in (DRIFT, NOISE, TRANSFER, MISALIGNMENT)}
 """The built-in sweeps by name (what ``labsat evaluate --sweep`` accepts)."""
+
+
+def seed_count(count: int) -> str:
+    """``"1 seed"`` or ``"N seeds"``: how legends and tables say how many seeds a number stands on."""
+    return f"{count} seed" if count == 1 else f"{count} seeds"
 
 
 def predicted_labels(classify: Classifier, x: Tensor, batch_size: int | None = None) -> Tensor:
@@ -101,7 +111,7 @@ class SweepResult:
             "values": list(self.values),
             "seeds": list(self.seeds),
             "mean": self.mean.tolist(),
-            "std": self.std.tolist(),
+            "std": self.std.tolist() if len(self.seeds) > 1 else None,  # one seed has no spread to report
             "accuracy": self.accuracy.tolist(),
         }
 
@@ -131,7 +141,7 @@ def run_sweep(
 
 
 def drift_sweep(perturbed: PerturbedModel, x: Tensor, y: Tensor, **options: Any) -> SweepResult:
-    """Accuracy vs a uniform chip temperature change (default −2 K to +2 K in 0.2 K steps)."""
+    """Accuracy vs a uniform chip temperature change (default :data:`DRIFT_RANGE_K`)."""
     return run_sweep(DRIFT, perturbed, x, y, **options)
 
 
