@@ -80,7 +80,10 @@ def test_two_models_side_by_side_as_json_and_report(stored: tuple[Path, list[str
         assert 0.0 <= model["device_accuracy"] <= 1.0
         assert "losses" not in model["landscape"]  # the grid stays in report.json
         assert "simulated chip (seed 7" in model["metadata"]["evaluated_on"]
-        assert model["metadata"]["test_samples"] == len(load_dataset("iris", seed=0).test)  # the full split
+        test_samples = len(load_dataset("iris", seed=0).test)
+        assert model["metadata"]["test_samples"] == test_samples  # sweeps: the full split
+        assert model["metadata"]["hessian_samples"] == min(100, test_samples)  # sharpness: at most 100 of it
+        assert model["metadata"]["probes"] == 100
         settings = model["settings"]
         recorded = (settings["dataset"], settings["epochs"], settings["seed"], settings["bench"])
         assert recorded == ("iris", 4, 0, "sim-mrr")

@@ -178,7 +178,12 @@ def evaluate_network(
         confusion=confusion(
             factories["drift"], test.x, test.y, value=CONFUSION_DRIFT_K, condition=f"ΔT = {CONFUSION_DRIFT_K:g} K"
         ),
-        metadata=dict(metadata or {}),
+        # How much the sharpness and landscape stand on: a reader compares λmax only at equal samples.
+        metadata={
+            **(metadata or {}),
+            "hessian_samples": min(settings.hessian_samples, len(test)),
+            "probes": settings.probes,
+        },
     )
 
 

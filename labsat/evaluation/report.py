@@ -172,7 +172,12 @@ def _cells(result: SweepResult) -> list[str]:
     return [f"{m * 100:.1f} ± {s * 100:.1f}" for m, s in zip(result.mean.tolist(), result.std.tolist(), strict=True)]
 
 
-EVALUATION_ROWS = (("evaluated_on", "evaluated on"), ("test_samples", "test samples"))
+EVALUATION_ROWS = (
+    ("evaluated_on", "evaluated on"),
+    ("test_samples", "test samples"),
+    ("hessian_samples", "sharpness samples"),
+    ("probes", "trace probes"),
+)
 """What a settings table shows of how each model was evaluated (its :attr:`ModelEvaluation.metadata`)."""
 
 
