@@ -58,12 +58,17 @@ class Split:
 
 @dataclass(frozen=True)
 class Dataset:
-    """A named train/test pair with its shape."""
+    """A named train/test pair with its shape, and the validation split held out of the training one (if any).
+
+    Every choice made while training (hyperparameters, the epoch to keep) is made on ``validation``; ``test``
+    is used once, for the final numbers.
+    """
 
     name: str
     train: Split
     test: Split
     n_classes: int
+    validation: Split | None = None
 
     @property
     def n_features(self) -> int:
@@ -72,6 +77,31 @@ class Dataset:
     def subset(self, n_train: int, n_test: int, seed: int) -> Dataset:
         """A smaller copy (for fast tests and smoke runs); the full test split is what results report."""
         return Dataset(self.name, self.train.subset(n_train, seed), self.test.subset(n_test, seed + 1), self.n_classes)
+
+    def with_validation(self, fraction: float, seed: int) -> Dataset:
+        """``fraction`` of the training split moved into ``validation`` (seeded; stratified where every class has two
+        samples or more and the validation split can hold one of each), the rest kept for training.
+
+        Already split, or ``fraction`` leaving no sample out: this dataset unchanged. The test split is untouched.
+        """
+        if not 0 <= fraction < 1:
+            raise DatasetError(f"validation_fraction must be in [0, 1), got {fraction}")
+        held = round(fraction * len(self.train))
+        if self.validation is not None or held == 0 or held >= len(self.train):
+            return self
+        from sklearn.model_selection import train_test_split
+
+        labels = self.train.y.cpu().numpy()
+        counts = np.bincount(labels)
+        present = counts[counts > 0]
+        stratify = labels if present.min() >= 2 and len(present) <= held <= len(labels) - len(present) else None
+        indices = np.arange(len(labels))
+        keep, out = train_test_split(indices, test_size=held, random_state=seed, stratify=stratify)
+        keep_t = torch.as_tensor(np.sort(keep), device=self.train.y.device)
+        out_t = torch.as_tensor(np.sort(out), device=self.train.y.device)
+        train = Split(self.train.x[keep_t], self.train.y[keep_t])
+        validation = Split(self.train.x[out_t], self.train.y[out_t])
+        return Dataset(self.name, train, self.test, self.n_classes, validation)
 
 
 def load_dataset(spec: str | Path, *, seed: int = 0) -> Dataset:

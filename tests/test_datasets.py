@@ -104,3 +104,31 @@ def test_idx_reader_rejects_a_wrong_magic_or_size(tmp_path: Path) -> None:
 def test_unknown_dataset_names_the_choices(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not one of digits, iris"):
         load_dataset(tmp_path / "nothing-here")
+
+
+def test_the_validation_split_is_held_out_of_training_seeded_and_stratified() -> None:
+    digits = load_dataset("digits", seed=0)
+    split = digits.with_validation(0.15, seed=1)
+    assert split.validation is not None and split.test is digits.test  # the test split is untouched
+    assert len(split.validation) == round(0.15 * len(digits.train))
+    assert len(split.train) + len(split.validation) == len(digits.train)
+
+    def rows(x: torch.Tensor) -> set[bytes]:
+        return {row.numpy().tobytes() for row in x}
+
+    train_rows, validation_rows = rows(split.train.x), rows(split.validation.x)
+    assert train_rows | validation_rows == rows(digits.train.x)
+    assert not train_rows & validation_rows  # digits has no duplicate images within its training split
+    assert not validation_rows & rows(digits.test.x)
+    shares = torch.bincount(split.validation.y, minlength=10) / len(split.validation)
+    torch.testing.assert_close(
+        shares, torch.bincount(digits.train.y, minlength=10) / len(digits.train), atol=0.01, rtol=0
+    )
+    again = digits.with_validation(0.15, seed=1)
+    assert again.validation is not None and torch.equal(again.validation.x, split.validation.x)
+    other = digits.with_validation(0.15, seed=2).validation
+    assert other is not None and not torch.equal(other.x, split.validation.x)
+    assert split.with_validation(0.15, seed=1) is split  # already split: nothing more is held out
+    assert digits.with_validation(0.0, seed=1).validation is None
+    with pytest.raises(DatasetError, match="validation_fraction"):
+        digits.with_validation(1.0, seed=1)

@@ -10,10 +10,11 @@ import pytest
 import torch
 from training_fakes import fake_physical
 
-from labsat.datasets import load_dataset
+from labsat.datasets import Dataset, Split, load_dataset
 from labsat.training.checkpoint import load_checkpoint
 from labsat.training.config import TrainConfig
 from labsat.training.deploy import twin_weights, weights_to_controls
+from labsat.training.evaluate import accuracy
 from labsat.training.loop import Trainer, TrainingError, train
 from labsat.training.methods import METHODS, MethodError, parse_method
 from labsat.training.network import PhotonicNet
@@ -173,6 +174,7 @@ def test_ssam_fisher_comes_from_per_sample_gradients(iris, monkeypatch: pytest.M
             p.grad = None
         descent(trainer.net, x[i : i + 1], y[i : i + 1])
         for total, p in zip(expected, params, strict=True):
+            assert p.grad is not None
             total += p.grad.square() / 5
     (fisher,) = handed
     for got, want in zip(fisher, expected, strict=True):
@@ -180,13 +182,17 @@ def test_ssam_fisher_comes_from_per_sample_gradients(iris, monkeypatch: pytest.M
     for p in params:  # the square of the five samples' mean gradient is another, smaller quantity
         p.grad = None
     descent(trainer.net, x[:5], y[:5])
-    assert not all(torch.allclose(f, p.grad.square()) for f, p in zip(fisher, params, strict=True))
+    grads = [p.grad for p in params]
+    assert all(g is not None for g in grads)
+    assert not all(torch.allclose(f, g.square()) for f, g in zip(fisher, grads, strict=True) if g is not None)
 
 
 def test_ssam_dynamic_drop_rate_follows_the_run_length(iris) -> None:
     physical, _ = fake_physical()
     cosine = Trainer(TrainConfig(method="sat", sparsity=0.5, mask="dynamic", **FAST), physical, iris)
-    assert cosine.optimizer.drop_schedule_steps == TrainConfig().epochs * math.ceil(len(iris.train) / 32)
+    trained_on = len(cosine.dataset.train)  # the training split less its validation share
+    assert trained_on == len(iris.train) - round(0.15 * len(iris.train))
+    assert cosine.optimizer.drop_schedule_steps == TrainConfig().epochs * math.ceil(trained_on / 32)
     constant = Trainer(
         TrainConfig(method="sat", sparsity=0.5, mask="dynamic", drop_schedule="constant", **FAST), physical, iris
     )
@@ -195,7 +201,7 @@ def test_ssam_dynamic_drop_rate_follows_the_run_length(iris) -> None:
 
 def test_gsam_changes_the_descent_and_only_the_descent(iris) -> None:
     """With the same seed and data, GSAM's first step differs from SAM's; with α = 0 the two are the same run."""
-    moved = {}
+    moved: dict[float, list[torch.Tensor]] = {}
     for alpha in (0.0, 0.0, 0.5):
         physical, _ = fake_physical()
         trainer = Trainer(TrainConfig(method="sat", gsam_alpha=alpha, **FAST), physical, iris)
@@ -203,3 +209,24 @@ def test_gsam_changes_the_descent_and_only_the_descent(iris) -> None:
         moved.setdefault(alpha, []).append(torch.cat([t.flatten() for t in trainer.net.theta]))
     torch.testing.assert_close(moved[0.0][0], moved[0.0][1])
     assert not torch.allclose(moved[0.0][0], moved[0.5][0])
+
+
+def test_each_epoch_reports_validation_accuracy_and_the_test_split_is_never_read(iris) -> None:
+    config = TrainConfig(method="bp-control", epochs=3, lr=0.05, **FAST)
+    result = train(config, fake_physical()[0], iris)
+    assert len(result.validation_accuracy) == 3
+    assert [row["validation_accuracy"] for row in result.per_epoch()] == result.validation_accuracy
+    held = iris.with_validation(config.validation_fraction, config.seed)
+    assert held.validation is not None
+    final = accuracy(result.net, held.validation, twin_runner(fake_physical()[0]))
+    assert result.validation_accuracy[-1] == final  # measured on the held-out share, after the epoch's last step
+    assert result.validation_accuracy[-1] > 0.5  # better than chance (1/3): it is a real measurement
+
+    poisoned = Dataset(iris.name, iris.train, Split(torch.full_like(iris.test.x, math.nan), iris.test.y), 3)
+    blind = train(config, fake_physical()[0], poisoned)  # a run that read the test split would see NaNs
+    assert [s.loss for s in blind.steps] == [s.loss for s in result.steps]
+    assert blind.validation_accuracy == result.validation_accuracy
+
+    none = train(config.model_copy(update={"validation_fraction": 0.0}), fake_physical()[0], iris)
+    assert none.validation_accuracy == [] and none.per_epoch()[0]["validation_accuracy"] is None
+    assert len(none.steps) == 3 * math.ceil(len(iris.train) / 32)  # every training sample trains

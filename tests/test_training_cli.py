@@ -17,8 +17,8 @@ from labsat.training.session import load_model
 runner = CliRunner()
 
 
-def _train(*extra: str) -> dict:
-    result = runner.invoke(app, ["train", "--dataset", "iris", "--method", "pat", "--epochs", "1", "--json", *extra])
+def _train(*extra: str, method: str = "pat") -> dict:
+    result = runner.invoke(app, ["train", "--dataset", "iris", "--method", method, "--epochs", "1", "--json", *extra])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -33,12 +33,16 @@ def test_train_json_round_trip_stores_the_model_and_resumes(data_dir: Path, monk
     )
     first = _train("--seed", "3")
     assert first["calibrated_now"] is True  # the bench had no calibration: one ran and was stored
-    assert first["method"] == "pat" and first["dataset"] == "iris" and first["steps"] == 4  # 112 samples / 32
+    assert first["method"] == "pat" and first["dataset"] == "iris" and first["steps"] == 3  # (112 - 17 held out) / 32
     # PAT: one device forward per photonic layer per step (iris 4-16-3: two layers, two tiles each).
     assert first["queries"]["forwards"] == 2 * first["steps"]
     assert first["queries"]["programs"] == 4 * first["steps"]
     assert first["queries"]["bench_time_s"] > 0
     assert 0.0 <= first["test_accuracy_device"] <= 1.0
+    assert 0.0 <= first["validation_accuracy_device"] <= 1.0  # the held-out share of the training split, on the chip
+    assert len(first["validation_accuracy"]) == 1 == len(first["per_epoch"])
+    assert first["per_epoch"][0]["validation_accuracy"] == first["validation_accuracy"][0]
+    assert first["nat_noise"] is None  # PAT injects nothing
 
     store = Store(data_dir)
     net, metadata = load_model(store, first["model"])
@@ -50,6 +54,15 @@ def test_train_json_round_trip_stores_the_model_and_resumes(data_dir: Path, monk
     assert again["calibrated_now"] is False and again["calibration"] == first["calibration"]
     assert again["queries"] == first["queries"]  # finished run: restored from its checkpoint, no new steps
     assert again["model"] != first["model"]
+
+    nat = _train("--seed", "3", "--noise-repeats", "4", method="nat")
+    noise = nat["nat_noise"]  # fitted on the simulated bank, whose controls do not scatter: drift sets the size
+    assert noise["fitted"] and noise["repeats"] == 4 and noise["drift_scale"] == 0.5
+    assert noise["drift_sigma"] > 10 * noise["control_sigma"] and noise["read_sigma"] > 0
+    assert load_model(store, nat["model"])[1]["nat_noise"] == noise  # recorded with the model
+    table = runner.invoke(app, ["train", "--dataset", "iris", "--method", "nat", "--epochs", "1", "--seed", "4"])
+    assert table.exit_code == 0, table.output
+    assert "NAT injected control σ" in table.stdout and "NAT drift σ" in table.stdout
 
 
 def test_train_rejects_an_unknown_method_without_touching_the_bench() -> None:

@@ -9,6 +9,7 @@ The twin is the same physics with *nominal* parameters (no fabrication scatter):
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -27,13 +28,17 @@ def design_chip(seed: int = 7, **changes: float) -> MRRChipParams:
 
 
 class ChipDevice:
-    """``forward(x, controls)`` on a fixed chip, plus Gaussian read noise ``σ·max(x)``; counts like a System."""
+    """``forward(x, controls)`` on a fixed chip, plus Gaussian read noise ``σ·max(x)``; counts like a System.
+
+    ``control_noise`` (volts) scatters every control afresh in every forward, as a jittery heater supply would.
+    """
 
     control_range = (0.0, 4.0)
 
-    def __init__(self, params: MRRChipParams, noise: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, params: MRRChipParams, noise: float = 0.0, seed: int = 0, control_noise: float = 0.0) -> None:
         self.model = MRRBankModel(params)
         self.noise = noise
+        self.control_noise = control_noise
         self.generator = torch.Generator().manual_seed(seed)
         self.stats = QueryStats()
         self.delta_t_k = 0.0
@@ -46,13 +51,17 @@ class ChipDevice:
         self.stats.samples += tiles * x.shape[0]
         self.stats.bench_time_s += tiles * (0.01 + 1e-6 * x.shape[0])
         with torch.no_grad():
+            if self.control_noise:
+                controls = controls + torch.randn(controls.shape, generator=self.generator) * self.control_noise
             y = self.model.layer(x, controls, self.delta_t_k)
             noise = torch.randn(y.shape, generator=self.generator) * self.noise
             return y + noise * x.amax(dim=1, keepdim=True)
 
 
-def fake_physical(*, noise: float = 0.0, twin: str = "nominal") -> tuple[PhysicalLayer, ChipDevice]:
-    """A PhysicalLayer over a :class:`ChipDevice`; the twin is ``"nominal"`` or the ``"truth"`` itself."""
-    device = ChipDevice(design_chip(), noise)
-    model = MRRBankModel(design_chip(**NOMINAL) if twin == "nominal" else design_chip())
-    return PhysicalLayer.from_system(device, model.layer), device
+def fake_physical(
+    *, noise: float = 0.0, twin: str = "nominal", control_noise: float = 0.0
+) -> tuple[PhysicalLayer, ChipDevice]:
+    """A PhysicalLayer over a :class:`ChipDevice`; the twin is ``"nominal"`` or the ``"truth"`` itself, and drifts."""
+    device = ChipDevice(design_chip(), noise, control_noise=control_noise)
+    model = MRRBankModel(design_chip(7, **NOMINAL) if twin == "nominal" else design_chip())
+    return PhysicalLayer.from_system(device, model.layer, lambda kelvin: partial(model.layer, delta_t_k=kelvin)), device

@@ -31,6 +31,12 @@ def _summary_table(summary: dict) -> Table:
         ("final training loss", f"{summary['final_loss']:.4f}" if summary["final_loss"] is not None else "-"),
         ("test accuracy (device)", f"{100 * summary['test_accuracy_device']:.2f} %"),
         ("test accuracy (twin)", f"{100 * summary['test_accuracy_twin']:.2f} %"),
+        ("validation accuracy (device)", _percent(summary["validation_accuracy_device"])),
+        (
+            "validation accuracy by epoch (model)",
+            " ".join(f"{100 * a:.1f}" for a in summary["validation_accuracy"]) or "-",
+        ),
+        *_noise_rows(summary["nat_noise"]),
         ("device forwards", str(queries["forwards"])),
         ("tile programs", str(queries["programs"])),
         ("samples", str(queries["samples"])),
@@ -40,6 +46,23 @@ def _summary_table(summary: dict) -> Table:
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f} %"
+
+
+def _noise_rows(noise: dict | None) -> list[tuple[str, str]]:
+    """What NAT injected and where each σ came from (fitted on the device or configured)."""
+    if noise is None:
+        return []
+    source = f"fitted, {noise['repeats']} readings" if noise["fitted"] else "configured"
+    return [
+        ("NAT read-noise σ (per max input)", f"{noise['read_sigma']:.4g} ({source})"),
+        ("NAT control-noise σ", f"{noise['control_sigma']:.4g} ({source})"),
+        ("NAT drift σ (controls)", f"{noise['drift_sigma']:.4g} (drift scale {noise['drift_scale']:g})"),
+        ("NAT injected control σ", f"{noise['injected_control_sigma']:.4g}"),
+    ]
 
 
 @app.command()

@@ -8,6 +8,7 @@ alone can be warmed, made noisy and redrawn.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from labsat.calibration.record import CalibrationOptions, CalibrationRecord
@@ -58,7 +59,9 @@ class BankCalibration:
 
 
 class BankTraining:
-    """Heater volts per weight, any ``(out, in)`` tiled onto the bank; no disturbance to train against."""
+    """Heater volts per weight, any ``(out, in)`` tiled onto the bank; no disturbance to train against.
+
+    The twin drifts with the chip's temperature (kelvin since calibration), which sizes NAT's drift term."""
 
     disturbances: tuple[str, ...] = ()
 
@@ -71,7 +74,8 @@ class BankTraining:
         system = system_of(bench, MRRBankSystem)
         apply_calibration(system, record)
         twin = Twin.from_record(record, bench.torch_device)
-        return PhysicalLayer.from_system(system, twin.layer)
+        drifted = lambda kelvin: partial(twin.layer, delta_t_k=kelvin)  # noqa: E731
+        return PhysicalLayer.from_system(system, twin.layer, drift_twin=drifted)
 
 
 KIND = Kind(

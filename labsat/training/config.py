@@ -102,8 +102,30 @@ class TrainConfig(BaseModel):
     seed: int = Field(
         0, ge=0, le=2**32 - 1, description="Seeds the split, the initial controls, the data order, the noise."
     )
-    noise_sigma: float | None = Field(None, ge=0, le=100, description="NAT's noise σ (default: fitted on the bench).")
+    noise_sigma: float | None = Field(
+        None, ge=0, le=100, description="NAT's read-noise σ per unit input scale (default: fitted on the bench)."
+    )
+    noise_control_sigma: float | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="NAT's control-noise σ (volts on a bank, radians on a mesh or D2NN; default: fitted on the bench).",
+    )
+    noise_drift: float = Field(
+        0.5,
+        ge=0,
+        le=100,
+        description="NAT's drift scale in the system's drift unit (a bank: kelvin), injected as control noise of the "
+        "output size it has in the twin (0: none; a twin that models no drift: none).",
+    )
     noise_repeats: int = Field(8, ge=2, le=10_000, description="Readings per input NAT's noise fit takes.")
+    validation_fraction: float = Field(
+        0.15,
+        ge=0,
+        le=0.5,
+        description="Share of the training split held out (seeded, stratified) to validate each epoch; the test "
+        "split is never seen in training (0: no validation).",
+    )
     dat_hidden: int = Field(32, ge=1, le=MAX_WIDTH, description="Width of DAT's residual network on the twin.")
     dat_lr: float = Field(0.01, gt=0, le=100, description="Learning rate of DAT's residual network.")
     dat_fit_steps: int = Field(3, ge=0, le=MAX_STEPS, description="DAT's residual fit steps per training step.")

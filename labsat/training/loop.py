@@ -8,6 +8,10 @@ group ρ = 0, which makes the step an exact plain Adam step: one optimizer, one 
 Costs are measured, not assumed: every step records the device forwards, tile programs, samples and
 estimated bench time the System counted while it ran (:class:`~labsat.readout.QueryStats`), and a
 run reports their sum, including one-off setup (NAT's noise fit).
+
+A share of the training split is held out as a validation split (``TrainConfig.validation_fraction``),
+and every epoch reports its accuracy there, on the model the method trains (free, no device query): that
+is the number to choose hyperparameters and epochs by. The test split is never seen here.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +34,11 @@ from labsat.training.checkpoint import load_checkpoint, save_checkpoint
 from labsat.training.config import TrainConfig
 from labsat.training.dat import DualAdaptive
 from labsat.training.deploy import deploy_weights, initialise, peak_controls
+from labsat.training.evaluate import accuracy
 from labsat.training.fdsat import FDSAT
 from labsat.training.methods import Backprop, DeviceEstimate, GradientSource
-from labsat.training.nat import fit_read_noise, nat_runner
-from labsat.training.network import PhotonicNet
+from labsat.training.nat import NoiseModel, configured_noise, fit_noise, nat_runner
+from labsat.training.network import LayerRunner, PhotonicNet
 from labsat.training.optical_backprop import obp_runner
 from labsat.training.pat import pat_runner
 from labsat.training.physical import PhysicalLayer
@@ -67,6 +72,10 @@ class TrainResult:
     steps: list[StepRecord]
     setup_cost: QueryStats
     wall_s: float
+    validation_accuracy: list[float] = field(default_factory=list)
+    """Accuracy on the validation split after each epoch (empty: no validation split)."""
+    noise: NoiseModel | None = None
+    """The noise NAT injected (None: not a NAT run)."""
 
     @property
     def cost(self) -> QueryStats:
@@ -74,12 +83,15 @@ class TrainResult:
         return _total([self.setup_cost, *(s.cost for s in self.steps)])
 
     def per_epoch(self) -> list[dict[str, Any]]:
-        """Per epoch: mean training loss and the device queries and bench time its steps cost."""
+        """Per epoch: mean training loss, validation accuracy (None without a validation split) and the device
+        queries and bench time its steps cost."""
         rows = []
         for epoch in sorted({s.epoch for s in self.steps}):
             steps = [s for s in self.steps if s.epoch == epoch]
             cost = _total([s.cost for s in steps])
-            rows.append({"epoch": epoch + 1, "loss": sum(s.loss for s in steps) / len(steps), **asdict(cost)})
+            validation = self.validation_accuracy[epoch] if epoch < len(self.validation_accuracy) else None
+            loss = sum(s.loss for s in steps) / len(steps)
+            rows.append({"epoch": epoch + 1, "loss": loss, "validation_accuracy": validation, **asdict(cost)})
         return rows
 
     def epoch_losses(self) -> list[float]:
@@ -108,7 +120,7 @@ class Trainer:
         if self.method.base == "obp":
             obp_runner(physical)  # refuses a device without a backward pass now, before any step is paid for
         self.physical = physical
-        self.dataset = dataset
+        self.dataset = dataset.with_validation(config.validation_fraction, config.seed)
         self.data_order = torch.Generator().manual_seed(config.seed)
         self.noise = torch.Generator().manual_seed(config.seed + 1)
         self.net = PhotonicNet(
@@ -130,7 +142,8 @@ class Trainer:
                     lr=config.dat_lr,
                     fit_steps=config.dat_fit_steps,
                 )
-        self.noise_sigma = config.noise_sigma
+        self.noise_model: NoiseModel | None = None
+        self.validation_accuracy: list[float] = []
         self.epoch = 0
         self.steps: list[StepRecord] = []
         self.setup_cost = QueryStats()
@@ -209,7 +222,7 @@ class Trainer:
         if base == "bp-control":
             return Backprop(twin_runner(physical))
         if base == "nat":
-            return Backprop(nat_runner(physical, self._fitted_sigma(), self.noise))
+            return Backprop(nat_runner(physical, self._fitted_noise(), self.noise))
         if base == "pat":
             return Backprop(pat_runner(physical))
         if base == "obp":
@@ -232,16 +245,43 @@ class Trainer:
             estimator = SPSA(c=cfg.spsa_c, q=cfg.spsa_q, beta=cfg.spsa_beta, seed=seed)
         return DeviceEstimate(device_runner(physical), estimator, physical.nearest_allowed)
 
-    def _fitted_sigma(self) -> float:
-        """NAT's σ: as configured, or measured once with repeated forwards of the first training batch."""
-        if self.noise_sigma is None:
-            before = self.physical.stats()
+    def _fitted_noise(self) -> NoiseModel:
+        """NAT's noise model (:mod:`labsat.training.nat`), built once: read and control σ as configured, or (either
+        left unset) fitted to repeated forwards of the first training batch on the device; the drift term mapped
+        through the twin. Its device forwards are the run's setup cost."""
+        if self.noise_model is None:
+            cfg = self.config
             with torch.no_grad():
-                x = self.net.encode(self.dataset.train.x[: self.config.batch_size])
+                x = self.net.encode(self.dataset.train.x[: cfg.batch_size])
             theta = next(self.net.photonic_parameters()).detach()
-            self.noise_sigma = fit_read_noise(self.physical, x, theta, self.config.noise_repeats)
-            self.setup_cost = _total([self.setup_cost, self.physical.stats().since(before)])
-        return self.noise_sigma
+            if cfg.noise_sigma is not None and cfg.noise_control_sigma is not None:
+                model = configured_noise(
+                    self.physical, x, theta, cfg.noise_sigma, cfg.noise_control_sigma, cfg.noise_drift
+                )
+            else:
+                before = self.physical.stats()
+                model = fit_noise(self.physical, x, theta, cfg.noise_repeats, cfg.noise_drift)
+                self.setup_cost = _total([self.setup_cost, self.physical.stats().since(before)])
+                model = replace(
+                    model,
+                    read_sigma=model.read_sigma if cfg.noise_sigma is None else cfg.noise_sigma,
+                    control_sigma=model.control_sigma if cfg.noise_control_sigma is None else cfg.noise_control_sigma,
+                )
+            self.noise_model = model
+        return self.noise_model
+
+    def _validation_runner(self) -> LayerRunner:
+        """The model the method trains, noiseless: ideal weights (weight-space BP), DAT's corrected twin, the twin."""
+        if self.method.weight_space:
+            return ideal_runner
+        return self.dat.twin_runner() if self.dat is not None else twin_runner(self.physical)
+
+    def validate(self) -> float | None:
+        """Accuracy on the validation split now (None: there is none); costs no device query."""
+        validation = self.dataset.validation
+        if validation is None:
+            return None
+        return accuracy(self.net, validation, self._validation_runner())
 
     # -- training -------------------------------------------------------------------------------------
 
@@ -324,6 +364,9 @@ class Trainer:
             records.append(record)
             if on_step is not None:
                 on_step(record)
+        validation = self.validate()
+        if validation is not None:
+            self.validation_accuracy.append(validation)
         self.epoch += 1
         self.wall_s += time.perf_counter() - started
         return records
@@ -333,7 +376,15 @@ class Trainer:
         net = self.net
         if self.method.weight_space:
             net = deploy_weights(net, self.physical, steps=self.config.deploy_steps)
-        return TrainResult(net, self.config, list(self.steps), self.setup_cost, self.wall_s)
+        return TrainResult(
+            net,
+            self.config,
+            list(self.steps),
+            self.setup_cost,
+            self.wall_s,
+            list(self.validation_accuracy),
+            self.noise_model,
+        )
 
     # -- checkpoints ----------------------------------------------------------------------------------
 
@@ -344,7 +395,8 @@ class Trainer:
             "net": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "dat": None if self.dat is None else self.dat.state_dict(),
-            "noise_sigma": self.noise_sigma,
+            "noise_model": None if self.noise_model is None else self.noise_model.as_dict(),
+            "validation_accuracy": list(self.validation_accuracy),
             "data_order": self.data_order.get_state(),
             "noise": self.noise.get_state(),
             "steps": [s.as_dict() for s in self.steps],
@@ -360,7 +412,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.dat is not None:
             self.dat.load_state_dict(state["dat"])
-        self.noise_sigma = state["noise_sigma"]
+        noise = state["noise_model"]
+        self.noise_model = None if noise is None else NoiseModel.from_dict(noise)
+        self.validation_accuracy = [float(a) for a in state["validation_accuracy"]]
         self.data_order.set_state(state["data_order"])
         self.noise.set_state(state["noise"])
         self.steps = [StepRecord.from_dict(s) for s in state["steps"]]

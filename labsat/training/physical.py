@@ -30,6 +30,9 @@ LayerFn = Callable[[Tensor, Tensor], Tensor]
 LayerBackwardFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 """``(x, θ, ∂L/∂y (B, out)) -> (∂L/∂x (B, in), ∂L/∂θ)``: a backward pass the device runs itself, at input ``x``."""
 
+DriftTwin = Callable[[float], LayerFn]
+"""``drift -> twin layer`` at that drift of the system since calibration (a bank: kelvin of chip temperature)."""
+
 
 class LayerSystem(Protocol):
     """What a System must offer to be trained on (``MRRBankSystem`` does).
@@ -76,9 +79,14 @@ class PhysicalLayer:
     """This layer with non-trainable disturbance parameters (a mask's rotation, shift, scale) moved by the given
     offsets: the twin re-modelled there, the device realising it where it can. FD-SAT
     (:mod:`labsat.training.fdsat`) trains against the worst such offset; None: the system has none."""
+    drift_twin: DriftTwin | None = None
+    """The twin after the system's slow drift (a bank: its temperature, in kelvin), so NAT can size noise by what
+    drift does to the output (:mod:`labsat.training.nat`); None: the twin models no drift."""
 
     @classmethod
-    def from_system(cls, system: LayerSystem, twin_layer: LayerFn) -> PhysicalLayer:
+    def from_system(
+        cls, system: LayerSystem, twin_layer: LayerFn, drift_twin: DriftTwin | None = None
+    ) -> PhysicalLayer:
         """Pair a System (the device) with a twin's layer function (e.g. ``MRRBankModel(params).layer``)."""
         return cls(
             system_forward=system.forward,
@@ -86,6 +94,7 @@ class PhysicalLayer:
             control_range=tuple(system.control_range),  # type: ignore[arg-type]
             stats=lambda: system.stats.copy(),
             project=getattr(system, "project_controls", None),
+            drift_twin=drift_twin,
         )
 
     def nearest_allowed(self, controls: Tensor) -> Tensor:
@@ -99,6 +108,6 @@ class PhysicalLayer:
     def with_twin(self, twin_layer: LayerFn) -> PhysicalLayer:
         """The same device with another model behind it (a corrected twin, a drifted twin, an ideal one).
 
-        ``disturbed`` is dropped: it moves the old twin, and nothing says how to move the new one.
+        ``disturbed`` and ``drift_twin`` are dropped: they move the old twin, and nothing says how to move the new one.
         """
-        return replace(self, twin_layer=twin_layer, disturbed=None)
+        return replace(self, twin_layer=twin_layer, disturbed=None, drift_twin=None)

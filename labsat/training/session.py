@@ -19,7 +19,10 @@ here, once for every caller:
   it, see one :class:`PhysicalLayer`.
 * **Result.** Accuracy is measured on the device over the full test split after training (the number
   that matters), and on the twin for comparison; the trained network is saved in the store as a model
-  whose tensors are the photonic controls and the digital parameters.
+  whose tensors are the photonic controls and the digital parameters. The validation split (held out of
+  the training split, :meth:`Dataset.with_validation <labsat.datasets.Dataset.with_validation>`) is measured
+  on the device too: it, not the test split, is what settings are compared by. A NAT run's noise model
+  (every σ it injected and where it came from) is stored with the model.
 """
 
 from __future__ import annotations
@@ -69,6 +72,8 @@ class TrainingRun:
     twin_accuracy: float
     evaluation_cost: QueryStats
     checkpoint_dir: Path
+    validation_accuracy_device: float | None = None
+    """Device accuracy on the validation split after training (None: no validation split)."""
 
     def summary(self) -> dict[str, Any]:
         cost = self.result.cost
@@ -87,6 +92,9 @@ class TrainingRun:
             "final_loss": self.result.epoch_losses()[-1] if self.result.steps else None,
             "test_accuracy_device": self.device_accuracy,
             "test_accuracy_twin": self.twin_accuracy,
+            "validation_accuracy_device": self.validation_accuracy_device,
+            "validation_accuracy": self.result.validation_accuracy,
+            "nat_noise": None if self.result.noise is None else self.result.noise.as_dict(),
             "queries": asdict(cost),
             "queries_per_step": {key: value / steps for key, value in asdict(cost).items()},
             "evaluation_queries": asdict(self.evaluation_cost),
@@ -179,9 +187,12 @@ def train_on_bench(
     config = bench_network(bench, config, dataset)
     physical, record, calibrated_now = bench_layer(bench, store, dataset.n_classes, calibration, on_calibration)
     checkpoints = run_directory(store.root, bench.name, dataset_label, {**config.settings(), "calibration": record.id})
+    dataset = dataset.with_validation(config.validation_fraction, config.seed)  # the split the run trains beside
     result = train(config, physical, dataset, checkpoints=checkpoints, resume=resume, on_step=on_step)
     before = physical.stats()
     device_accuracy = accuracy(result.net, dataset.test, device_runner(physical))
+    validation = dataset.validation
+    validation_device = None if validation is None else accuracy(result.net, validation, device_runner(physical))
     evaluation_cost = physical.stats().since(before)
     twin_accuracy = accuracy(result.net, dataset.test, twin_runner(physical))
     run = TrainingRun(
@@ -196,6 +207,7 @@ def train_on_bench(
         twin_accuracy=twin_accuracy,
         evaluation_cost=evaluation_cost,
         checkpoint_dir=checkpoints,
+        validation_accuracy_device=validation_device,
     )
     metadata = {key: value for key, value in run.summary().items() if key != "model"}
     metadata["sizes"] = list(result.net.sizes)
