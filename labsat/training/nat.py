@@ -21,12 +21,14 @@ the model (:class:`NoiseModel`), each fitted or configured, each recorded with t
   inside a training run is no way to measure it, so its size is configured (``TrainConfig.noise_drift``, in
   the system's drift unit: kelvin on a bank) and mapped through the twin: the mean-square output change of the
   twin drifted by ``±noise_drift`` (:attr:`PhysicalLayer.drift_twin`) divided by the mean ``Σ_θ J²`` gives the
-  control σ of the same output size. The default σ of 0.5 K puts the −1 K the SAT work evaluates at 2σ; at
-  1 K (≈ 0.09 V of heater noise on the simulated bank, half a linewidth of resonance shift) a short run on a
-  small network no longer converges reliably. 0.5 K is worth ≈ 0.05 V, some ten times the read noise's effect
-  on the output: the size that matters. A system whose twin models no drift (a mesh, a D2NN) gets no drift
-  term. The drift is a common shift, injected here as independent control noise of the same output size:
-  what NAT learns is margin against control errors of that size, whatever their pattern.
+  control σ of the same output size. The default σ of 0.5 K puts the −1 K the SAT work evaluates at 2σ. On
+  the default simulated bench it is worth ≈ 0.06 V of heater noise, where the fitted control noise is below
+  0.1 mV: the drift term is what gives NAT noise of the size that matters. It keeps digits at 89 % on the
+  device at −1 K where twin-trained BP falls to 62 %, for the same clean accuracy; 1 K (≈ 0.14 V) holds −2 K
+  better but costs eight points clean (``benchmarks/bench_nat.py``). A system whose twin models no drift (a
+  mesh, a D2NN) gets no drift term. The drift is a common shift, injected here as independent control noise
+  of the same output size: what NAT learns is margin against control errors of that size, whatever their
+  pattern.
 
 The training forward (:func:`nat_runner`) draws fresh noise every call: controls ``θ + σ_θ·N(0, 1)`` with
 ``σ_θ = √(σ_control² + σ_drift²)``, then read noise on the output. The controls are never written anywhere
