@@ -89,7 +89,7 @@ def train(
 
     Every setting of the run is an option below; the REST job ``train`` takes the same ones."""
     method, epochs, batch_size = config.method, config.epochs, config.batch_size
-    loaded = load_dataset(dataset, seed=config.seed)
+    loaded = load_dataset(dataset, seed=config.seed).with_validation(config.validation_fraction, config.seed)
     store = Store(data_dir(data))
     steps_per_epoch = -(-len(loaded.train) // batch_size)
     with bench_session(bench, data) as opened:

@@ -129,7 +129,8 @@ def run_train(context: JobContext, params: TrainParams) -> dict[str, Any]:
     recalibrated in between.
     """
     config = params.config()
-    dataset = load_dataset(dataset_source(context.store, params.dataset), seed=params.seed)
+    loaded = load_dataset(dataset_source(context.store, params.dataset), seed=params.seed)
+    dataset = loaded.with_validation(config.validation_fraction, config.seed)  # the steps per epoch the run takes
     bench_network(context.bench, config, dataset)  # what cannot run on this bench is refused before calibrating
     calibration = context.memo.get("calibration") or params.calibration
     if calibration is None:
