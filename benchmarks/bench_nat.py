@@ -6,7 +6,7 @@ The bank is calibrated once; its layer is the one ``labsat train`` uses (:func:`
 whose twin models the chip's temperature). Per seed, digits (full 450-image test split) is trained in silico with
 control-space BP and with NAT at several drift scales (``noise_drift``; 0 is read and control noise alone), each
 run's noise fitted on the device. After training the chip's temperature is changed (``chip.set_ambient``) and every
-model is tested on the device. Prints markdown for benchmarks/RESULTS.md.
+model is tested on the device. Writes its section of benchmarks/RESULTS.md (``--no-write``: print only).
 """
 
 from __future__ import annotations
@@ -20,15 +20,13 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from results import mean_std
+from results import accuracy_under_drift, add_write_option, mean_std, publish
 
 from labsat.bench import builtin_bench_path, open_bench
 from labsat.datasets import load_dataset
 from labsat.store import Store
 from labsat.training.config import TrainConfig
-from labsat.training.evaluate import accuracy
 from labsat.training.loop import train
-from labsat.training.runners import device_runner
 from labsat.training.session import bench_layer
 from labsat.truth import SIMULATED_CHIP
 
@@ -45,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20)
+    add_write_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = list(range(args.seeds))
@@ -60,11 +59,7 @@ def main() -> None:
             for name, method, drift in RUNS:
                 config = TrainConfig(method=method, seed=seed, epochs=args.epochs, noise_drift=drift)
                 result = train(config, physical, dataset)
-                row = []
-                for delta in DRIFTS_K:
-                    chip.set_ambient(delta)
-                    row.append(accuracy(result.net, dataset.test, device_runner(physical)))
-                chip.set_ambient(0.0)
+                row = accuracy_under_drift(result.net, dataset.test, physical, chip, DRIFTS_K)
                 table[name].append(row)
                 validation[name].append(result.validation_accuracy[-1])
                 if result.noise is not None:
@@ -73,29 +68,30 @@ def main() -> None:
                 print(f"seed {seed} {name}: {[round(100 * a, 1) for a in row]}", file=sys.stderr, flush=True)
     total = time.perf_counter() - started
 
-    print(f"## NAT's fitted noise under drift (`bench_nat.py`, {date.today()}, nproc {os.cpu_count()})")
-    print()
-    print(
+    lines = [
+        f"## NAT's fitted noise under drift (`bench_nat.py`, {date.today()}, nproc {os.cpu_count()})",
+        "",
         f"`python benchmarks/bench_nat.py --seeds {args.seeds} --epochs {args.epochs}` — {total / 60:.1f} min, "
-        f"calibration {record.id}."
-    )
-    print()
-    print(
+        f"calibration {record.id}.",
+        "",
         f"Digits, device test accuracy (%, mean ± std over seeds {', '.join(map(str, seeds))}), uniform drift "
-        "after training; validation accuracy on the twin after the last epoch:"
-    )
-    print()
-    print("| method | validation | " + " | ".join(f"{d:g} K" for d in DRIFTS_K) + " |")
-    print("|---|---:|" + "---:|" * len(DRIFTS_K))
+        "after training; validation accuracy on the twin after the last epoch:",
+        "",
+        "| method | validation | " + " | ".join(f"{d:g} K" for d in DRIFTS_K) + " |",
+        "|---|---:|" + "---:|" * len(DRIFTS_K),
+    ]
     for name, *_ in RUNS:
         columns = [mean_std([row[i] for row in table[name]]) for i in range(len(DRIFTS_K))]
-        print(f"| {name} | {mean_std(validation[name])} | " + " | ".join(columns) + " |")
-    print()
-    print("Fitted σ (mean over seeds): read noise per max input, control noise (V), drift mapped to controls (V):")
-    print()
+        lines.append(f"| {name} | {mean_std(validation[name])} | " + " | ".join(columns) + " |")
+    lines += [
+        "",
+        "Fitted σ (mean over seeds): read noise per max input, control noise (V), drift mapped to controls (V):",
+        "",
+    ]
     for name, entries in sigmas.items():
         read, control, drift = (sum(column) / len(column) for column in zip(*entries, strict=True))
-        print(f"- {name}: σ_read {read:.2g}, σ_control {control:.2g} V, σ_drift {drift:.2g} V")
+        lines.append(f"- {name}: σ_read {read:.2g}, σ_control {control:.2g} V, σ_drift {drift:.2g} V")
+    publish("bench_nat", "\n".join(lines), args)
 
 
 if __name__ == "__main__":
