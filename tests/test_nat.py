@@ -49,7 +49,7 @@ def test_a_device_that_reads_back_exactly_fits_no_noise() -> None:
 
 def test_the_drift_term_has_the_output_size_of_the_drift_itself() -> None:
     """Control noise of the mapped σ moves the twin's outputs as much (in mean square) as ±drift does."""
-    physical, _ = fake_physical(twin="truth")
+    physical, device = fake_physical(twin="truth")  # its twin takes delta_t_k, so from_system gave it a drift model
     x, theta = _batch()
     model = fit_noise(physical, x, theta, repeats=2, drift=0.5)
     assert model.drift_scale == 0.5 and model.drift_sigma > 0.01  # volts: tens of mV per half kelvin
@@ -72,6 +72,7 @@ def test_the_drift_term_has_the_output_size_of_the_drift_itself() -> None:
     assert half.drift_sigma == pytest.approx(model.drift_sigma / 2, rel=0.1)  # small drifts map linearly
     undrifting = fit_noise(physical.with_twin(physical.twin_layer), x, theta, repeats=2, drift=0.5)
     assert undrifting.drift_sigma == 0.0  # a twin that models no drift gets no drift term
+    assert PhysicalLayer.from_system(device, lambda x, t: x @ t.T).drift_twin is None  # no temperature to take
 
 
 def test_nat_injects_control_and_read_noise_at_the_model_sigma() -> None:

@@ -9,7 +9,6 @@ The twin is the same physics with *nominal* parameters (no fabrication scatter):
 from __future__ import annotations
 
 import math
-from functools import partial
 
 import torch
 from torch import Tensor
@@ -64,4 +63,4 @@ def fake_physical(
     """A PhysicalLayer over a :class:`ChipDevice`; the twin is ``"nominal"`` or the ``"truth"`` itself, and drifts."""
     device = ChipDevice(design_chip(), noise, control_noise=control_noise)
     model = MRRBankModel(design_chip(7, **NOMINAL) if twin == "nominal" else design_chip())
-    return PhysicalLayer.from_system(device, model.layer, lambda kelvin: partial(model.layer, delta_t_k=kelvin)), device
+    return PhysicalLayer.from_system(device, model.layer), device

@@ -8,7 +8,6 @@ alone can be warmed, made noisy and redrawn.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from labsat.calibration.record import CalibrationOptions, CalibrationRecord
@@ -74,8 +73,7 @@ class BankTraining:
         system = system_of(bench, MRRBankSystem)
         apply_calibration(system, record)
         twin = Twin.from_record(record, bench.torch_device)
-        drifted = lambda kelvin: partial(twin.layer, delta_t_k=kelvin)  # noqa: E731
-        return PhysicalLayer.from_system(system, twin.layer, drift_twin=drifted)
+        return PhysicalLayer.from_system(system, twin.layer)  # drifts through its delta_t_k
 
 
 KIND = Kind(

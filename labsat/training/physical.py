@@ -14,8 +14,10 @@ diffractive system plugs in by providing the same four things; nothing here chan
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol
 
 import torch
@@ -87,7 +89,13 @@ class PhysicalLayer:
     def from_system(
         cls, system: LayerSystem, twin_layer: LayerFn, drift_twin: DriftTwin | None = None
     ) -> PhysicalLayer:
-        """Pair a System (the device) with a twin's layer function (e.g. ``MRRBankModel(params).layer``)."""
+        """Pair a System (the device) with a twin's layer function (e.g. ``MRRBankModel(params).layer``).
+
+        A twin layer that takes ``delta_t_k`` (a bank's: the chip's temperature since calibration) drifts through
+        it unless ``drift_twin`` says otherwise, so every bank's layer gives NAT its drift term.
+        """
+        if drift_twin is None and _takes_temperature(twin_layer):
+            drift_twin = _drifting(twin_layer)
         return cls(
             system_forward=system.forward,
             twin_layer=twin_layer,
@@ -111,3 +119,15 @@ class PhysicalLayer:
         ``disturbed`` and ``drift_twin`` are dropped: they move the old twin, and nothing says how to move the new one.
         """
         return replace(self, twin_layer=twin_layer, disturbed=None, drift_twin=None)
+
+
+def _drifting(twin_layer: Callable[..., Tensor]) -> DriftTwin:
+    """``twin_layer`` at a chip temperature ``kelvin`` since calibration."""
+    return lambda kelvin: partial(twin_layer, delta_t_k=kelvin)
+
+
+def _takes_temperature(twin_layer: Callable[..., Tensor]) -> bool:
+    try:
+        return "delta_t_k" in inspect.signature(twin_layer).parameters
+    except (TypeError, ValueError):  # a callable without a signature to read: assume no drift model
+        return False
