@@ -7,7 +7,7 @@ base           gradient                                                 device f
 =============  =======================================================  ======================
 ``bp``         ideal weights ``x @ wᵀ``, w ∈ [−1, 1]; deployed after      0
 ``bp-control`` autograd through the twin, θ = controls                  0
-``nat``        twin with the device's read noise injected               0
+``nat``        twin with fitted control, drift and read noise injected  0
 ``pat``        device forward, twin VJP at the measured inputs          1
 ``dat``        PAT through a twin with online-fitted correctors         1
 ``obp``        device forward *and* backward (optical probe pass)       1 (+1 backward)
