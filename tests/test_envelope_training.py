@@ -62,7 +62,7 @@ def test_pat_sat_stays_inside_a_tight_envelope(write_bench: BenchWriter, data_di
         physical = _true_layer(bench)
         config = TrainConfig(method="pat+sat", epochs=1, hidden=(8,), batch_size=32, deploy_steps=20, seed=3)
         result = train(config, physical, load_dataset("iris", seed=0))
-        assert len(result.steps) == 4  # the whole epoch ran: no write was refused
+        assert len(result.steps) == 3  # the whole epoch ran (95 of iris's 112, the rest validates): no write refused
         assert len(heaters) > 10
         written = np.array(heaters)
         power = written**2 * 1e3 / 1000.0

@@ -213,7 +213,15 @@ def test_training_device_writes(bench: Bench, ascent: str) -> None:
     """PAT+SAT with a large ρ: the perturbed point and (SPSA) the device probes press against every limit."""
     recorder = RawWriteRecorder(bench)
     config = TrainConfig(
-        method="pat+sat", ascent=ascent, epochs=1, hidden=(8,), batch_size=32, deploy_steps=10, rho=2.0, seed=5
+        method="pat+sat",
+        ascent=ascent,
+        epochs=1,
+        hidden=(8,),
+        batch_size=32,
+        deploy_steps=10,
+        rho=2.0,
+        seed=5,
+        validation_fraction=0.0,  # every one of iris's 112 training samples drives the device
     )
     with recorder.attempt("training run"):
         result = train(config, _true_layer(bench), load_dataset("iris", seed=0))
