@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import re
 import shlex
 import socket
 import statistics
@@ -56,7 +57,8 @@ CASES = [
     "",
     "- *qontrol raw query*: a bare pyserial port on the same `labsatemu://` emulator checks `in_waiting` for",
     "  stale lines (as the driver and the vendor's `qontrol.py` do before every command), writes `v0?` and",
-    "  reads the reply line with `read_until`.",
+    "  reads the reply line with `read_until` and takes its number with a pattern (as `qontrol.py` does: replies",
+    "  carry units, `+0.2077 V`).",
     "- *qontrol driver query*: `QontrolDriver.get('voltage', ch=0)`: the same exchange through the link's",
     "  lock and retry wrapper, with the reply checked (printable, not an `E<code>` reply) and parsed by pattern.",
     "- *qontrol vector / per-channel write (64 ch)*: 64 new set points on 8 Q8iv modules: one acknowledged",
@@ -69,13 +71,15 @@ CASES = [
     "- *dac vector / per-channel write (8 ch)*: one compound SCPI message with its `SYST:ERR?`, or 8 messages",
     "  each followed by `SYST:ERR?`.",
 ]
+RAW_VOLTS = re.compile(rb"\s*([-+]?\d+(?:\.\d*)?) V")
+"""The raw case's own reading of a ``+0.2077 V`` reply (the driver's pattern is not used for the baseline)."""
 POLICY = RetryPolicy(timeout_s=2.0, retries=0)
 HEATER_LIMITS = ChannelLimits(voltage=(0.0, 4.0), resistance_ohm=1000.0, current_max_ma=4.5)
 DAC_LIMITS = ChannelLimits(voltage=(0.0, 2.2))
 
 
-def rates(operations: dict[str, Callable[[], object]], seconds: float, repeats: int) -> dict[str, float]:
-    """Median operations per second of each case over ``repeats`` batches of about ``seconds`` each.
+def rates(operations: dict[str, Callable[[], object]], seconds: float, repeats: int) -> dict[str, list[float]]:
+    """Operations per second of each case in each of ``repeats`` batches of about ``seconds`` each.
 
     The batches of the cases compared with each other are taken in turn (A, B, C, A, B, C, ...), so a
     change in the machine's load during the run falls on every case alike instead of on whichever
@@ -96,25 +100,35 @@ def rates(operations: dict[str, Callable[[], object]], seconds: float, repeats: 
             for _ in range(sizes[name]):
                 operation()
             samples[name].append(sizes[name] / (time.perf_counter() - started))
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return samples
+
+
+def paired_ratio(a: list[float], b: list[float]) -> str:
+    """``a / b`` as the ratio of the two medians, with the quartiles of the batch-by-batch ratios (batches
+    taken in turn), which show how much of it the machine's noise could move."""
+    median = statistics.median(a) / statistics.median(b)
+    if len(a) < 4:
+        return f"{median:.2f}×"
+    q1, _, q3 = statistics.quantiles([x / y for x, y in zip(a, b, strict=True)], n=4)
+    return f"{median:.2f}× (batch-by-batch quartiles {q1:.2f}–{q3:.2f})"
 
 
 def _link(name: str, address: str) -> Link:
     return Link(name, address, transport_opener(address, {}, POLICY.timeout_s), POLICY)
 
 
-def qontrol_cases(seconds: float, repeats: int) -> dict[str, float]:
+def qontrol_cases(seconds: float, repeats: int) -> dict[str, list[float]]:
     url = protocol_labsatemu.publish("bench-qontrol", QontrolEmulator(Memory(64), [1000.0] * 64))
     try:
         vector = QontrolDriver("heaters", _link("heaters", url), range(64), [HEATER_LIMITS] * 64).connect()
         single = QontrolDriver("heaters", _link("heaters", url), range(64), [HEATER_LIMITS] * 64, False).connect()
         port = serial.serial_for_url(url, baudrate=115200, timeout=POLICY.timeout_s)
 
-        def raw_query() -> None:
+        def raw_query() -> float:
             if port.in_waiting:  # nothing is waiting here: the check, not a read, is what it costs
                 port.reset_input_buffer()
             port.write(b"v0?\n")
-            port.read_until(b"\n")
+            return float(RAW_VOLTS.match(port.read_until(b"\n")).group(1))  # type: ignore[union-attr]
 
         values = iter(np.tile(np.linspace(0.0, 3.0, 7), 10**7))
         positions = np.arange(64)
@@ -138,7 +152,7 @@ def qontrol_cases(seconds: float, repeats: int) -> dict[str, float]:
         protocol_labsatemu.withdraw("bench-qontrol")
 
 
-def scpi_cases(seconds: float, repeats: int) -> dict[str, float]:
+def scpi_cases(seconds: float, repeats: int) -> dict[str, list[float]]:
     with (
         TcpServer(DaqEmulator(Memory(8)), "bench-daq") as daq_server,
         TcpServer(DacEmulator(Memory(8)), "bench-dac") as dac_server,
@@ -209,24 +223,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="batches per case (the median is reported)")
     add_write_option(parser)
     args = parser.parse_args(argv)
-    results = {**qontrol_cases(args.seconds, args.repeats), **scpi_cases(args.seconds, args.repeats)}
+    samples = {**qontrol_cases(args.seconds, args.repeats), **scpi_cases(args.seconds, args.repeats)}
+    results = {name: statistics.median(values) for name, values in samples.items()}
     ratios = [
-        ("driver query / raw query, Qontrol serial", results["qontrol driver query"] / results["qontrol raw query"]),
+        (
+            "driver query / raw query, Qontrol serial",
+            paired_ratio(samples["qontrol driver query"], samples["qontrol raw query"]),
+        ),
         (
             "driver read / raw query, DAQ TCP, both through pyvisa-py",
-            results["daq driver read (pyvisa-py)"] / results["daq raw query (pyvisa-py)"],
+            paired_ratio(samples["daq driver read (pyvisa-py)"], samples["daq raw query (pyvisa-py)"]),
         ),
         (
             "driver read through pyvisa-py / raw query on a bare socket, DAQ TCP",
-            results["daq driver read (pyvisa-py)"] / results["daq raw query (TCP socket)"],
+            paired_ratio(samples["daq driver read (pyvisa-py)"], samples["daq raw query (TCP socket)"]),
         ),
         (
             "vector / per-channel writes, Qontrol 64 ch",
-            results["qontrol vector write (64 ch)"] / results["qontrol per-channel write (64 ch)"],
+            paired_ratio(samples["qontrol vector write (64 ch)"], samples["qontrol per-channel write (64 ch)"]),
         ),
         (
             "vector / per-channel writes, DAC 8 ch",
-            results["dac vector write (8 ch, one message)"] / results["dac per-channel write (8 ch, 8 messages)"],
+            paired_ratio(
+                samples["dac vector write (8 ch, one message)"], samples["dac per-channel write (8 ch, 8 messages)"]
+            ),
         ),
     ]
     command = " ".join(shlex.quote(part) for part in ["python", "benchmarks/bench_drivers.py", *(argv or sys.argv[1:])])
@@ -242,7 +262,7 @@ def main(argv: list[str] | None = None) -> None:
             "",
             table(results),
             "",
-            *[f"- {label}: {ratio:.2f}×" for label, ratio in ratios],
+            *[f"- {label}: {ratio}" for label, ratio in ratios],
             "",
             *CASES,
         ]

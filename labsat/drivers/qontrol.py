@@ -116,6 +116,8 @@ MODULE_ID = re.compile(r"[A-Za-z]\w*-[0-9A-Fa-f*]+")
 COUNT = re.compile(r"\d+")
 COMMAND_CHANNEL = re.compile(r"([A-Za-z]+?)(\d+)[=?](.*)")  # v3=1.5, vvec8=a,b,…, i3?
 CONTROL_CHARACTERS = "".join(map(chr, range(32)))
+_JUNK = CONTROL_CHARACTERS + " "
+"""What :func:`clean` strips from both ends: spaces and every control character (line ends included)."""
 MAX_SKIPPED = 16  # lines discarded as out of step before an exchange gives up and the link is reset
 # The line limit: the vendor library sets none (qontrol.py 1.1.20, QXOutput.set_all_values sends one
 # "VVEC{first}=a,b,..." line per module, each value as str() writes it, however long). What bounds it is the
@@ -237,7 +239,7 @@ class PoweredUp(LinkError):
 def clean(line: str) -> str:
     """A reply without its surrounding whitespace and the control characters some replies start with
     (a recorded ``nup0=14`` answered ``\\x06OK``)."""
-    return line.strip().lstrip(CONTROL_CHARACTERS).strip()
+    return line.strip(_JUNK)
 
 
 class QontrolDriver(VoltageOutputs):
