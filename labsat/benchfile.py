@@ -20,25 +20,37 @@ from labsat.errors import BenchFileError
 
 
 class _Strict(BaseModel):
-    """Unknown keys are errors: a misspelt limit must never be silently ignored."""
+    """Unknown keys are errors: a misspelt limit must never be silently ignored; nor is NaN or ±inf a limit."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+MAX_VOLTS = 1000.0
+"""Largest |voltage| a bench file may name: beyond any lab source labsat drives, so a typo (1e308) is refused."""
+MIN_STEP_V = 1e-6
+"""Smallest ramp step: below a microvolt a full-range ramp would take more steps than any run can wait for."""
+MAX_STEP_DELAY_S = 60.0
+"""Longest wait between ramp steps."""
 
 
 class ChannelLimits(_Strict):
     """Static limits of one output channel. Units: V, mA, mW, Ω, s."""
 
     voltage: tuple[float, float] = Field(description="Allowed output range [min, max] in volts.")
-    current_max_ma: float | None = Field(None, gt=0, description="Largest |V|/R in mA (needs resistance).")
-    power_max_mw: float | None = Field(None, gt=0, description="Largest V²/R in mW (needs resistance).")
-    resistance_ohm: float | None = Field(None, gt=0, description="Load (heater) resistance.")
-    max_step: float | None = Field(None, gt=0, description="Largest single voltage step; larger moves ramp.")
-    step_delay: float = Field(0.0, ge=0, description="Seconds to wait between ramp steps.")
+    current_max_ma: float | None = Field(None, gt=0, le=1e5, description="Largest |V|/R in mA (needs resistance).")
+    power_max_mw: float | None = Field(None, gt=0, le=1e6, description="Largest V²/R in mW (needs resistance).")
+    resistance_ohm: float | None = Field(None, gt=0, le=1e12, description="Load (heater) resistance.")
+    max_step: float | None = Field(
+        None, ge=MIN_STEP_V, le=MAX_VOLTS, description="Largest single voltage step; larger moves ramp."
+    )
+    step_delay: float = Field(0.0, ge=0, le=MAX_STEP_DELAY_S, description="Seconds to wait between ramp steps.")
     safe: float = Field(0.0, description="Value the channel returns to in the safe state.")
 
     @model_validator(mode="after")
     def _consistent(self) -> ChannelLimits:
         low, high = self.voltage
+        if not (abs(low) <= MAX_VOLTS and abs(high) <= MAX_VOLTS):
+            raise ValueError(f"voltage range [{low:g}, {high:g}] must lie within ±{MAX_VOLTS:g} V")
         if low > high:
             raise ValueError(f"voltage range is inverted: min {low:g} > max {high:g}")
         if not low <= self.safe <= high:
@@ -156,7 +168,7 @@ class BenchLimits(_Strict):
     """Limits that span devices."""
 
     heater_power_budget_mw: float | None = Field(
-        None, gt=0, description="Largest total V²/R over every channel with a resistance, in mW."
+        None, gt=0, le=1e9, description="Largest total V²/R over every channel with a resistance, in mW."
     )
 
 
@@ -251,15 +263,37 @@ def parse_bench(data: Any, path: str) -> BenchFile:
     return bench
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error.
+
+    Plain YAML keeps the last of two ``heaters:`` blocks, so a second block pasted below the first would
+    silently replace the device's limits.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (a second one would replace the first)", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_bench_file(path: str | Path) -> BenchFile:
-    """Read and validate a bench file."""
+    """Read and validate a bench file (UTF-8 YAML, no key given twice)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BenchFileError(str(path), "", f"cannot read the file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        byte = f"byte {exc.object[exc.start]:#04x} at offset {exc.start}"
+        raise BenchFileError(str(path), "", f"not UTF-8 text ({byte})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: builds plain data only
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import BenchWriter
 from typer.testing import CliRunner
 
@@ -76,6 +78,31 @@ CASES: list[tuple[str, Edit, str, str]] = [
         "no device named 'camera'",
     ),
     ("bad simulator parameter", _set("simulator.fwhm_nm", "wide"), "simulator.fwhm_nm", "valid number"),
+    (
+        "endless ramp delay",
+        _set("devices.heaters.limits.step_delay", math.inf),
+        "devices.heaters.limits.step_delay",
+        "finite number",
+    ),
+    (
+        "vanishing ramp step",
+        _set("devices.heaters.limits.max_step", 1e-300),
+        "devices.heaters.limits.max_step",
+        "greater than or equal to 0.000001",
+    ),
+    (
+        "voltage beyond any source",
+        _set("devices.heaters.limits.voltage", [0.0, 1e308]),
+        "devices.heaters.limits",
+        "must lie within ±1000 V",
+    ),
+    (
+        "infinite resistance (it would switch the current, power and budget rules off)",
+        _set("devices.heaters.limits.resistance_ohm", math.inf),
+        "devices.heaters.limits.resistance_ohm",
+        "finite number",
+    ),
+    ("NaN budget", _set("limits.heater_power_budget_mw", math.nan), "limits.heater_power_budget_mw", "finite number"),
 ]
 
 
@@ -111,3 +138,23 @@ def test_real_process_prints_no_traceback(write_bench: BenchWriter) -> None:
     assert done.returncode == 2
     assert "voltage range is inverted" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path, default_bench_data: dict[str, Any]) -> None:
+    """A second ``heaters:`` block would silently replace the first one's limits in plain YAML."""
+    text = yaml.safe_dump(default_bench_data, sort_keys=False)
+    second = "  heaters:\n    driver: sim\n    kind: voltage_source\n    limits: {voltage: [0, 40]}\n"
+    path = tmp_path / "twice.yaml"
+    path.write_text(text.replace("\n  modulators:\n", "\n" + second + "  modulators:\n", 1))
+    with pytest.raises(BenchFileError, match=r"twice\.yaml: line \d+: not valid YAML: duplicate key 'heaters'"):
+        load_bench_file(path)
+    result = CliRunner().invoke(app, ["set", "--bench", str(path), "heaters.h0=30"])
+    assert result.exit_code == 2 and "duplicate key 'heaters'" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(BenchFileError, match=r"latin1\.yaml: not UTF-8 text \(byte 0xe9 at offset 9\)"):
+        load_bench_file(path)
