@@ -20,6 +20,7 @@ from labsat.errors import BenchFileError, InstrumentError
 from labsat.physics.compute import default_device
 from labsat.physics.mrr import balanced_readout, heater_power_mw, modulator_power_mw, weights_from_power
 from labsat.registry import BenchContext
+from labsat.simulators import instruments
 from labsat.simulators.instruments import SimDetector, SimVoltageSource
 from labsat.simulators.mrr import MRRChipSimulator, MRRSimConfig, chip_params, draw_chips
 from labsat.simulators.plugin import build_sim_device
@@ -382,3 +383,16 @@ def test_sim_driver_errors_name_the_key(simulator: dict[str, Any], role: str, ke
     with pytest.raises(BenchFileError) as error:
         build_sim_device("heat", spec.devices["heat"], context(spec))
     assert error.value.key == key and error.value.path == "bench.yaml"
+
+
+def test_a_source_history_is_bounded_and_keeps_the_latest_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A service's simulated bench runs job after job: its write history must not grow without end."""
+    monkeypatch.setattr(instruments, "HISTORY_LIMIT", 10)
+    heaters = SimVoltageSource(make_chip(), "heaters")
+    for step in range(23):
+        heaters.write_voltages(np.array([0]), np.array([0.01 * step]))
+    assert 5 <= len(heaters.history) <= 10
+    assert heaters.history[-1].volts[0] == pytest.approx(0.22)
+    assert [w.volts[0] for w in heaters.history] == pytest.approx(
+        [0.01 * s for s in range(23 - len(heaters.history), 23)]
+    )

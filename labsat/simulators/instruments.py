@@ -27,6 +27,9 @@ from labsat.simulators.detection import DetectionConfig, InstrumentConfig
 
 STATE_SAVE_INTERVAL_S = 0.2
 """Longest a simulated source's state file lags its outputs while the process lives."""
+HISTORY_LIMIT = 10_000
+"""Writes a simulated source remembers; beyond it the oldest half goes, so a long-lived service's simulated
+bench stays at a few MB however many jobs it runs (each write holds two arrays of its channels)."""
 
 
 class DetectedChip(Protocol):
@@ -75,9 +78,10 @@ Role = Literal["heaters", "modulators"]
 class SimVoltageSource:
     """The heater driver or the modulator driver of a simulated chip (MRR bank: ring ``(r, c)`` on ``r·cols + c``).
 
-    Every write costs one bus latency on the clock and is kept in :attr:`history`, so tests can prove
-    what the guard let through. With ``state_path`` the outputs survive the process, as a real
-    instrument keeps driving its outputs after the software that set them has exited. The file is
+    Every write costs one bus latency on the clock and is kept in :attr:`history` (the latest
+    :data:`HISTORY_LIMIT` at most), so tests can prove what the guard let through. With ``state_path``
+    the outputs survive the process, as a real instrument keeps driving its outputs after the software
+    that set them has exited. The file is
     rewritten at most every :data:`STATE_SAVE_INTERVAL_S` of wall time during fast sequences (training
     programs thousands of tiles), and always on ``outputs_off`` and ``close``; only a process killed
     outright can leave it that much behind.
@@ -118,6 +122,8 @@ class SimVoltageSource:
         self.chip.clock.sleep(self.chip.config.bus_latency_s)
         self._apply(positions, volts)
         self.history.append(VoltageWrite(self.chip.clock.now(), positions.copy(), volts.copy()))
+        if len(self.history) > HISTORY_LIMIT:
+            del self.history[: HISTORY_LIMIT // 2]
         self._unsaved = True
         self._schedule_save()
 
