@@ -93,6 +93,28 @@ def test_malformed_requests_get_422_naming_the_field_and_write_nothing(served: t
     assert client.put("/api/benches/nope/channels", json={"values": {"a.b": 1}}, headers=operate).status_code == 404
 
 
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        ("/api/jobs", b'{"kind": "train", "params": {"lr": Infinity}}', "lr"),
+        ("/api/jobs", b'{"kind": "train", "params": {"rho": NaN, "epochs": "x"}}', "rho"),
+        ("/api/benches/sim-mrr/channels", b'{"values": {"heaters.h0": -Infinity}}', "heaters.h0"),
+    ],
+)
+def test_non_finite_numbers_get_a_422_not_a_500(
+    served: tuple[TestClient, JobEngine], url: str, body: bytes, field: str
+) -> None:
+    """Python's JSON reader takes NaN and Infinity; the 422 that refuses them must still render as JSON."""
+    client, engine = served
+    before = _history(engine)
+    method = "put" if url.endswith("/channels") else "post"
+    headers = {**auth(Scope.OPERATE), "content-type": "application/json"}
+    answer = client.request(method, url, content=body, headers=headers)
+    assert answer.status_code == 422, answer.text
+    assert any(field in [str(part) for part in item["loc"]] for item in answer.json()["detail"])
+    assert _history(engine) == before
+
+
 def test_manual_set_and_bench_description(served: tuple[TestClient, JobEngine]) -> None:
     client, _ = served
     body = {"values": {"heaters.h2": 1.5}}

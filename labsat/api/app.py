@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
@@ -84,6 +85,7 @@ def create_app(engine: JobEngine, tokens: TokenTable, *, read_rate: float | None
         app.add_middleware(ReadPacer, rate=read_rate)
     app.add_exception_handler(LabsatError, _labsat_error)  # type: ignore[arg-type]
     app.add_exception_handler(ValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _request_validation_error)  # type: ignore[arg-type]
     return app
 
 
@@ -123,6 +125,13 @@ async def _labsat_error(request: Request, exc: LabsatError) -> JSONResponse:
     elif isinstance(exc, UnknownChannel):
         detail = [{"loc": ["body", "values"], "msg": str(exc), "type": "unknown_channel"}]
     return JSONResponse({"detail": detail}, status_code=code)
+
+
+async def _request_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A malformed request's 422, naming each field, without echoing the input: a NaN or Infinity the client
+    sent (Python's JSON reader takes them) cannot be written back as JSON, and would turn the 422 into a 500."""
+    errors = [{"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]} for error in exc.errors()]
+    return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 
 async def _validation_error(request: Request, exc: ValidationError) -> JSONResponse:
