@@ -76,6 +76,8 @@ def test_malformed_requests_get_422_naming_the_field_and_write_nothing(served: t
         ("post", "/api/jobs", {"kind": "train", "params": {"learning_rate": 0.1}}, "learning_rate"),
         ("post", "/api/jobs", {"kind": "bake", "params": {}}, "kind"),
         ("post", "/api/jobs", {"kind": "calibrate", "params": {"options": {"kernel_size": 4}}}, "kernel_size"),
+        ("post", "/api/jobs", {"kind": "calibrate", "params": {"options": {"repeats": 10**9}}}, "repeats"),
+        ("post", "/api/jobs", {"kind": "train", "params": {"hidden": [4096] * 10000}}, "hidden"),
         ("put", "/api/benches/sim-mrr/channels", {"values": {"heaters.h0": "hot"}}, "heaters.h0"),
         ("put", "/api/benches/sim-mrr/channels", {"values": {}}, "values"),
         ("put", "/api/benches/sim-mrr/channels", {"values": {"heaters.h0": 99.0}}, "heaters.h0"),

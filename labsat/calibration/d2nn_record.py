@@ -37,11 +37,16 @@ class D2NNCalibrationOptions(_Model):
     step: int = Field(
         1, ge=1, le=127, description="Measure every step-th gray level (0 and 255 always); the rest interpolated."
     )
-    repeats: int = Field(4, ge=1, description="Detector readings averaged per gray level.")
+    repeats: int = Field(4, ge=1, le=10_000, description="Detector readings averaged per gray level.")
     template_points: int = Field(
-        256, ge=16, description="Phase differences over one turn the twin's template is computed at (no device time)."
+        256,
+        ge=16,
+        le=100_000,
+        description="Phase differences over one turn the twin's template is computed at (no device time).",
     )
-    iterations: int = Field(6, ge=1, description="Rounds of the fit of phases and detector gains (no device time).")
+    iterations: int = Field(
+        6, ge=1, le=10_000, description="Rounds of the fit of phases and detector gains (no device time)."
+    )
 
 
 class MaskLUT(_Model):

@@ -33,14 +33,14 @@ MESH_PROCEDURE = "mesh"
 class MeshCalibrationOptions(_Model):
     """How the mesh is measured and fitted (the arguments of :func:`~labsat.calibration.mzi.calibrate_mesh`)."""
 
-    settings: int = Field(200, ge=1, description="Random heater settings the fit is made to.")
-    holdout: int = Field(40, ge=1, description="Further settings, never fitted, that judge the fit.")
+    settings: int = Field(200, ge=1, le=100_000, description="Random heater settings the fit is made to.")
+    holdout: int = Field(40, ge=1, le=100_000, description="Further settings, never fitted, that judge the fit.")
     random_inputs: int = Field(
-        10, ge=0, description="Random superpositions sent at each setting, besides the N unit inputs."
+        10, ge=0, le=10_000, description="Random superpositions sent at each setting, besides the N unit inputs."
     )
-    steps: int = Field(1500, ge=1, description="Adam steps of the fit (on the bench PC, no device time).")
+    steps: int = Field(1500, ge=1, le=1_000_000, description="Adam steps of the fit (on the bench PC, no device time).")
     lr: float = Field(0.02, gt=0, description="Adam learning rate of the fit.")
-    seed: int = Field(0, description="Seed of the random settings and inputs.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the random settings and inputs.")
 
 
 class MeshParameters(_Model):

@@ -72,28 +72,32 @@ class Cost(_Model):
 class CalibrationOptions(_Model):
     """How the procedures measure. Stored in the record, so a resumed run measures the same way."""
 
-    repeats: int = Field(16, gt=1, description="Detector readings averaged for dark offsets and noise.")
-    modulator_points: int = Field(41, ge=8, description="Drive points per modulator transfer curve.")
-    sweep_points: int = Field(96, ge=16, description="Heater powers per ring sweep.")
+    repeats: int = Field(16, gt=1, le=10_000, description="Detector readings averaged for dark offsets and noise.")
+    modulator_points: int = Field(41, ge=8, le=100_000, description="Drive points per modulator transfer curve.")
+    sweep_points: int = Field(96, ge=16, le=100_000, description="Heater powers per ring sweep.")
     parallel_rows: bool = Field(
         True, description="Sweep every ring of a column at once (one per detector row), not one at a time."
     )
     parallel_columns: bool = Field(
         True, description="With parallel_rows, also sweep columns beyond each other's thermal reach together."
     )
-    kernel_size: int = Field(5, ge=3, description="Side of the fitted thermal crosstalk kernel (odd).")
+    kernel_size: int = Field(5, ge=3, le=15, description="Side of the fitted thermal crosstalk kernel (odd).")
     aggressors: list[tuple[int, int]] | None = Field(
         None,
         description="Heaters stepped to measure crosstalk as row,col pairs (text: 3,4;5,2); default: one near the "
         "bank centre.",
     )
-    heater_maps: int = Field(100, ge=10, description="Random heater maps the heater-resistance fit measures.")
-    validation_maps: int = Field(100, ge=1, description="Random heater maps for the twin-vs-device check.")
-    validation_inputs: int = Field(10, ge=1, description="Random inputs per validation heater map.")
+    heater_maps: int = Field(
+        100, ge=10, le=100_000, description="Random heater maps the heater-resistance fit measures."
+    )
+    validation_maps: int = Field(100, ge=1, le=100_000, description="Random heater maps for the twin-vs-device check.")
+    validation_inputs: int = Field(10, ge=1, le=10_000, description="Random inputs per validation heater map.")
     assumed_efficiency_nm_per_mw: float = Field(
         0.2, gt=0, description="Heater efficiency that converts fitted powers into nm (not observable by sweeps)."
     )
-    seed: int = Field(0, description="Seed of the random heater maps and inputs (validation: seed, heaters: +1).")
+    seed: int = Field(
+        0, ge=0, le=2**32 - 1, description="Seed of the random heater maps and inputs (validation: seed, heaters: +1)."
+    )
 
     @field_validator("aggressors", mode="before")
     @classmethod
