@@ -7,6 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from labsat import __version__
 from labsat.cli import app
 
 runner = CliRunner()
@@ -77,3 +78,8 @@ def test_tables_print_without_json() -> None:
     assert "heaters channels" in result.stdout
     assert "sim-mrr" in result.stdout
     assert "h63" in result.stdout
+
+
+def test_version_is_printed() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.strip() == f"labsat {__version__}"

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from labsat import __version__
 from labsat.bench import Bench, builtin_bench_path, open_bench
 from labsat.errors import LabsatError
 from labsat.ownership import announce
@@ -29,6 +30,21 @@ app = typer.Typer(
 )
 console = Console()
 error_console = Console(stderr=True)
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        console.print(f"labsat {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _labsat(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print labsat's version and exit.")
+    ] = False,
+) -> None:
+    """Hardware-in-the-loop control and sharpness-aware training for physical neural networks."""
 
 BenchOption = Annotated[
     Path | None,
