@@ -207,3 +207,10 @@ def test_reads_are_paced_and_writes_never_wait() -> None:
 
     assert asyncio.run(requests("POST", 50)) < 0.1  # an emergency stop never queues behind pollers
     assert asyncio.run(requests("GET", 45)) >= (45 - 5 - 1) / 200 * 0.95  # beyond the burst: 200 per second
+
+
+def test_a_tokens_file_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "tokens.yaml"
+    path.write_bytes(b"tokens: [\xe9]")
+    with pytest.raises(TokenError, match=r"cannot read tokens file .*tokens\.yaml: 'utf-8' codec"):
+        TokenTable.load(path)

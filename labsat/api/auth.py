@@ -123,8 +123,8 @@ class TokenTable:
         anonymous_read = False
         if path is not None:
             try:
-                parsed = _TokensFile.model_validate(yaml.safe_load(path.read_text()) or {})
-            except (OSError, yaml.YAMLError) as exc:
+                parsed = _TokensFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+            except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
                 raise TokenError(f"cannot read tokens file {path}: {exc}") from None
             except ValidationError as exc:
                 first = exc.errors()[0]
