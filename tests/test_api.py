@@ -16,7 +16,7 @@ from service_helpers import TOKENS, auth, new_engine, token_table
 
 from labsat.api.app import create_app
 from labsat.api.auth import Scope, TokenError, TokenTable
-from labsat.api.jobs import job_request_type
+from labsat.api.jobs import _event_id, job_request_type
 from labsat.api.pacing import ReadPacer
 from labsat.jobs.engine import JobEngine
 
@@ -214,3 +214,15 @@ def test_a_tokens_file_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> No
     path.write_bytes(b"tokens: [\xe9]")
     with pytest.raises(TokenError, match=r"cannot read tokens file .*tokens\.yaml: 'utf-8' codec"):
         TokenTable.load(path)
+
+
+def test_event_numbers_out_of_range_are_a_422_and_junk_last_event_ids_are_ignored(
+    served: tuple[TestClient, JobEngine],
+) -> None:
+    client, engine = served
+    read = auth(Scope.READ)
+    job = engine.submit("steps", None, {"steps": 1})
+    for url in (f"/api/jobs/{job.id}/events", f"/api/jobs/{job.id}/stream"):
+        answer = client.get(url, params={"after": 2**63}, headers=read)
+        assert answer.status_code == 422 and answer.json()["detail"][0]["loc"][-1] == "after", answer.text
+    assert [_event_id(header) for header in (None, "", "12", "abc", "²", "9" * 40)] == [0, 0, 12, 0, 0, 0]

@@ -25,6 +25,15 @@ FOLLOW_POLL_S = 0.1
 """How often a stream checks for new events (an in-memory counter; the database is read only when it moved)."""
 
 BATCH = 500
+MAX_SEQ = 2**62
+"""Largest event number a client may name: the store keeps sequence numbers as 64-bit integers."""
+
+
+def _event_id(header: str | None) -> int:
+    """An SSE ``Last-Event-ID`` as an event number; anything else (a reconnecting client's junk) counts as 0."""
+    if header is None or not (header.isascii() and header.isdigit()) or len(header) > 18:
+        return 0
+    return int(header)
 
 
 class JobRequestBase(BaseModel):
@@ -97,7 +106,7 @@ def build_router(job_request: Any) -> APIRouter:
         who: ReadAccess,
         job_id: str,
         engine: EngineDep,
-        after: Annotated[int, Query(ge=0, description="Only events with seq > after.")] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Only events with seq > after.")] = 0,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
         type: Annotated[list[EventType] | None, Query(description="Only these event types.")] = None,
     ) -> list[JobEvent]:
@@ -108,13 +117,13 @@ def build_router(job_request: Any) -> APIRouter:
         who: ReadAccess,
         job: Annotated[Job, Depends(_existing_job)],
         engine: EngineDep,
-        after: Annotated[int, Query(ge=0, description="Replay events with seq > after first.")] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ, description="Replay events with seq > after first.")] = 0,
         last_event_id: Annotated[str | None, Header(description="Set by SSE clients when they reconnect.")] = None,
     ) -> AsyncIterable[ServerSentEvent]:
         """``text/event-stream`` of the job's events (SSE ``event`` = type, ``id`` = seq, ``data`` = the event
         as JSON): first the stored ones, then new ones as they happen. The stream ends after the event
         that puts the job in a final state."""
-        seen = max(after, int(last_event_id) if last_event_id and last_event_id.isdigit() else 0)
+        seen = max(after, _event_id(last_event_id))
         await run_in_threadpool(engine.last_seq, job.id)  # loads the counter; from now on it is in memory
         ended = job.final and seen >= engine.last_seq(job.id)
         while not ended:
