@@ -45,7 +45,9 @@ def list_artifacts(who: ReadAccess, kind: ArtifactKind, item_id: ItemId, engine:
             url=f"/api/artifacts/{kind}/{item_id}/{path.relative_to(folder).as_posix()}",
         )
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and all(_PART.match(part) for part in path.relative_to(folder).parts)
+        if path.is_file()
+        and all(_PART.match(part) for part in path.relative_to(folder).parts)
+        and path.resolve().is_relative_to(folder.resolve())  # a link out of the tree is not an artifact
     ]
 
 
@@ -53,8 +55,10 @@ def list_artifacts(who: ReadAccess, kind: ArtifactKind, item_id: ItemId, engine:
 def get_artifact(who: ReadAccess, kind: ArtifactKind, item_id: ItemId, path: str, engine: EngineDep) -> FileResponse:
     folder = _folder(engine, kind, item_id)
     parts = path.split("/")
+    if not all(_PART.match(part) for part in parts):  # before touching the file system (a NUL byte, "..")
+        raise NotFound(f"no artifact {path!r} in {kind}/{item_id}")
     target = folder.joinpath(*parts).resolve()
-    if not all(_PART.match(part) for part in parts) or not target.is_relative_to(folder.resolve()):
+    if not target.is_relative_to(folder.resolve()):
         raise NotFound(f"no artifact {path!r} in {kind}/{item_id}")
     if not target.is_file():
         raise NotFound(f"no artifact {path!r} in {kind}/{item_id}")
