@@ -10,7 +10,7 @@ import pytest
 from service_helpers import GATES, engine_fixture, new_engine, wait_for  # noqa: F401  (a fixture)
 
 from labsat.bench import Bench, builtin_bench_path, open_bench
-from labsat.errors import Halted
+from labsat.errors import Halted, LabsatError
 from labsat.jobs.engine import DataDirInUse, JobEngine
 from labsat.jobs.journal import JobJournal
 from labsat.jobs.model import FINAL, TRANSITIONS, InvalidTransition, JobState, Progress, check_transition
@@ -154,6 +154,52 @@ def test_emergency_stop_cancels_the_job_and_the_queue(engine: JobEngine) -> None
     assert engine.bench_status(BENCH).halted is None  # released once the job left the bench
     assert engine.set_channels(BENCH, {"heaters.h1": 0.5}) == {"heaters.h1": 0.5}
     assert engine.emergency_stop(BENCH) == [] and _all_safe(engine)  # idle: just the safe state
+
+
+def _hold_the_worker(engine: JobEngine) -> tuple[threading.Event, threading.Thread]:
+    """A manual operation that keeps the worker thread busy until the returned event is set."""
+    release, started = threading.Event(), threading.Event()
+
+    def blocking(bench: Bench) -> None:
+        started.set()
+        release.wait(30)
+
+    holder = threading.Thread(target=engine.worker(BENCH).call, args=(blocking,), daemon=True)
+    holder.start()
+    assert started.wait(30)
+    return release, holder
+
+
+def test_emergency_stop_drops_manual_sets_still_waiting(engine: JobEngine) -> None:
+    release, holder = _hold_the_worker(engine)
+    outcome: list[BaseException | None] = []
+
+    def manual_set() -> None:
+        try:
+            engine.worker(BENCH).call(lambda bench: bench.set_channels({"heaters.h0": 1.5}))
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    setter = threading.Thread(target=manual_set, daemon=True)
+    setter.start()
+    wait_for(lambda: engine.worker(BENCH)._calls, what="the manual set to queue")
+    engine.emergency_stop(BENCH)
+    setter.join(30)
+    release.set()
+    holder.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], Halted) and "dropped" in str(outcome[0])
+    assert _h0(engine) == 0.0 and _all_safe(engine)
+
+
+def test_a_manual_set_that_times_out_waiting_is_withdrawn_not_carried_out_later(engine: JobEngine) -> None:
+    release, holder = _hold_the_worker(engine)
+    with pytest.raises(LabsatError, match="withdrawn and nothing was written"):
+        engine.worker(BENCH).call(lambda bench: bench.set_channels({"heaters.h0": 1.5}), timeout=0.05)
+    release.set()
+    holder.join(30)
+    assert engine.set_channels(BENCH, {"heaters.h1": 0.5}) == {"heaters.h1": 0.5}  # the worker served on
+    assert _h0(engine) == 0.0
 
 
 def test_halt_stops_a_ramp_in_progress_within_one_guard_step(sim_bench: Bench, monkeypatch: pytest.MonkeyPatch) -> None:

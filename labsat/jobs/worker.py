@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
-from labsat.errors import LabsatError
+from labsat.errors import Halted, LabsatError
 from labsat.jobs.figures import write_metrics
 from labsat.jobs.journal import JobJournal
 from labsat.jobs.kinds import JobCancelled, JobInterrupted, get_kind
@@ -154,19 +154,33 @@ class BenchWorker:
             self._calls.append(item)
             self._cond.notify_all()
         if not item.done.wait(timeout):
-            raise LabsatError(f"bench {self.name!r} did not carry out the operation within {timeout:g} s")
+            with self._cond:
+                queued = any(pending is item for pending in self._calls)
+                if queued:  # never started: withdrawn, so a refusal is never followed by the write
+                    self._calls = deque(pending for pending in self._calls if pending is not item)
+            if queued:
+                raise LabsatError(
+                    f"bench {self.name!r} did not start the operation within {timeout:g} s; it was withdrawn and "
+                    "nothing was written"
+                )
+            item.done.wait()  # already on the bench (a ramp in progress): its own answer, not a guess
         if item.error is not None:
             raise item.error
         return item.result  # type: ignore[return-value]
 
     def emergency_stop(self) -> list[str]:
-        """Halt the guard (outputs safe within one guard step), cancel the running job and the queue.
+        """Halt the guard (outputs safe within one guard step), cancel the running job, the queue and every
+        manual operation not yet started.
 
         Runs on the caller's thread on purpose: the worker thread may be deep inside a job. The guard's
         lock orders its safe state after the job's write in progress, and the halt refuses the next.
         Writes are allowed again once the cancelled job has left the bench (or at once when idle).
         """
         with self._cond:  # cancel first, so the job reads the refusal it is about to meet as a cancel
+            for pending in self._calls:  # manual operations not yet started never run after the stop
+                pending.error = Halted(f"bench {self.name!r}: emergency stop; the manual operation was dropped")
+                pending.done.set()
+            self._calls.clear()
             stopped = list(self._queue)
             self._queue.clear()
             for job_id in stopped:
