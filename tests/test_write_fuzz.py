@@ -37,7 +37,6 @@ from labsat.api.auth import Scope
 from labsat.bench import Bench, open_bench
 from labsat.calibration import CalibrationOptions, calibrate
 from labsat.datasets import load_dataset
-from labsat.errors import LabsatError
 from labsat.jobs.engine import JobEngine
 from labsat.readout import QueryStats, measure_batch
 from labsat.store import Store
@@ -96,13 +95,9 @@ def test_bench_channel_sets(bench: Bench) -> None:
     @settings(FUZZ, max_examples=3000)
     @given(_assignments())
     def attempt(values: dict[str, float]) -> None:
-        with recorder.attempt("channel set") as tried:
-            try:
-                bench.set_channels(values)
-            except LabsatError as refusal:
-                recorder.refused(tried, str(refusal))
-                return
-        recorder.reached(tried, values)
+        tried, _ = recorder.run("channel set", lambda: bench.set_channels(values))
+        if tried.accepted:
+            recorder.check_targets(tried, values)
 
     attempt()
     assert recorder.counts["channel set accepted"] > 300 and recorder.counts["channel set refused"] > 300
@@ -176,13 +171,8 @@ def test_streamed_batches(bench: Bench) -> None:
     @given(rows, st.integers(0, 3))
     def attempt(batch: list[list[float]], heat: int) -> None:
         bench.source("heaters").set_vector(np.full(HEATERS, 0.3 * heat))  # the heaters' share of the budget varies
-        with recorder.attempt("streamed batch") as tried:
-            try:
-                measure_batch(modulators, detectors, bench.streamer, torch.tensor(batch), bench.clock, QueryStats())
-            except LabsatError as refusal:
-                recorder.refused(tried, str(refusal))
-                return
-        recorder.counts["streamed batch accepted"] += 1
+        readings = (modulators, detectors, bench.streamer, torch.tensor(batch), bench.clock, QueryStats())
+        recorder.run("streamed batch", lambda: measure_batch(*readings))
 
     attempt()
     assert recorder.counts["streamed batch accepted"] > 100 and recorder.counts["streamed batch refused"] > 100
@@ -255,13 +245,7 @@ def test_slm_frames(tmp_path: Path, data_dir: Path) -> None:
         def attempt(which: int, base: int, odd: int, row: int, col: int) -> None:
             frame = np.full((32, 32), base, dtype=np.int64)
             frame[row, col] = odd
-            with recorder.attempt("SLM frame") as tried:
-                try:
-                    masks[which].show(frame)
-                except LabsatError as refusal:
-                    recorder.refused(tried, str(refusal))
-                    return
-            recorder.counts["SLM frame accepted"] += 1
+            recorder.run("SLM frame", lambda: masks[which].show(frame))
 
         attempt()
     assert recorder.counts["SLM frame accepted"] > 100 and recorder.counts["SLM frame refused"] > 100
@@ -305,13 +289,11 @@ def test_light_source_settings(write_bench: BenchWriter) -> None:
         @settings(FUZZ, max_examples=1000)
         @given(powers, wavelengths, st.sampled_from([None, True, False]))
         def attempt(power_mw: float | None, wavelength_nm: float | None, enabled: bool | None) -> None:
-            with recorder.attempt("light source") as tried:
-                try:
-                    state = laser.set(power_mw=power_mw, wavelength_nm=wavelength_nm, enabled=enabled)
-                except LabsatError as refusal:
-                    recorder.refused(tried, str(refusal))
-                    return
-            recorder.counts["light source accepted"] += 1
+            tried, state = recorder.run(
+                "light source", lambda: laser.set(power_mw=power_mw, wavelength_nm=wavelength_nm, enabled=enabled)
+            )
+            if not tried.accepted:
+                return
             asked = {"power_mw": power_mw, "wavelength_nm": wavelength_nm, "enabled": enabled}
             for key, value in asked.items():
                 if value is not None and getattr(state, key) != value:

@@ -15,12 +15,15 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from labsat.bench import Bench
+from labsat.errors import LabsatError
+
+T = TypeVar("T")
 
 TOLERANCE = 1e-9
 """Slack on every comparison: the rules' own float64 rounding, far below any instrument's resolution."""
@@ -83,6 +86,7 @@ class Attempt:
 
     path: str
     writes: int = 0
+    accepted: bool = False
 
 
 @dataclass
@@ -131,9 +135,25 @@ class RawWriteRecorder:
         if attempt.writes:
             self.violations.append(f"{attempt.path}: refused ({why}) after {attempt.writes} raw writes")
 
+    def run(self, path: str, action: Callable[[], T]) -> tuple[Attempt, T | None]:
+        """``action`` as one attempt: labsat's refusal (checked with :meth:`refused`) gives None, else its result."""
+        with self.attempt(path) as tried:
+            try:
+                result = action()
+            except LabsatError as refusal:
+                self.refused(tried, str(refusal))
+                return tried, None
+        self.counts[f"{path} accepted"] += 1
+        tried.accepted = True
+        return tried, result
+
     def reached(self, attempt: Attempt, targets: Mapping[str, float]) -> None:
-        """An accepted request must have left every ``"device.channel"`` it named at its target."""
+        """An accepted request (counted here) must have left every ``"device.channel"`` it named at its target."""
         self.counts[f"{attempt.path} accepted"] += 1
+        self.check_targets(attempt, targets)
+
+    def check_targets(self, attempt: Attempt, targets: Mapping[str, float]) -> None:
+        """Every ``"device.channel"`` of ``targets`` is where the raw writes left it."""
         for target, value in targets.items():
             device, _, channel = target.partition(".")
             position = self.bench.sources[device].position(channel)
