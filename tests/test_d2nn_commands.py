@@ -182,7 +182,7 @@ def test_refusals_name_the_bench_and_the_reason(d2nn_bench: Path) -> None:
         "train", "--bench", bench, "--method", "sat", "--fd-disturbance", "rotation", "--fd-delta-max", "0"
     )
     bank = cli_refusal("train", "--method", "sat", "--fd-disturbance", "rotation")
-    assert "trains against a D2NN's mask misalignment; bench 'sim-mrr' is a 8x8 bank" in bank
+    assert "cannot train against that on bench 'sim-mrr': it is a 8x8 bank, whose disturbances are drift" in bank
     assert Store().list_calibrations() == []  # every refusal came before any calibration or device time
 
     with open_bench(d2nn_bench, torch_device=CPU) as opened:

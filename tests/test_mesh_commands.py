@@ -157,7 +157,8 @@ def test_refusals_name_the_bench_and_the_reason(mesh_bench: Path, tmp_path: Path
     fd = cli_refusal(
         "train", "--bench", str(mesh_bench), "--dataset", "iris", "--method", "sat", "--fd-disturbance", "scale"
     )
-    assert f"FD-SAT (fd_disturbance 'scale') trains against a D2NN's mask misalignment; bench '{BENCH}'" in fd
+    assert f"FD-SAT (fd_disturbance 'scale') cannot train against that on bench '{BENCH}': it is a 4-mode mesh, " in fd
+    assert "which has none" in fd
     assert Store().list_calibrations() == []  # every refusal came before any calibration
 
 

@@ -24,7 +24,7 @@ from labsat.store import Store
 from labsat.systems.kind import CalibrationSettings, Kind, system_of
 from labsat.systems.mrr import MRRBankSystem
 from labsat.training.config import TrainConfig
-from labsat.training.physical import PhysicalLayer
+from labsat.training.physical import DRIFT, PhysicalLayer
 from labsat.twin import Twin, apply_calibration
 
 if TYPE_CHECKING:
@@ -58,11 +58,12 @@ class BankCalibration:
 
 
 class BankTraining:
-    """Heater volts per weight, any ``(out, in)`` tiled onto the bank; no disturbance to train against.
+    """Heater volts per weight, any ``(out, in)`` tiled onto the bank.
 
-    The twin drifts with the chip's temperature (kelvin since calibration), which sizes NAT's drift term."""
+    The twin drifts with the chip's temperature (kelvin since calibration), which sizes NAT's drift term and is the
+    disturbance FD-SAT can train against (:data:`~labsat.training.physical.DRIFT`, probed through the twin)."""
 
-    disturbances: tuple[str, ...] = ()
+    disturbances: tuple[str, ...] = (DRIFT,)
 
     def network(self, bench: Bench, config: TrainConfig, dataset: Dataset) -> TrainConfig:
         return config
@@ -73,7 +74,7 @@ class BankTraining:
         system = system_of(bench, MRRBankSystem)
         apply_calibration(system, record)
         twin = Twin.from_record(record, bench.torch_device)
-        return PhysicalLayer.from_system(system, twin.layer)  # drifts through its delta_t_k
+        return PhysicalLayer.from_system(system, twin.layer).drifting()  # drifts through its delta_t_k
 
 
 KIND = Kind(

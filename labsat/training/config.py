@@ -16,8 +16,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from labsat.errors import LabsatError
-from labsat.physics.diffractive import DISTURBANCES
+from labsat.physics.diffractive import DISTURBANCES as MASK_DISTURBANCES
 from labsat.training.methods import ASCENTS, METHODS, Method, parse_method
+from labsat.training.physical import DRIFT
+
+FD_DISTURBANCES = (*MASK_DISTURBANCES, DRIFT)
+"""What FD-SAT can train against: a D2NN's mask misalignment, or a bank's drift (kelvin, through the twin)."""
 
 MAX_WIDTH = 4096
 """Widest layer a request may ask for (hidden layers, encoder, DAT's residual network)."""
@@ -135,16 +139,16 @@ class TrainConfig(BaseModel):
     spsa_beta: float = Field(0.9, ge=0, lt=1, description="SPSA ascent: momentum of the running estimate.")
     fd_disturbance: str | None = Field(
         None,
-        description=f"FD-SAT against this misalignment of a D2NN's masks: {', '.join(DISTURBANCES)} (SAT methods; "
-        "on a bench in silico only: sat, nat+sat with the twin ascent).",
-        json_schema_extra=_enum(DISTURBANCES),
+        description=f"FD-SAT against this disturbance: a D2NN's mask misalignment ({', '.join(MASK_DISTURBANCES)}) "
+        f"or a bank's {DRIFT} (SAT methods; on a bench in silico only: sat, nat+sat with the twin ascent).",
+        json_schema_extra=_enum(FD_DISTURBANCES),
     )
     fd_delta_max: float = Field(
         1.0,
         gt=0,
         le=1000,
         description="FD-SAT: largest random step of the disturbance (degrees of rotation, pixels of shift, "
-        "scale fraction).",
+        "scale fraction, kelvin of drift).",
     )
     fd_gain: float = Field(0.03, ge=0, le=100, description="FD-SAT: gain of its ascent step.")
     fd_two_sided: bool = Field(False, description="FD-SAT: random steps of either sign (default: positive only).")
@@ -163,8 +167,8 @@ class TrainConfig(BaseModel):
     @field_validator("fd_disturbance")
     @classmethod
     def _known_disturbance(cls, name: str | None) -> str | None:
-        if name is not None and name not in DISTURBANCES:
-            raise ValueError(f"unknown FD-SAT disturbance {name!r} (known: {', '.join(DISTURBANCES)})")
+        if name is not None and name not in FD_DISTURBANCES:
+            raise ValueError(f"unknown FD-SAT disturbance {name!r} (known: {', '.join(FD_DISTURBANCES)})")
         return name
 
     @field_validator("method")

@@ -35,6 +35,9 @@ LayerBackwardFn = Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]
 DriftTwin = Callable[[float], LayerFn]
 """``drift -> twin layer`` at that drift of the system since calibration (a bank: kelvin of chip temperature)."""
 
+DRIFT = "drift"
+"""The disturbance :meth:`PhysicalLayer.drifting` moves: the system's drift since calibration (a bank: kelvin)."""
+
 
 class LayerSystem(Protocol):
     """What a System must offer to be trained on (``MRRBankSystem`` does).
@@ -113,6 +116,16 @@ class PhysicalLayer:
         low, high = self.control_range
         return clamp_inside(controls, low, high)
 
+    def drifting(self) -> PhysicalLayer:
+        """This layer with its drift as the disturbance FD-SAT can train against (:data:`DRIFT`).
+
+        Only the twin moves: nothing on the bench sets a chip's temperature, so the device stays where it is and an
+        FD-SAT step that probes the drift must probe it through the twin (the in-silico SAT ascent).
+        """
+        if self.drift_twin is None:
+            raise ValueError("this layer's twin models no drift: there is no drift disturbance to train against")
+        return replace(self, disturbed=partial(_drifted, self))
+
     def with_twin(self, twin_layer: LayerFn) -> PhysicalLayer:
         """The same device with another model behind it (a corrected twin, a drifted twin, an ideal one).
 
@@ -124,6 +137,15 @@ class PhysicalLayer:
 def _drifting(twin_layer: Callable[..., Tensor]) -> DriftTwin:
     """``twin_layer`` at a chip temperature ``kelvin`` since calibration."""
     return lambda kelvin: partial(twin_layer, delta_t_k=kelvin)
+
+
+def _drifted(layer: PhysicalLayer, offsets: dict[str, float]) -> PhysicalLayer:
+    """``layer`` with its twin ``offsets[DRIFT]`` from calibration; any other disturbance name is refused."""
+    unknown = sorted(set(offsets) - {DRIFT})
+    if unknown:
+        raise ValueError(f"unknown disturbance {', '.join(map(repr, unknown))} of a drifting layer (known: {DRIFT!r})")
+    assert layer.drift_twin is not None
+    return replace(layer, twin_layer=layer.drift_twin(offsets.get(DRIFT, 0.0)), disturbed=None)
 
 
 def _takes_temperature(twin_layer: Callable[..., Tensor]) -> bool:

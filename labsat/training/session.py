@@ -163,10 +163,12 @@ def bench_network(bench: Bench, config: TrainConfig, dataset: Dataset) -> TrainC
     """
     parse_method(config.method, config.ascent)
     training = bench_kind(bench).training
-    if config.fd_disturbance is not None and not training.disturbances:
+    if config.fd_disturbance is not None and config.fd_disturbance not in training.disturbances:
+        known = training.disturbances
+        has = f"whose disturbances are {', '.join(known)}" if known else "which has none"
         raise LabsatError(
-            f"FD-SAT (fd_disturbance {config.fd_disturbance!r}) trains against a D2NN's mask misalignment; bench "
-            f"{bench.name!r} is a {bench.spec.system.label}, which has no such disturbance"
+            f"FD-SAT (fd_disturbance {config.fd_disturbance!r}) cannot train against that on bench {bench.name!r}: "
+            f"it is a {bench.spec.system.label}, {has}"
         )
     return training.network(bench, config, dataset)
 
