@@ -6,13 +6,16 @@ import pytest
 import torch
 from training_fakes import fake_physical
 
+from labsat.bench import builtin_bench_path, open_bench
 from labsat.datasets import load_dataset
+from labsat.errors import LabsatError
 from labsat.training.config import TrainConfig
 from labsat.training.evaluate import accuracy
 from labsat.training.loop import Trainer, train
 from labsat.training.physical import DRIFT
 from labsat.training.relock import estimate_drift, relock
 from labsat.training.runners import device_runner
+from labsat.training.session import bench_network
 
 
 def test_the_drift_disturbance_moves_the_twin_only_and_refuses_other_names() -> None:
@@ -68,3 +71,14 @@ def test_a_pilot_measurement_finds_the_drift_and_the_relocked_controls_undo_it()
     assert abs(estimated) < 0.02  # no drift: none found
     with pytest.raises(ValueError, match="models no drift"):
         relock(net, physical.with_twin(physical.twin_layer), iris.train.x[:16])
+
+
+def test_a_bank_takes_fd_sat_against_drift_in_silico_only() -> None:
+    digits = load_dataset("digits", seed=0)
+    with open_bench(builtin_bench_path()) as bench:
+        fd = {"fd_disturbance": DRIFT, "fd_two_sided": True}
+        assert bench_network(bench, TrainConfig(method="sat", **fd), digits).fd_disturbance == DRIFT
+        with pytest.raises(LabsatError, match=r"FD-SAT with pat\+sat \(ascent pat\) measures the bank at another"):
+            bench_network(bench, TrainConfig(method="pat+sat", **fd), digits)
+        with pytest.raises(LabsatError, match="whose disturbances are drift"):
+            bench_network(bench, TrainConfig(method="sat", fd_disturbance="rotation"), digits)

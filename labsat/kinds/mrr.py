@@ -24,6 +24,7 @@ from labsat.store import Store
 from labsat.systems.kind import CalibrationSettings, Kind, system_of
 from labsat.systems.mrr import MRRBankSystem
 from labsat.training.config import TrainConfig
+from labsat.training.fdsat import require_in_silico
 from labsat.training.physical import DRIFT, PhysicalLayer
 from labsat.twin import Twin, apply_calibration
 
@@ -66,6 +67,10 @@ class BankTraining:
     disturbances: tuple[str, ...] = (DRIFT,)
 
     def network(self, bench: Bench, config: TrainConfig, dataset: Dataset) -> TrainConfig:
+        if config.fd_disturbance == DRIFT:
+            require_in_silico(
+                config.parsed, "the bank at another temperature", "nothing on a bench sets a chip's temperature"
+            )
         return config
 
     def layer(self, bench: Bench, record: StoredCalibration, outputs: int) -> PhysicalLayer:

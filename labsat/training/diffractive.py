@@ -30,7 +30,7 @@ from labsat.physics.slm import PHASE_RANGE
 from labsat.readout import QueryStats
 from labsat.systems.d2nn import D2NNSystem
 from labsat.training.config import TrainConfig
-from labsat.training.fdsat import FDSAT
+from labsat.training.fdsat import FDSAT, require_in_silico
 from labsat.training.methods import Backprop
 from labsat.training.network import ControlShape
 from labsat.training.phase import phase_network
@@ -108,10 +108,6 @@ def diffractive_physical_layer(
     return build({})
 
 
-IN_SILICO_BASES = ("bp-control", "nat")
-"""Methods whose gradients never query the device during a step (NAT only measures its noise, once, up front)."""
-
-
 def d2nn_network(config: TrainConfig, system: D2NNSystem, features: int, classes: int) -> TrainConfig:
     """``config`` fitted to the D2NN ``system`` for a dataset's ``features`` and ``classes``, as ``labsat train``
     builds it.
@@ -181,12 +177,9 @@ def _check_fd_sat(config: TrainConfig, system: D2NNSystem) -> None:
         delta_max=config.fd_delta_max,
         gain=config.fd_gain,
     )
-    if method.base not in IN_SILICO_BASES or method.ascent != "twin":
-        raise LabsatError(
-            f"FD-SAT with {method.name} (ascent {method.ascent}) measures the {system.label} with its masks moved, "
-            "and nothing on a bench can turn or shift its mask SLMs: train FD-SAT in silico on the calibrated twin "
-            f"(method sat or nat+sat, ascent twin), or {method.name} without FD-SAT"
-        )
+    require_in_silico(
+        method, f"the {system.label} with its masks moved", "nothing on a bench can turn or shift its mask SLMs"
+    )
 
 
 def _cannot_move(offsets: dict[str, float]) -> LayerFn:

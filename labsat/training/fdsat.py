@@ -33,6 +33,22 @@ from labsat.training.network import LayerRunner, PhotonicNet
 from labsat.training.physical import PhysicalLayer
 from labsat.training.runners import device_runner, twin_runner
 
+IN_SILICO_BASES = ("bp-control", "nat")
+"""Methods whose gradients never query the device during a step (NAT only measures its noise, once, up front)."""
+
+
+def require_in_silico(method: Method, moved: str, alternative: str) -> None:
+    """Refuse FD-SAT with a method that would measure the device at a disturbance nothing on the bench can set.
+
+    ``moved`` says what the disturbance is ("the 2-mask D2NN with its masks moved"); ``alternative`` why the bench
+    cannot show it ("nothing on a bench can turn or shift its mask SLMs").
+    """
+    if method.base not in IN_SILICO_BASES or method.ascent != "twin":
+        raise MethodError(
+            f"FD-SAT with {method.name} (ascent {method.ascent}) measures {moved}, and {alternative}: train FD-SAT "
+            f"in silico on the calibrated twin (method sat or nat+sat, ascent twin), or {method.name} without FD-SAT"
+        )
+
 
 @dataclass(frozen=True)
 class Adversary:
