@@ -148,10 +148,10 @@ def phase_shifts(params: MZIChipParams, heater_volts: Tensor) -> Tensor:
     return (math.pi * power / params.p_pi_mw.unsqueeze(-1)).flatten(-2)
 
 
-def phases(params: MZIChipParams, shifts: Tensor) -> tuple[Tensor, Tensor]:
-    """``(θ, φ)`` per MZI, ``(*S, M)`` each: the heater shifts ``(..., 2M)`` plus the chip's phase offsets."""
-    pairs = shifts.unflatten(-1, (params.mzis, 2))
-    return pairs[..., 0] + params.theta_offset, pairs[..., 1] + params.phi_offset
+def phase_pairs(params: MZIChipParams, shifts: Tensor) -> Tensor:
+    """``(θ, φ)`` per MZI as ``(*S, M, 2)``: the heater shifts ``(..., 2M)`` plus the chip's phase offsets."""
+    offsets = torch.stack([params.theta_offset, params.phi_offset], -1)
+    return shifts.unflatten(-1, (params.mzis, 2)) + offsets
 
 
 def coupler_amplitudes(split_error: Tensor) -> tuple[Tensor, Tensor]:
@@ -165,32 +165,101 @@ def mzi_matrices(theta: Tensor, phi: Tensor, split_in: Tensor, split_out: Tensor
 
     Written out rather than multiplied: ``θ = 0`` is the cross state, ``θ = π`` the bar state (ideal couplers).
     """
+    return pair_matrices(torch.stack([theta, phi], -1), split_in, split_out)
+
+
+def pair_matrices(angles: Tensor, split_in: Tensor, split_out: Tensor) -> Tensor:
+    """:func:`mzi_matrices` for phases given as ``(θ, φ)`` pairs ``(..., M, 2)``.
+
+    Every entry has the form ``A·e^{iα} + B·e^{iβ}`` with real coupler products ``A, B`` and phases
+    ``α = θ + s·φ + q·π/2``, ``β = s·φ + q·π/2`` (``s ∈ {0, 1}``, ``q ∈ {0, 1, 2}`` per term, ``q = 2`` for
+    the minus signs): one ``polar`` over all eight terms instead of a graph per entry, which keeps the mesh a
+    few dozen tensor operations at any size. The magnitudes are coupler products, positive because ε is
+    clipped short of ±1, as ``polar``'s gradient in its magnitude (taken from the result's phase) needs.
+    """
     t1, r1 = coupler_amplitudes(split_in)
     t2, r2 = coupler_amplitudes(split_out)
-    e_theta = torch.polar(torch.ones_like(theta), theta)
-    e_phi = torch.polar(torch.ones_like(phi), phi)
-    m00 = e_phi * (t1 * t2 * e_theta - r1 * r2)
-    m01 = 1j * (r1 * t2 * e_theta + t1 * r2)
-    m10 = 1j * e_phi * (t1 * r2 * e_theta + r1 * t2)
-    m11 = t1 * t2 - r1 * r2 * e_theta
-    return torch.stack([torch.stack([m00, m01], -1), torch.stack([m10, m11], -1)], -2)
+    pick, mix, bias = _entry_terms(angles.dtype, angles.device)
+    products = (torch.stack([t1, r1], -1).unsqueeze(-1) * torch.stack([t2, r2], -1).unsqueeze(-2)).flatten(-2)
+    terms = torch.polar(products[..., pick], torch.addmm(bias, angles.reshape(-1, 2), mix).view(*angles.shape[:-1], 8))
+    return terms.unflatten(-1, (2, 2, 2)).sum(-3)
+
+
+@functools.cache
+def _entry_terms(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+    """Constants of :func:`pair_matrices`: which coupler product each term takes, and its phase.
+
+    Terms ``0–3`` are the ``A·e^{iα}`` of ``m00, m01, m10, m11``, terms ``4–7`` their ``B·e^{iβ}``; the coupler
+    products are ordered ``t1t2, t1r2, r1t2, r1r2``. ``mix`` maps ``(θ, φ)`` to the eight phases, ``bias``
+    adds the ``i = e^{iπ/2}`` of the cross terms and the ``−1 = e^{iπ}`` of the two ``−r1r2`` terms.
+    """
+    pick = torch.tensor([0, 2, 1, 3, 3, 1, 2, 0], device=device)
+    mix = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0], [1, 0, 1, 0, 1, 0, 1, 0]], dtype=dtype, device=device)
+    bias = torch.tensor([0, 1, 1, 2, 2, 1, 1, 0], dtype=dtype, device=device) * (math.pi / 2)
+    return pick, mix, bias
 
 
 def mesh_unitary(matrices: Tensor) -> Tensor:
     """The mesh's ``(..., N, N)`` transfer matrix from its MZIs' 2×2 matrices ``(..., M, 2, 2)``.
 
-    Column by column, each MZI mixes two rows of the running product; one gather/scatter per column
-    keeps it ``N`` small operations, all differentiable.
+    The unitary is the product ``C_{L−1}···C_1·C_0`` of the columns' block-diagonal matrices. The product
+    of an odd column and the even one before it has at most four entries per row, each the product of
+    one entry of either column (an MZI's entry, or 1 on the diagonal of a mode the column leaves alone):
+    one gather takes both factors of every entry, one product and one ``index_copy`` write all column
+    pairs' dense ``N×N`` matrices (identity columns pad the number of pairs to a power of two), and a tree
+    of batched matmuls, ``log₂ L − 1`` levels deep, multiplies the pairs. A few dozen operations at any
+    ``N``, all differentiable (and usable under ``torch.func`` transforms), instead of one sequence per
+    column; the gradients of gather and ``index_copy`` are a scatter and a gather of the same small size.
     """
     modes = modes_for_heaters(2 * matrices.shape[-3])
+    source, target, pairs = _pair_layout(modes, matrices.device)
     lead = matrices.shape[:-3]
-    unitary = torch.eye(modes, dtype=matrices.dtype, device=matrices.device).expand(*lead, modes, modes)
-    for first, count, top in columns(modes):
-        block = matrices[..., first : first + count, :, :]  # (..., m, 2, 2)
-        pairs = unitary[..., top : top + 2 * count, :].unflatten(-2, (count, 2))  # (..., m, 2, N)
-        mixed = (block @ pairs).flatten(-3, -2)
-        unitary = torch.cat([unitary[..., :top, :], mixed, unitary[..., top + 2 * count :, :]], dim=-2)
-    return unitary
+    ext = torch.cat([matrices.flatten(-3), matrices.new_ones(()).expand(*lead, 1)], -1)
+    odd, even = ext[..., source].unflatten(-1, (2, -1)).unbind(-2)
+    product = matrices.new_zeros(*lead, pairs * modes * modes).index_copy(-1, target, odd * even)
+    product = product.unflatten(-1, (pairs, modes, modes))
+    while product.shape[-3] > 1:
+        earlier, later = product.unflatten(-3, (-1, 2)).unbind(-3)
+        product = later @ earlier
+    return product.squeeze(-3)
+
+
+@functools.cache
+def _pair_layout(modes: int, device: torch.device) -> tuple[Tensor, Tensor, int]:
+    """Factors and places of the column-pair products of :func:`mesh_unitary`, and the number of pairs ``P``.
+
+    Entry ``(r, c)`` of pair ``p`` is ``O[r, j]·E[j, c]`` for the one row ``j`` where both are non-zero
+    (``O``, ``E``: columns ``2p + 1`` and ``2p``). ``source`` holds the positions of all the ``O`` factors,
+    then of all the ``E`` factors, in the flattened 2×2 matrices followed by a 1 (position ``4M``);
+    ``target`` the entries' positions in the pair products laid out ``(P, N, N)``. ``P`` is a power of two.
+    """
+    pairs = 1 << max(0, math.ceil(math.log2((modes + 1) // 2)))
+    layout = columns(modes)
+
+    def nonzeros(column: int) -> dict[int, list[tuple[int, int]]]:
+        """Row → [(column index, source position)] of one mesh column's matrix (identity past the last)."""
+        rows = {mode: [(mode, 4 * mzi_count(modes))] for mode in range(modes)}
+        if column < modes:
+            first, count, top = layout[column]
+            for k in range(count):
+                row, entry = top + 2 * k, 4 * (first + k)
+                rows[row] = [(row, entry), (row + 1, entry + 1)]
+                rows[row + 1] = [(row, entry + 2), (row + 1, entry + 3)]
+        return rows
+
+    odd_factors: list[int] = []
+    even_factors: list[int] = []
+    target: list[int] = []
+    for pair in range(pairs):
+        odd, even = nonzeros(2 * pair + 1), nonzeros(2 * pair)
+        for row in range(modes):
+            for middle, odd_source in odd[row]:
+                for col, even_source in even[middle]:
+                    odd_factors.append(odd_source)
+                    even_factors.append(even_source)
+                    target.append((pair * modes + row) * modes + col)
+    source = torch.tensor(odd_factors + even_factors, device=device)
+    return source, torch.tensor(target, device=device), pairs
 
 
 def transfer_matrix(params: MZIChipParams, heater_volts: Tensor) -> Tensor:
@@ -200,8 +269,7 @@ def transfer_matrix(params: MZIChipParams, heater_volts: Tensor) -> Tensor:
 
 def unitary_at(params: MZIChipParams, shifts: Tensor) -> Tensor:
     """The transfer matrix for heater phase shifts ``(2M,)`` (rad): the mesh as phase-space training sees it."""
-    theta, phi = phases(params, shifts)
-    return mesh_unitary(mzi_matrices(theta, phi, params.split_in, params.split_out))
+    return mesh_unitary(pair_matrices(phase_pairs(params, shifts), params.split_in, params.split_out))
 
 
 def output_intensities(unitary: Tensor, amplitudes: Tensor) -> Tensor:
