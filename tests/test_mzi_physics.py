@@ -190,3 +190,13 @@ def test_fast_mesh_hessian_vector_products_under_torch_func_match_the_equations(
             torch.func.vmap(lambda v, gradient=gradient: torch.func.jvp(gradient, (angles,), (v,))[1])(vectors)
         )
     assert torch.allclose(products[1], products[0], rtol=0, atol=1e-9)
+
+
+def test_a_batch_of_heater_settings_on_one_chip_gives_each_setting_s_layer() -> None:
+    chip = chip_params(MZISimConfig(), 5, seed=2)
+    volts = torch.stack([_random_volts(5, seed) for seed in range(3)])
+    x = torch.rand(4, 5, dtype=D)
+    batched = mesh_layer(chip, x, volts)
+    assert batched.shape == (3, 4, 5)
+    for k in range(3):
+        assert torch.allclose(batched[k], mesh_layer(chip, x, volts[k]), rtol=0, atol=1e-12)

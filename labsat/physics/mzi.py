@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -154,12 +155,6 @@ def phase_pairs(params: MZIChipParams, shifts: Tensor) -> Tensor:
     return shifts.unflatten(-1, (params.mzis, 2)) + offsets
 
 
-def coupler_amplitudes(split_error: Tensor) -> tuple[Tensor, Tensor]:
-    """``(t, r) = (√((1+ε)/2), √((1−ε)/2))`` with ε clipped to ±:data:`MAX_SPLIT_ERROR`: never NaN."""
-    eps = split_error.clamp(-MAX_SPLIT_ERROR, MAX_SPLIT_ERROR)
-    return ((1 + eps) / 2).sqrt(), ((1 - eps) / 2).sqrt()
-
-
 def mzi_matrices(theta: Tensor, phi: Tensor, split_in: Tensor, split_out: Tensor) -> Tensor:
     """Complex 2×2 transfer matrices ``(..., M, 2, 2)`` of ``B(ε₂)·diag(e^{iθ},1)·B(ε₁)·diag(e^{iφ},1)``.
 
@@ -174,50 +169,63 @@ def pair_matrices(angles: Tensor, split_in: Tensor, split_out: Tensor) -> Tensor
     Every entry has the form ``A·e^{iα} + B·e^{iβ}`` with real coupler products ``A, B`` and phases
     ``α = θ + s·φ + q·π/2``, ``β = s·φ + q·π/2`` (``s ∈ {0, 1}``, ``q ∈ {0, 1, 2}`` per term, ``q = 2`` for
     the minus signs): one ``polar`` over all eight terms instead of a graph per entry, which keeps the mesh a
-    few dozen tensor operations at any size. The magnitudes are coupler products, positive because ε is
-    clipped short of ±1, as ``polar``'s gradient in its magnitude (taken from the result's phase) needs.
+    few dozen tensor operations at any size. The coupler amplitudes ``t = √((1+ε)/2)``, ``r = √((1−ε)/2)``
+    of both factors of all eight products come from one gather of the clipped ε (clipped to
+    ±:data:`MAX_SPLIT_ERROR`: never NaN). The magnitudes are therefore positive, as ``polar``'s gradient in
+    its magnitude (taken from the result's phase) needs.
     """
-    t1, r1 = coupler_amplitudes(split_in)
-    t2, r2 = coupler_amplitudes(split_out)
-    pick, mix, bias = _entry_terms(angles.dtype, angles.device)
-    products = (torch.stack([t1, r1], -1).unsqueeze(-1) * torch.stack([t2, r2], -1).unsqueeze(-2)).flatten(-2)
-    terms = torch.polar(products[..., pick], torch.addmm(bias, angles.reshape(-1, 2), mix).view(*angles.shape[:-1], 8))
-    return terms.unflatten(-1, (2, 2, 2)).sum(-3)
+    which, sign, mix, bias = _entry_terms(angles.dtype, angles.device)
+    eps = torch.stack([split_in, split_out], -1).clamp(-MAX_SPLIT_ERROR, MAX_SPLIT_ERROR)
+    amplitudes = torch.addcmul(sign.new_tensor(0.5), eps.index_select(-1, which), sign).sqrt()  # (..., M, 16)
+    magnitudes = amplitudes[..., :8] * amplitudes[..., 8:]
+    terms = torch.polar(magnitudes, torch.addmm(bias, angles.reshape(-1, 2), mix).view(*angles.shape[:-1], 8))
+    return (terms[..., :4] + terms[..., 4:]).unflatten(-1, (2, 2))
 
 
 @functools.cache
-def _entry_terms(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """Constants of :func:`pair_matrices`: which coupler product each term takes, and its phase.
+def _entry_terms(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Constants of :func:`pair_matrices`: each term's two coupler amplitudes and its phase.
 
-    Terms ``0–3`` are the ``A·e^{iα}`` of ``m00, m01, m10, m11``, terms ``4–7`` their ``B·e^{iβ}``; the coupler
-    products are ordered ``t1t2, t1r2, r1t2, r1r2``. ``mix`` maps ``(θ, φ)`` to the eight phases, ``bias``
-    adds the ``i = e^{iπ/2}`` of the cross terms and the ``−1 = e^{iπ}`` of the two ``−r1r2`` terms.
+    Terms ``0–3`` are the ``A·e^{iα}`` of ``m00, m01, m10, m11``, terms ``4–7`` their ``B·e^{iβ}``, with
+    ``A = [t1t2, r1t2, t1r2, −r1r2]`` and ``B = [−r1r2, t1r2, r1t2, t1t2]``. ``which`` picks ε_in (0) or
+    ε_out (1) for the first factors of the eight terms, then for the second; ``sign`` is ``+½`` for a ``t``,
+    ``−½`` for an ``r``. ``mix`` maps ``(θ, φ)`` to the eight phases, ``bias`` adds the ``i = e^{iπ/2}``
+    of the cross terms and the ``−1 = e^{iπ}`` of the two ``−r1r2`` terms.
     """
-    pick = torch.tensor([0, 2, 1, 3, 3, 1, 2, 0], device=device)
+    first_is_t = [1, 0, 1, 0, 0, 1, 0, 1]  # t1 or r1 in A = [t1t2, r1t2, t1r2, −r1r2], B = [−r1r2, t1r2, r1t2, t1t2]
+    second_is_t = [1, 1, 0, 0, 0, 0, 1, 1]  # t2 or r2
+    which = torch.tensor([0] * 8 + [1] * 8, device=device)
+    sign = torch.tensor([0.5 if t else -0.5 for t in first_is_t + second_is_t], dtype=dtype, device=device)
     mix = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0], [1, 0, 1, 0, 1, 0, 1, 0]], dtype=dtype, device=device)
     bias = torch.tensor([0, 1, 1, 2, 2, 1, 1, 0], dtype=dtype, device=device) * (math.pi / 2)
-    return pick, mix, bias
+    return which, sign, mix, bias
+
+
+COLUMN_GROUP = 4
+"""Columns :func:`mesh_unitary` multiplies out entry by entry before its matmul tree (2^4 paths per row)."""
 
 
 def mesh_unitary(matrices: Tensor) -> Tensor:
     """The mesh's ``(..., N, N)`` transfer matrix from its MZIs' 2×2 matrices ``(..., M, 2, 2)``.
 
-    The unitary is the product ``C_{L−1}···C_1·C_0`` of the columns' block-diagonal matrices. The product
-    of an odd column and the even one before it has at most four entries per row, each the product of
-    one entry of either column (an MZI's entry, or 1 on the diagonal of a mode the column leaves alone):
-    one gather takes both factors of every entry, one product and one ``index_copy`` write all column
-    pairs' dense ``N×N`` matrices (identity columns pad the number of pairs to a power of two), and a tree
-    of batched matmuls, ``log₂ L − 1`` levels deep, multiplies the pairs. A few dozen operations at any
-    ``N``, all differentiable (and usable under ``torch.func`` transforms), instead of one sequence per
-    column; the gradients of gather and ``index_copy`` are a scatter and a gather of the same small size.
+    The unitary is the product ``C_{L−1}···C_1·C_0`` of the columns' block-diagonal matrices. In the
+    product of :data:`COLUMN_GROUP` consecutive columns, entry ``(r, c)`` is a sum over the paths from input
+    mode ``c`` to output mode ``r``, each path a product of one entry per column (an MZI's entry, or 1 on
+    the diagonal of a mode the column leaves alone); every row has at most ``2^COLUMN_GROUP`` paths. One
+    gather takes every factor of every path, a few products multiply them, one ``index_add`` sums them into
+    the groups' dense ``N×N`` matrices (identity columns pad the number of groups to a power of two), and
+    a tree of batched matmuls multiplies the groups. A few dozen operations at any ``N``, all
+    differentiable (and usable under ``torch.func`` transforms), instead of one sequence per column; the
+    gradients of gather and ``index_add`` are a scatter and a gather of the same small size.
     """
     modes = modes_for_heaters(2 * matrices.shape[-3])
-    source, target, pairs = _pair_layout(modes, matrices.device)
+    source, target, groups = _path_layout(modes, matrices.device)
     lead = matrices.shape[:-3]
     ext = torch.cat([matrices.flatten(-3), matrices.new_ones(()).expand(*lead, 1)], -1)
-    odd, even = ext[..., source].unflatten(-1, (2, -1)).unbind(-2)
-    product = matrices.new_zeros(*lead, pairs * modes * modes).index_copy(-1, target, odd * even)
-    product = product.unflatten(-1, (pairs, modes, modes))
+    factors = ext.index_select(-1, source).unflatten(-1, (COLUMN_GROUP, -1)).unbind(-2)
+    paths = functools.reduce(operator.mul, factors)
+    product = matrices.new_zeros(*lead, groups * modes * modes).index_add(-1, target, paths)
+    product = product.unflatten(-1, (groups, modes, modes))
     while product.shape[-3] > 1:
         earlier, later = product.unflatten(-3, (-1, 2)).unbind(-3)
         product = later @ earlier
@@ -225,15 +233,14 @@ def mesh_unitary(matrices: Tensor) -> Tensor:
 
 
 @functools.cache
-def _pair_layout(modes: int, device: torch.device) -> tuple[Tensor, Tensor, int]:
-    """Factors and places of the column-pair products of :func:`mesh_unitary`, and the number of pairs ``P``.
+def _path_layout(modes: int, device: torch.device) -> tuple[Tensor, Tensor, int]:
+    """Path factors and places of :func:`mesh_unitary`'s column groups, and the number of groups ``G``.
 
-    Entry ``(r, c)`` of pair ``p`` is ``O[r, j]·E[j, c]`` for the one row ``j`` where both are non-zero
-    (``O``, ``E``: columns ``2p + 1`` and ``2p``). ``source`` holds the positions of all the ``O`` factors,
-    then of all the ``E`` factors, in the flattened 2×2 matrices followed by a 1 (position ``4M``);
-    ``target`` the entries' positions in the pair products laid out ``(P, N, N)``. ``P`` is a power of two.
+    ``source`` holds, for each of the ``COLUMN_GROUP`` columns of a group (last first), the position of
+    every path's factor in that column, in the flattened 2×2 matrices followed by a 1 (position ``4M``);
+    ``target`` each path's entry in the group products laid out ``(G, N, N)``. ``G`` is a power of two.
     """
-    pairs = 1 << max(0, math.ceil(math.log2((modes + 1) // 2)))
+    groups = 1 << max(0, math.ceil(math.log2(-(-modes // COLUMN_GROUP))))
     layout = columns(modes)
 
     def nonzeros(column: int) -> dict[int, list[tuple[int, int]]]:
@@ -247,19 +254,20 @@ def _pair_layout(modes: int, device: torch.device) -> tuple[Tensor, Tensor, int]
                 rows[row + 1] = [(row, entry + 2), (row + 1, entry + 3)]
         return rows
 
-    odd_factors: list[int] = []
-    even_factors: list[int] = []
+    factors: list[list[int]] = [[] for _ in range(COLUMN_GROUP)]
     target: list[int] = []
-    for pair in range(pairs):
-        odd, even = nonzeros(2 * pair + 1), nonzeros(2 * pair)
+    for group in range(groups):
+        matrices = [nonzeros(group * COLUMN_GROUP + k) for k in reversed(range(COLUMN_GROUP))]
         for row in range(modes):
-            for middle, odd_source in odd[row]:
-                for col, even_source in even[middle]:
-                    odd_factors.append(odd_source)
-                    even_factors.append(even_source)
-                    target.append((pair * modes + row) * modes + col)
-    source = torch.tensor(odd_factors + even_factors, device=device)
-    return source, torch.tensor(target, device=device), pairs
+            walks: list[tuple[int, list[int]]] = [(row, [])]
+            for matrix in matrices:
+                walks = [(col, [*path, entry]) for mode, path in walks for col, entry in matrix[mode]]
+            for col, path in walks:
+                for k, entry in enumerate(path):
+                    factors[k].append(entry)
+                target.append((group * modes + row) * modes + col)
+    source = torch.tensor([entry for column in factors for entry in column], device=device)
+    return source, torch.tensor(target, device=device), groups
 
 
 def transfer_matrix(params: MZIChipParams, heater_volts: Tensor) -> Tensor:
