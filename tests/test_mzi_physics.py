@@ -200,3 +200,18 @@ def test_a_batch_of_heater_settings_on_one_chip_gives_each_setting_s_layer() -> 
     assert batched.shape == (3, 4, 5)
     for k in range(3):
         assert torch.allclose(batched[k], mesh_layer(chip, x, volts[k]), rtol=0, atol=1e-12)
+
+
+def test_a_chip_changed_in_place_is_not_served_stale_coupler_terms() -> None:
+    """The chip's coupler products and offsets are cached per chip; an in-place change must reach the mesh."""
+    model = MZIMeshModel(chip_params(MZISimConfig(), 4, seed=1))
+    shifts = torch.rand(12, dtype=D)
+    x = torch.rand(3, 4, dtype=D)
+    before = model.phase_layer(x, shifts)
+    with torch.no_grad():
+        model.split_in.add_(0.2)
+        model.phi_offset.sub_(0.3)
+    changed = model.phase_layer(x, shifts)
+    fresh = MZIMeshModel(MZIChipParams(**{k: v.clone() for k, v in model.params.tensors().items()}))
+    assert not torch.allclose(changed, before)
+    assert torch.allclose(changed, fresh.phase_layer(x, shifts), rtol=0, atol=1e-12)

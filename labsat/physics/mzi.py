@@ -149,12 +149,6 @@ def phase_shifts(params: MZIChipParams, heater_volts: Tensor) -> Tensor:
     return (math.pi * power / params.p_pi_mw.unsqueeze(-1)).flatten(-2)
 
 
-def phase_pairs(params: MZIChipParams, shifts: Tensor) -> Tensor:
-    """``(θ, φ)`` per MZI as ``(*S, M, 2)``: the heater shifts ``(..., 2M)`` plus the chip's phase offsets."""
-    offsets = torch.stack([params.theta_offset, params.phi_offset], -1)
-    return shifts.unflatten(-1, (params.mzis, 2)) + offsets
-
-
 def mzi_matrices(theta: Tensor, phi: Tensor, split_in: Tensor, split_out: Tensor) -> Tensor:
     """Complex 2×2 transfer matrices ``(..., M, 2, 2)`` of ``B(ε₂)·diag(e^{iθ},1)·B(ε₁)·diag(e^{iφ},1)``.
 
@@ -174,10 +168,20 @@ def pair_matrices(angles: Tensor, split_in: Tensor, split_out: Tensor) -> Tensor
     ±:data:`MAX_SPLIT_ERROR`: never NaN). The magnitudes are therefore positive, as ``polar``'s gradient in
     its magnitude (taken from the result's phase) needs.
     """
-    which, sign, mix, bias = _entry_terms(angles.dtype, angles.device)
+    return _matrices_from(angles, _term_magnitudes(split_in, split_out))
+
+
+def _term_magnitudes(split_in: Tensor, split_out: Tensor) -> Tensor:
+    """The eight coupler products ``A, B`` of every MZI ``(..., M, 8)`` (see :func:`pair_matrices`)."""
+    which, sign, _, _ = _entry_terms(split_in.dtype, split_in.device)
     eps = torch.stack([split_in, split_out], -1).clamp(-MAX_SPLIT_ERROR, MAX_SPLIT_ERROR)
     amplitudes = torch.addcmul(sign.new_tensor(0.5), eps.index_select(-1, which), sign).sqrt()  # (..., M, 16)
-    magnitudes = amplitudes[..., :8] * amplitudes[..., 8:]
+    return amplitudes[..., :8] * amplitudes[..., 8:]
+
+
+def _matrices_from(angles: Tensor, magnitudes: Tensor) -> Tensor:
+    """The 2×2 matrices for ``(θ, φ)`` pairs ``(..., M, 2)`` and coupler products ``(..., M, 8)``."""
+    _, _, mix, bias = _entry_terms(angles.dtype, angles.device)
     terms = torch.polar(magnitudes, torch.addmm(bias, angles.reshape(-1, 2), mix).view(*angles.shape[:-1], 8))
     return (terms[..., :4] + terms[..., 4:]).unflatten(-1, (2, 2))
 
@@ -277,7 +281,18 @@ def transfer_matrix(params: MZIChipParams, heater_volts: Tensor) -> Tensor:
 
 def unitary_at(params: MZIChipParams, shifts: Tensor) -> Tensor:
     """The transfer matrix for heater phase shifts ``(2M,)`` (rad): the mesh as phase-space training sees it."""
-    return mesh_unitary(pair_matrices(phase_pairs(params, shifts), params.split_in, params.split_out))
+    magnitudes, offsets = params._cached("mesh terms", lambda: _chip_terms(params))
+    return mesh_unitary(_matrices_from(shifts.unflatten(-1, (params.mzis, 2)) + offsets, magnitudes))
+
+
+def _chip_terms(params: MZIChipParams) -> tuple[Tensor, Tensor]:
+    """What :func:`unitary_at` takes from the chip alone: coupler products (*S, M, 8), phase offsets (*S, M, 2).
+
+    Cached per chip (see :meth:`~labsat.physics.chip.ChipTensors._cached`), so a training step on a fixed
+    chip spends no operations on them; a twin that fits its couplers or offsets recomputes them every call.
+    """
+    offsets = torch.stack([params.theta_offset, params.phi_offset], -1)
+    return _term_magnitudes(params.split_in, params.split_out), offsets
 
 
 def output_intensities(unitary: Tensor, amplitudes: Tensor) -> Tensor:
@@ -317,10 +332,19 @@ class MZIMeshModel(nn.Module):
     def __init__(self, params: MZIChipParams, trainable: Iterable[str] = ()) -> None:
         super().__init__()
         register_chip_tensors(self, params, trainable)
+        self._held_params: tuple[tuple[Tensor, ...], MZIChipParams] | None = None
 
     @property
     def params(self) -> MZIChipParams:
-        return MZIChipParams(**{name: getattr(self, name) for name in TENSOR_FIELDS})
+        """The module's present parameters (after ``.to()`` or a fitting step).
+
+        Kept while the module holds the same tensors, so that the chip's derived terms stay cached.
+        """
+        tensors = tuple(getattr(self, name) for name in TENSOR_FIELDS)
+        held = self._held_params
+        if held is None or any(a is not b for a, b in zip(held[0], tensors, strict=True)):
+            held = self._held_params = (tensors, MZIChipParams(**dict(zip(TENSOR_FIELDS, tensors, strict=True))))
+        return held[1]
 
     def layer(self, x: Tensor, controls: Tensor) -> Tensor:
         """Training's layer function: amplitudes ``(B, in ≤ N)``, heater volts ``(2M,)`` → intensities ``(B, N)``."""
