@@ -142,13 +142,18 @@ def notes(rows: list[dict[str, Any]]) -> str:
         "gather of the path factors, three products, one `index_add` into dense N×N matrices) and multiplies "
         "the groups in a tree of batched complex matmuls; the output stage is the floor's own "
         "(`labsat.physics.mzi`). Plain autograd throughout, so the same path serves `torch.func` transforms "
-        "(the Hessian of `labsat.evaluation.hessian`)."
+        "(the Hessian of `labsat.evaluation.hessian`). Before, one sequence of small operations per column "
+        "made the mesh 12× (N = 10) and 18.7× (N = 32) the floor (issue 20's measurement). "
+        "`--device cuda` writes a section of its own (`bench_mzi_mesh_cuda`)."
     ]
     missing = {r["torchonn_note"] for r in rows if r["torchonn_note"]}
     if missing:
         text.append(
             "torchonn row: not measured in this run — " + "; ".join(sorted(missing)) + ". Target "
-            f"(≥ {TORCHONN_TARGET:g}× faster than torchonn at N = 32) not checked here."
+            f"(≥ {TORCHONN_TARGET:g}× faster than torchonn at N = 32) not checked here. torchonn 0.0.8 does "
+            "not install beside torch 2.13 CPU: its setup.py imports torch (it needs --no-build-isolation), "
+            "its package imports mmengine and torchonn-pyutils, and that imports torchvision, whose PyPI wheel "
+            "fails against the CPU torch (`operator torchvision::nms does not exist`)."
         )
     else:
         text.extend(
