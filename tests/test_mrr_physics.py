@@ -130,7 +130,7 @@ def test_thermal_crosstalk_shifts_neighbours_by_the_configured_fraction() -> Non
 
 @pytest.mark.parametrize(("rows", "cols"), [(1, 1), (3, 5), (8, 8), (16, 16), (20, 24)])
 def test_crosstalk_is_a_zero_padded_2d_correlation(rows: int, cols: int) -> None:
-    """Banded matmuls (small banks) and conv2d (large ones) compute the same thing."""
+    """Coupling-matrix matmuls (small banks) and conv2d (large ones) compute the same thing."""
     generator = torch.Generator().manual_seed(3)
     maps = torch.rand(2, 3, rows, cols, generator=generator, dtype=F64)
     kernel = torch.rand(5, 3, generator=generator, dtype=F64)
@@ -176,7 +176,7 @@ def test_fused_node_gradients(node: type[torch.autograd.Function], drive_in_volt
         ring((params.channel_wavelength_nm.unsqueeze(-2) - params.rest_resonance_nm) * 2 / params.fwhm_nm),
         ring(2 * params.drop_depth),
         torch.rand(3, generator=generator, dtype=F64).requires_grad_(),
-        None,  # banded crosstalk blocks are built from the kernel, so the kernel's gradient is checked too
+        None,  # crosstalk coupling matrices are built from the kernel, so the kernel's gradient is checked too
         None,
         (2, 3) if logical else None,
     ]

@@ -6,9 +6,9 @@ twin is a torch module holding the same tensors, the fitted ones as parameters a
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import replace
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +25,25 @@ class ChipTensors:
     def batch_shape(self) -> torch.Size:
         """Leading chip-population dimensions ``S`` (empty for a single chip)."""
         raise NotImplementedError
+
+    def _cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """``compute()``, remembered per ``key`` until a tensor changes in place; never while grads are tracked.
+
+        A layer call derives many small tensors from the chip (per-ring constants of an MRR bank, the coupler
+        amplitudes of an MZI mesh); at layer sizes each costs as much as a full-size operation, so recomputing
+        them for a fixed chip on every call costs a small layer much of its time.
+        """
+        tensors = [getattr(self, name) for name in self.FIELDS]
+        if any(t.requires_grad for t in tensors) or torch.is_inference_mode_enabled():
+            return compute()
+        stamp = tuple(t._version for t in tensors)
+        derived: dict[Hashable, tuple[tuple[int, ...], Any]] = self.__dict__.setdefault("_derived", {})
+        entry = derived.get(key)
+        if entry is not None and entry[0] == stamp:
+            return entry[1]
+        value = compute()
+        derived[key] = (stamp, value)
+        return value
 
     def tensors(self) -> dict[str, Tensor]:
         """The tensor fields by name."""

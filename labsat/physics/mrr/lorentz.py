@@ -172,7 +172,7 @@ class _LorentzWeights(torch.autograd.Function):
     volts, ``P = V²·gain``) or None (drive already in mW); ``coupling = η·2/FWHM``;
     ``detune = (λ_c − λ_rest − drift·ΔT)·2/FWHM``, so that ``u = detune − coupling·heat``;
     ``amplitude = 2·D·scale`` and ``offset = −scale`` (scale 1 for bare weights ``2·T_d − 1``);
-    ``blocks``/``flipped_blocks`` are prebuilt banded crosstalk blocks of the kernel and its flip, or None.
+    ``blocks``/``flipped_blocks`` are prebuilt crosstalk coupling matrices of the kernel and its flip, or None.
     With ``layout = (R, C)`` the drive (and the output) is a logical ``(..., out, in)`` matrix, tiled
     onto the grid inside the node.
 

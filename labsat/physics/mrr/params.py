@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -80,24 +80,6 @@ class MRRChipParams(ChipTensors):
         kernel = self.crosstalk_kernel
         if kernel.dim() != 2 or kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
             raise ValueError(f"crosstalk_kernel must be 2-D with odd sides, got {tuple(kernel.shape)}")
-        object.__setattr__(self, "_derived", {})
-
-    def _cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
-        """``compute()``, remembered per ``key`` until a tensor changes in place; never while grads are tracked.
-
-        A layer call derives about twenty small per-ring tensors from the chip; at bank sizes each costs
-        as much as a full-size operation, so recomputing them for a fixed chip doubles a small layer's time.
-        """
-        tensors = [getattr(self, name) for name in TENSOR_FIELDS]
-        if any(t.requires_grad for t in tensors) or torch.is_inference_mode_enabled():
-            return compute()
-        stamp = tuple(t._version for t in tensors)
-        entry = self._derived.get(key)  # type: ignore[attr-defined]
-        if entry is not None and entry[0] == stamp:
-            return entry[1]
-        value = compute()
-        self._derived[key] = (stamp, value)  # type: ignore[attr-defined]
-        return value
 
     @property
     def rows(self) -> int:

@@ -44,73 +44,75 @@ def thermal_kernel(
     return kernel
 
 
-BANDED_MAX_SIDE = 16
-BANDED_MAX_RINGS = 1 << 14
-"""Ring maps up to this side and size use banded matmuls for the crosstalk; larger ones a depthwise ``conv2d``.
+COUPLING_MAX_SIDE = 16
+COUPLING_MAX_RINGS = 1 << 14
+"""Ring maps up to this side and size take the crosstalk as one matmul with the tile's dense coupling matrix;
+larger ones a depthwise ``conv2d``.
 
-On a CPU a ``conv2d`` call carries ~100 µs of fixed overhead, more than a whole small layer; the banded
-form has none but costs ``kh·C`` multiply-adds per ring against ``kh·kw`` and moves ``kh`` times the data.
+On a CPU a ``conv2d`` call carries ~100 µs of fixed overhead, more than a whole small layer. The coupling
+matrix of a tile of at most 16×16 rings is at most 256×256 (256 KiB in float32): one matmul, with no padding
+or window copies, costs ``R·C`` multiply-adds per ring against ``kh·kw``, which at these sizes is cheaper
+than the separate tensor operations a windowed form needs.
 """
 
 
 @functools.cache
-def _band_basis(cols: int, kernel_rows: int, kernel_cols: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """0/1 map ``(kh·kw, kh·C·C)`` from a flattened kernel to its stacked row-Toeplitz blocks ``(kh·C, C)``.
+def _coupling_basis(
+    rows: int, cols: int, kernel_rows: int, kernel_cols: int, device: torch.device, dtype: torch.dtype
+) -> Tensor:
+    """0/1 map ``(kh·kw, (R·C)²)`` from a flattened kernel to the tile's coupling matrix ``(R·C, R·C)``.
 
-    Block ``dy`` maps a row of powers to its heat contribution ``Σ_dx K[dy, dx]·P[c + dx − kw//2]``;
-    building the blocks as one matmul keeps them differentiable in the kernel.
+    Entry ``(source (r, c), target (r', c'))`` takes ``K[r − r' + kh//2, c − c' + kw//2]`` where that is inside
+    the kernel, else 0 (zero past the tile's edge); building the matrix as one matmul keeps it differentiable
+    in the kernel.
     """
-    mid = kernel_cols // 2
-    basis = torch.zeros(kernel_rows, kernel_cols, kernel_rows, cols, cols, device=device, dtype=dtype)
-    for dy in range(kernel_rows):
-        for source in range(cols):
-            for target in range(cols):
-                dx = source - target + mid
-                if 0 <= dx < kernel_cols:
-                    basis[dy, dx, dy, source, target] = 1.0
-    return basis.reshape(kernel_rows * kernel_cols, kernel_rows * cols * cols)
+    r, c = torch.arange(rows), torch.arange(cols)
+    dy = (r.view(-1, 1, 1, 1) - r.view(1, 1, -1, 1) + kernel_rows // 2).expand(rows, cols, rows, cols).flatten()
+    dx = (c.view(1, -1, 1, 1) - c.view(1, 1, 1, -1) + kernel_cols // 2).expand(rows, cols, rows, cols).flatten()
+    inside = (dy >= 0) & (dy < kernel_rows) & (dx >= 0) & (dx < kernel_cols)
+    basis = torch.zeros(kernel_rows * kernel_cols, dy.numel(), dtype=dtype)
+    basis[(dy * kernel_cols + dx)[inside], torch.arange(dy.numel())[inside]] = 1.0
+    return basis.to(device)
 
 
-def band_blocks(kernel: Tensor, cols: int) -> Tensor:
-    """Stacked row-Toeplitz blocks ``(kh·C, C)`` of ``kernel`` for the banded crosstalk."""
+def coupling_matrix(kernel: Tensor, rows: int, cols: int) -> Tensor:
+    """``(R·C, R·C)`` matrix of the crosstalk on one tile: heat (flattened) = power (flattened) @ matrix."""
     kh, kw = kernel.shape
-    return (kernel.reshape(1, -1) @ _band_basis(cols, kh, kw, kernel.device, kernel.dtype)).view(kh * cols, cols)
+    basis = _coupling_basis(rows, cols, kh, kw, kernel.device, kernel.dtype)
+    return (kernel.reshape(1, -1) @ basis).view(rows * cols, rows * cols)
 
 
-def uses_blocks(maps: Tensor) -> bool:
-    """Whether :func:`crosstalk_grid` takes the banded route for ring maps ``(..., R, T, C)``."""
-    return max(maps.shape[-3], maps.shape[-1]) <= BANDED_MAX_SIDE and maps.numel() <= BANDED_MAX_RINGS
+def uses_coupling_matrix(maps: Tensor) -> bool:
+    """Whether :func:`crosstalk_grid` takes the coupling-matrix route for ring maps ``(..., R, T, C)``."""
+    return max(maps.shape[-3], maps.shape[-1]) <= COUPLING_MAX_SIDE and maps.numel() <= COUPLING_MAX_RINGS
 
 
-def crosstalk_grid(maps: Tensor, kernel: Tensor, blocks: Tensor | None = None, adjoint: bool = False) -> Tensor:
+def crosstalk_grid(maps: Tensor, kernel: Tensor, matrix: Tensor | None = None, adjoint: bool = False) -> Tensor:
     """Heat each ring sees, for power maps laid out ``(..., R, T, C)`` (``T`` independent tiles per row).
 
     The power map of each tile is correlated with ``kernel``, zero past the tile's edge: a 2-D
-    convolution, never a dense (R·C)×(R·C) coupling matrix. Small maps run it as one matmul of the row
-    windows with banded row-Toeplitz ``blocks`` (built from the kernel unless given), larger ones as a
-    depthwise ``conv2d`` (see ``BANDED_MAX_SIDE``). ``adjoint`` applies the transposed operator, which for a
-    same-size correlation with an odd kernel is the correlation with the flipped kernel (``blocks`` then
-    belong to the flipped kernel).
+    convolution. Small maps run it as one matmul with the tile's coupling ``matrix`` (built from the kernel
+    unless given; see ``COUPLING_MAX_SIDE``), larger ones as a depthwise ``conv2d``, never a dense coupling
+    of a large bank. ``adjoint`` applies the transposed operator, which for a same-size correlation with an
+    odd kernel is the correlation with the flipped kernel (``matrix`` then belongs to the flipped kernel).
     """
     *lead, rows, tiles, cols = maps.shape
     kh, kw = kernel.shape
-    use_blocks = uses_blocks(maps)
-    if blocks is not None and blocks.dtype != maps.dtype:
-        blocks = None
-    if adjoint and not (use_blocks and blocks is not None):
+    use_matrix = uses_coupling_matrix(maps)
+    if matrix is not None and (matrix.dtype != maps.dtype or matrix.shape[-1] != rows * cols):
+        matrix = None
+    if adjoint and not (use_matrix and matrix is not None):
         kernel = kernel.flip(0, 1)
-    if not use_blocks:
+    if not use_matrix:
         kernel = kernel.to(maps.dtype)
         # Every tile of every map is one channel of a single image: one grouped convolution, no per-image overhead.
         planes = maps.movedim(-2, -3).reshape(1, -1, rows, cols)
         weight = kernel.view(1, 1, kh, kw).expand(planes.shape[1], 1, kh, kw)
         heated = F.conv2d(planes, weight, padding=(kh // 2, kw // 2), groups=planes.shape[1])
         return heated.view(*lead, tiles, rows, cols).movedim(-3, -2)
-    blocks = band_blocks(kernel.to(maps.dtype), cols) if blocks is None else blocks
-    padded = F.pad(maps.reshape(-1, rows, tiles, cols), (0, 0, 0, 0, kh // 2, kh // 2))
-    # Row window of ring (r, c): rows r − kh//2 … r + kh//2 of its tile, each row filtered by its own block.
-    windows = padded.unfold(1, kh, 1).transpose(-1, -2).reshape(-1, kh * cols)  # (M·R·T, kh·C)
-    return (windows @ blocks).view(*lead, rows, tiles, cols)
+    matrix = coupling_matrix(kernel.to(maps.dtype), rows, cols) if matrix is None else matrix
+    flat = maps.movedim(-2, -3).reshape(-1, rows * cols)  # (M·T, R·C): one row per tile
+    return (flat @ matrix).view(*lead, tiles, rows, cols).movedim(-3, -2)
 
 
 def crosstalk(power_mw: Tensor, kernel: Tensor) -> Tensor:

@@ -10,7 +10,13 @@ from torch import Tensor
 
 from labsat.physics.mrr.lorentz import lorentz_weights
 from labsat.physics.mrr.params import MRRChipParams, TemperatureShift
-from labsat.physics.mrr.thermal import BANDED_MAX_SIDE, band_blocks, crosstalk_grid, drop_transmission, heater_power_mw
+from labsat.physics.mrr.thermal import (
+    COUPLING_MAX_SIDE,
+    coupling_matrix,
+    crosstalk_grid,
+    drop_transmission,
+    heater_power_mw,
+)
 from labsat.physics.mrr.tiles import from_logical_grid, logical_grid
 
 
@@ -69,9 +75,9 @@ def _constants(params: MRRChipParams, tiled: bool, readout: bool) -> _Constants:
         scale = grid.row(params.readout_volts_per_mw) * grid.channel(params.input_power_mw)
         amplitude = amplitude * scale
     blocks = flipped = None
-    if max(params.rows, params.cols) <= BANDED_MAX_SIDE:
-        blocks = band_blocks(params.crosstalk_kernel, params.cols)
-        flipped = band_blocks(params.crosstalk_kernel.flip(0, 1), params.cols)
+    if max(params.rows, params.cols) <= COUPLING_MAX_SIDE:
+        blocks = coupling_matrix(params.crosstalk_kernel, params.rows, params.cols)
+        flipped = blocks.mT.contiguous()  # the flipped kernel's coupling matrix: the adjoint
     return _Constants(
         power_gain=grid.ring(1e3 / params.heater_resistance_ohm),
         coupling=grid.ring(params.efficiency_nm_per_mw) * inv_halfwidth,
