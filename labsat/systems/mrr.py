@@ -12,6 +12,7 @@ operation is linear in ``x``, so this costs nothing in accuracy and uses the det
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -171,7 +172,7 @@ class MRRBankSystem(HeaterChipSystem):
         maps = padding.to(self.torch_device).repeat(len(tiles), 1, 1)
         for k, (r0, r1, c0, c1) in enumerate(tiles):
             maps[k, : r1 - r0, : c1 - c0] = controls[r0:r1, c0:c1]
-        order = range(len(tiles))
+        order: Sequence[int] = range(len(tiles))
         if self.tile_order == "nearest":
             programs = maps.reshape(len(tiles), -1).to("cpu", torch.float64).numpy()
             order = nearest_order(self.heaters.values(), programs, self.heaters.max_step)
