@@ -82,9 +82,7 @@ class HeaterChipSystem:
 
     def measure(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs in layer units for modulators passing fractions ``x`` ∈ [0, 1] of full power ``(B, inputs)``."""
-        return self.readout.to_units(
-            self.measure_volts(self.readout.modulator_volts(x, self._allowed_drives))
-        )
+        return self.readout.to_units(self.measure_volts(self.readout.modulator_volts(x, self._allowed_drives)))
 
 
 @dataclass(kw_only=True)

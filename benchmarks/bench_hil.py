@@ -1,0 +1,143 @@
+"""Hardware loop: bench time per training step against the settle-limited bound, on the simulated and emulated bench.
+
+Usage: ``python benchmarks/bench_hil.py [--steps N] [--batch-size B] [--no-write]``
+
+The settle-limited bound of a step is what the heaters and detectors cannot avoid: every tile program waits
+``settle_time_s`` after its last write, every sample integrates for the detector's integration time. The
+estimate is the bench clock's own count (bus writes, ramp step delays, settle, integration). Each training
+row runs twice in one process, tiles in the layer's row-major order (``given``) and in the shortest-ramp
+order (``nearest``, the default), so the two ratios stand side by side. The breakdown splits the estimate
+into settle, integration, and the rest (ramp writes and the step delays between them).
+
+Both benches are the same chip (same seed): the emulated one reaches it through the Qontrol, SCPI DAC and
+SCPI DAQ drivers and their wire-level emulators, where one ramp point is a ``vvec`` line per 8-channel module.
+The twin is calibrated once on the simulated bench and used for both. Calibration programs heater maps
+directly (no tiles), so it has one row per bench. Counting per step reuses ``bench_training.measure``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from bench_training import measure
+from results import add_write_option, publish
+
+from labsat.bench import Bench, builtin_bench_path, open_bench
+from labsat.calibration import CalibrationRecord
+from labsat.store import Store
+from labsat.systems.mrr import MRRBankSystem, TileOrder
+from labsat.training.physical import PhysicalLayer
+from labsat.training.session import bench_twin
+from labsat.twin import apply_calibration
+
+SECTION = "bench_hil"
+METHODS: list[tuple[str, str | None]] = [("pat", None), ("pat+sat", "pat"), ("pat+sat", "twin"), ("pat+sat", "spsa")]
+METHODS += [("dat", None)]
+ORDERS: tuple[TileOrder, ...] = ("given", "nearest")
+
+
+def bound_s(bench: Bench, programs: float, samples: float) -> tuple[float, float]:
+    """The settle-limited bound's two parts: ``programs × settle_time_s`` and ``samples × integration time``."""
+    system = bench.system
+    assert isinstance(system, MRRBankSystem)
+    return programs * system.spec.settle_time_s, samples * system.detectors.integration_time
+
+
+def row(bench: Bench, label: str, method: str, order: str, programs: float, samples: float, estimate: float) -> dict:
+    settle, integration = bound_s(bench, programs, samples)
+    bound = settle + integration
+    return {
+        "bench": label,
+        "method": method,
+        "order": order,
+        "programs": programs,
+        "samples": samples,
+        "bound_ms": 1e3 * bound,
+        "estimate_ms": 1e3 * estimate,
+        "ratio": bound / estimate if estimate else float("nan"),
+        "settle_pct": 100 * settle / estimate,
+        "integration_pct": 100 * integration / estimate,
+        "ramp_pct": 100 * (estimate - bound) / estimate,
+    }
+
+
+def training_rows(bench: Bench, label: str, physical: PhysicalLayer, steps: int, batch: int) -> list[dict]:
+    system = bench.system
+    assert isinstance(system, MRRBankSystem)
+    rows = []
+    for method, ascent in METHODS:
+        for order in ORDERS:
+            system.tile_order = order
+            cost = measure(physical, "digits", method, ascent, steps, batch)
+            name = method if ascent is None else f"{method} ({cost['ascent']})"
+            rows.append(row(bench, label, name, order, cost["programs"], cost["samples"], cost["bench_s"]))
+            print(rows[-1], file=sys.stderr, flush=True)
+    system.tile_order = "nearest"
+    return rows
+
+
+def calibration_row(bench: Bench, label: str, record: CalibrationRecord) -> dict:
+    """The whole calibration's queries, summed over its procedures."""
+    costs = [result.cost for name in record.procedures if (result := record.result(name)) is not None]
+    programs, samples = sum(c.programs for c in costs), sum(c.samples for c in costs)
+    return row(bench, label, "calibration", "-", programs, samples, sum(c.bench_time_s for c in costs))
+
+
+def render(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    command = shlex.join(["python", "benchmarks/bench_hil.py", *sys.argv[1:]])
+    lines = [
+        "## Hardware loop: bench time against the settle-limited bound (`bench_hil.py`)",
+        "",
+        f"`{command}` — {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; digits 64-16-10 (20 tiles per network "
+        f"forward), batch {args.batch_size}, {args.steps} steps per row after a warm-up step, virtual bench clock. "
+        "Bound = programs × settle_time_s (10 ms) + samples × integration (1 µs); ratio = bound / estimate "
+        "(1 = nothing but settling and integrating). Per training step; calibration: the whole default calibration.",
+        "",
+        "| bench | method | tile order | programs | samples | bound (ms) | estimate (ms) | ratio | settle % | "
+        "integration % | ramp + bus % |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['bench']} | {r['method']} | {r['order']} | {r['programs']:g} | {r['samples']:g} | "
+            f"{r['bound_ms']:.1f} | {r['estimate_ms']:.1f} | {r['ratio']:.3f} | {r['settle_pct']:.1f} | "
+            f"{r['integration_pct']:.1f} | {r['ramp_pct']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--benches", nargs="+", default=["sim-mrr.yaml", "emu-mrr.yaml"])
+    add_write_option(parser)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as folder:
+        store = Store(Path(folder))
+        with open_bench(builtin_bench_path(), torch_device=torch.device("cpu")) as sim:
+            twin, record, _ = bench_twin(sim, store)
+            rows.append(calibration_row(sim, "simulated", record))
+        for name in args.benches:
+            with open_bench(builtin_bench_path(name), torch_device=torch.device("cpu")) as bench:
+                label = "simulated" if name == "sim-mrr.yaml" else "emulated"
+                system = bench.system
+                assert isinstance(system, MRRBankSystem)
+                apply_calibration(system, record)
+                rows += training_rows(
+                    bench, label, PhysicalLayer.from_system(system, twin.layer), args.steps, args.batch_size
+                )
+    publish(SECTION, render(rows, args), args)
+
+
+if __name__ == "__main__":
+    main()
