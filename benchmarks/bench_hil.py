@@ -22,9 +22,11 @@ import datetime as dt
 import shlex
 import sys
 import tempfile
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from bench_training import measure
 from results import add_write_option, publish
@@ -35,6 +37,7 @@ from labsat.store import Store
 from labsat.systems.mrr import MRRBankSystem, TileOrder
 from labsat.training.physical import PhysicalLayer
 from labsat.training.session import bench_twin
+from labsat.truth import SIMULATED_CHIP
 from labsat.twin import apply_calibration
 
 SECTION = "bench_hil"
@@ -68,19 +71,86 @@ def row(bench: Bench, label: str, method: str, order: str, programs: float, samp
     }
 
 
+class WriteCounter:
+    """Counts the heater instrument's writes below the guard: one per ramp point (the guard writes a point whole)."""
+
+    def __init__(self, bench: Bench) -> None:
+        self.count = 0
+        device = bench.sources["heaters"]._device  # the raw instrument: counting only, every write still guarded
+        write = device.write_voltages
+
+        def counted(positions: np.ndarray, volts: np.ndarray) -> None:
+            self.count += 1
+            write(positions, volts)
+
+        device.write_voltages = counted  # type: ignore[method-assign]
+
+    def reset(self) -> None:
+        self.count = 0
+
+
 def training_rows(bench: Bench, label: str, physical: PhysicalLayer, steps: int, batch: int) -> list[dict]:
     system = bench.system
     assert isinstance(system, MRRBankSystem)
+    writes = WriteCounter(bench)
     rows = []
     for method, ascent in METHODS:
         for order in ORDERS:
             system.tile_order = order
-            cost = measure(physical, "digits", method, ascent, steps, batch)
+            cost = measure(physical, "digits", method, ascent, steps, batch, after_warmup=writes.reset)
             name = method if ascent is None else f"{method} ({cost['ascent']})"
             rows.append(row(bench, label, name, order, cost["programs"], cost["samples"], cost["bench_s"]))
+            rows[-1]["points"] = writes.count / steps / cost["programs"]
             print(rows[-1], file=sys.stderr, flush=True)
     system.tile_order = "nearest"
     return rows
+
+
+def settle_overlap(bench: Bench, tiles: np.ndarray, waits_s: tuple[float, ...]) -> list[dict]:
+    """What counting the ramp's own step delays toward the heater settle would cost in accuracy.
+
+    For each pair of consecutive tile programs ``tiles`` ``(T, n)`` of a training step: settle on the first,
+    ramp (through the guard) to the second, wait ``wait`` after its last write, and compare the chip's
+    noiseless detector volts with those of the fully settled heaters; the worst error over the pairs is set
+    against the read noise. The bench file's wait is ``settle_time_s``; a shorter one is what a schedule that
+    let intermediate ramp delays count toward the settle would measure at.
+    """
+    chip = bench.shared[SIMULATED_CHIP]
+    heaters, clock = bench.sources["heaters"], bench.clock
+    drive = torch.full((1, chip.cols), 2.0, dtype=torch.float64)  # every modulator at full power
+    full = float(chip.ideal(drive).abs().max())
+    noise = float(chip.noise_sigma_v(drive).max()) / full
+    rows = []
+    for wait in waits_s:
+        worst = 0.0
+        for before, after in pairwise(tiles):
+            heaters.set_vector(before)
+            clock.sleep(1.0)
+            heaters.set_vector(after)
+            clock.sleep(wait)
+            early = chip.ideal(drive)
+            clock.sleep(1.0)
+            worst = max(worst, float((early - chip.ideal(drive)).abs().max()) / full)
+        rows.append({"wait_ms": 1e3 * wait, "error_pct": 100 * worst, "noise_pct": 100 * noise})
+    return rows
+
+
+def step_tiles(bench: Bench, physical: PhysicalLayer, batch: int) -> np.ndarray:
+    """The heater vectors one PAT step programs, in order (recorded after each program)."""
+    system = bench.system
+    assert isinstance(system, MRRBankSystem)
+    heaters, program, tiles = bench.sources["heaters"], system.program, []
+
+    def recorded(volts: torch.Tensor) -> None:
+        program(volts)
+        tiles.append(heaters.values())
+
+    setattr(system, "program", recorded)  # noqa: B010 - the instance's own, removed below
+    try:
+        measure(physical, "digits", "pat", None, 1, batch)
+    finally:
+        delattr(system, "program")
+    return np.array(tiles[-20:])
 
 
 def calibration_row(bench: Bench, label: str, record: CalibrationRecord) -> dict:
@@ -90,7 +160,7 @@ def calibration_row(bench: Bench, label: str, record: CalibrationRecord) -> dict
     return row(bench, label, "calibration", "-", programs, samples, sum(c.bench_time_s for c in costs))
 
 
-def render(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+def render(rows: list[dict[str, Any]], overlap: list[dict[str, Any]], args: argparse.Namespace) -> str:
     command = shlex.join(["python", "benchmarks/bench_hil.py", *sys.argv[1:]])
     lines = [
         "## Hardware loop: bench time against the settle-limited bound (`bench_hil.py`)",
@@ -100,16 +170,27 @@ def render(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "Bound = programs × settle_time_s (10 ms) + samples × integration (1 µs); ratio = bound / estimate "
         "(1 = nothing but settling and integrating). Per training step; calibration: the whole default calibration.",
         "",
-        "| bench | method | tile order | programs | samples | bound (ms) | estimate (ms) | ratio | settle % | "
-        "integration % | ramp + bus % |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| bench | method | tile order | programs | samples | heater writes / program | bound (ms) | "
+        "estimate (ms) | ratio | settle % | integration % | ramp + bus % |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        points = f"{r['points']:.2f}" if "points" in r else "-"
         lines.append(
-            f"| {r['bench']} | {r['method']} | {r['order']} | {r['programs']:g} | {r['samples']:g} | "
+            f"| {r['bench']} | {r['method']} | {r['order']} | {r['programs']:g} | {r['samples']:g} | {points} | "
             f"{r['bound_ms']:.1f} | {r['estimate_ms']:.1f} | {r['ratio']:.3f} | {r['settle_pct']:.1f} | "
             f"{r['integration_pct']:.1f} | {r['ramp_pct']:.1f} |"
         )
+    lines += [
+        "",
+        "Could the ramp's step delays count toward the settle? Consecutive tile programs of one PAT step on the "
+        "simulated chip, ramped through the guard, read (noiseless) a given wait after the last ramp write, "
+        "against the fully settled reading; worst over the step's tile pairs, in % of the full-scale reading:",
+        "",
+        "| wait after the last write (ms) | worst detector error (%) | read noise σ (%) |",
+        "|---:|---:|---:|",
+        *(f"| {r['wait_ms']:g} | {r['error_pct']:.4f} | {r['noise_pct']:.4f} |" for r in overlap),
+    ]
     return "\n".join(lines)
 
 
@@ -127,6 +208,9 @@ def main() -> None:
         with open_bench(builtin_bench_path(), torch_device=torch.device("cpu")) as sim:
             twin, record, _ = bench_twin(sim, store)
             rows.append(calibration_row(sim, "simulated", record))
+            assert isinstance(sim.system, MRRBankSystem)
+            tiles = step_tiles(sim, PhysicalLayer.from_system(sim.system, twin.layer), args.batch_size)
+            overlap = settle_overlap(sim, tiles, (10e-3, 8e-3, 6e-3, 4e-3))
         for name in args.benches:
             with open_bench(builtin_bench_path(name), torch_device=torch.device("cpu")) as bench:
                 label = "simulated" if name == "sim-mrr.yaml" else "emulated"
@@ -136,7 +220,7 @@ def main() -> None:
                 rows += training_rows(
                     bench, label, PhysicalLayer.from_system(system, twin.layer), args.steps, args.batch_size
                 )
-    publish(SECTION, render(rows, args), args)
+    publish(SECTION, render(rows, overlap, args), args)
 
 
 if __name__ == "__main__":
