@@ -160,15 +160,59 @@ def calibration_row(bench: Bench, label: str, record: CalibrationRecord) -> dict
     return row(bench, label, "calibration", "-", programs, samples, sum(c.bench_time_s for c in costs))
 
 
-def render(rows: list[dict[str, Any]], overlap: list[dict[str, Any]], args: argparse.Namespace) -> str:
+def timing(bench: Bench) -> tuple[float, float, float]:
+    """The simulated bench's instrument command time, heater step delay and settle time (s)."""
+    system = bench.system
+    assert isinstance(system, MRRBankSystem)
+    step_delay = max(limits.step_delay for limits in bench.sources["heaters"].limits)
+    return bench.shared[SIMULATED_CHIP].config.bus_latency_s, step_delay, system.spec.settle_time_s
+
+
+def breakdown(rows: list[dict[str, Any]], times: tuple[float, float, float]) -> list[str]:
+    """Where a simulated PAT step's estimate goes: settle, bus writes, step delays, the rest (integration), in ms."""
+    bus_latency, step_delay, settle_time = times
+    lines = []
+    for r in rows:
+        if r["bench"] != "simulated" or r["method"] != "pat":
+            continue
+        writes = r["points"] * r["programs"]
+        bus, delays = writes * bus_latency * 1e3, (writes - r["programs"]) * step_delay * 1e3
+        settle = r["programs"] * settle_time * 1e3
+        integration = r["estimate_ms"] - settle - bus - delays
+        lines.append(
+            f"Simulated PAT step, {r['order']} tile order: {r['estimate_ms']:.1f} ms = settle {settle:.0f} "
+            f"({100 * settle / r['estimate_ms']:.1f} %) + {writes:.0f} heater writes on the bus {bus:.0f} "
+            f"({100 * bus / r['estimate_ms']:.1f} %) + {writes - r['programs']:.0f} step delays {delays:.0f} "
+            f"({100 * delays / r['estimate_ms']:.1f} %) + the rest (integration) {integration:.2f} ms.  "
+        )
+    if lines:
+        ceiling = settle_time / (settle_time + bus_latency)
+        lines.append(
+            f"A program is at least one write: with no ramp at all the ratio would be at most {ceiling:.3f} "
+            "(settle / (settle + one bus write)); every further ramp point adds a write and a step delay. The step "
+            "delay runs from the end of one write to the start of the next (the guard cannot know when an instrument "
+            "applies a value within its bus transfer), and no labsat heater driver slews by itself (Qontrol, Keithley "
+            "and the SCPI DAC all take set points), so a ramp stays one guarded write per point."
+        )
+    return lines
+
+
+def render(
+    rows: list[dict[str, Any]],
+    overlap: list[dict[str, Any]],
+    times: tuple[float, float, float],
+    args: argparse.Namespace,
+) -> str:
     command = shlex.join(["python", "benchmarks/bench_hil.py", *sys.argv[1:]])
     lines = [
         "## Hardware loop: bench time against the settle-limited bound (`bench_hil.py`)",
         "",
         f"`{command}` — {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; digits 64-16-10 (20 tiles per network "
         f"forward), batch {args.batch_size}, {args.steps} steps per row after a warm-up step, virtual bench clock. "
-        "Bound = programs × settle_time_s (10 ms) + samples × integration (1 µs); ratio = bound / estimate "
-        "(1 = nothing but settling and integrating). Per training step; calibration: the whole default calibration.",
+        "Bound = programs × settle_time_s (10 ms) + samples × the detector's integration time (simulated 1 µs, the "
+        "emulated DAQ reports 1 ms); ratio = bound / estimate (1 = nothing but settling and integrating). Per "
+        "training step; calibration: the whole default calibration. Heater writes / program = instrument writes "
+        "(one per ramp point; the emulated Qontrol sends each as one `vvec` line per 8-channel module).",
         "",
         "| bench | method | tile order | programs | samples | heater writes / program | bound (ms) | "
         "estimate (ms) | ratio | settle % | integration % | ramp + bus % |",
@@ -181,6 +225,7 @@ def render(rows: list[dict[str, Any]], overlap: list[dict[str, Any]], args: argp
             f"{r['bound_ms']:.1f} | {r['estimate_ms']:.1f} | {r['ratio']:.3f} | {r['settle_pct']:.1f} | "
             f"{r['integration_pct']:.1f} | {r['ramp_pct']:.1f} |"
         )
+    lines += ["", *breakdown(rows, times)]
     lines += [
         "",
         "Could the ramp's step delays count toward the settle? Consecutive tile programs of one PAT step on the "
@@ -211,6 +256,7 @@ def main() -> None:
             assert isinstance(sim.system, MRRBankSystem)
             tiles = step_tiles(sim, PhysicalLayer.from_system(sim.system, twin.layer), args.batch_size)
             overlap = settle_overlap(sim, tiles, (10e-3, 8e-3, 6e-3, 4e-3))
+            times = timing(sim)
         for name in args.benches:
             with open_bench(builtin_bench_path(name), torch_device=torch.device("cpu")) as bench:
                 label = "simulated" if name == "sim-mrr.yaml" else "emulated"
@@ -220,7 +266,7 @@ def main() -> None:
                 rows += training_rows(
                     bench, label, PhysicalLayer.from_system(system, twin.layer), args.steps, args.batch_size
                 )
-    publish(SECTION, render(rows, overlap, args), args)
+    publish(SECTION, render(rows, overlap, times, args), args)
 
 
 if __name__ == "__main__":

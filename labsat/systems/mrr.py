@@ -4,6 +4,8 @@
 the physical bank is time-multiplexed: for each rows×cols tile the heaters are programmed (through
 the guard, ramped), the System waits for the heaters to settle, the batch's slice of inputs is
 streamed through the input modulators, and the detector readings are accumulated into partial sums.
+Each tile is programmed once per forward, whatever the batch; the tiles of a layer go in the order that keeps
+the guard's ramps between them short (:mod:`labsat.systems.tile_order`).
 
 Inputs are optical intensities, so they must be non-negative. Each sample is scaled by its own
 maximum before it is sent (the modulators only reach full power) and the result scaled back; the
