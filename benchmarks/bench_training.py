@@ -17,6 +17,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -47,13 +48,23 @@ ROWS: list[tuple[str, str | None]] = [
 
 
 def measure(
-    physical: PhysicalLayer, dataset_name: str, method: str, ascent: str | None, steps: int, batch: int
+    physical: PhysicalLayer,
+    dataset_name: str,
+    method: str,
+    ascent: str | None,
+    steps: int,
+    batch: int,
+    after_warmup: Callable[[], None] | None = None,
 ) -> dict:
+    """Per-step queries of ``steps`` steps after a warm-up step; ``after_warmup`` runs between them (to reset a
+    caller's own counters)."""
     dataset = load_dataset(dataset_name, seed=0)
     config = TrainConfig(method=method, ascent=ascent, batch_size=batch, spsa_q=4)
     trainer = Trainer(config, physical, dataset)
     x, y = dataset.train.x[:batch], dataset.train.y[:batch]
     trainer.step(x, y, 0)  # warm-up: NAT's one-off noise fit, lazy imports, allocator
+    if after_warmup is not None:
+        after_warmup()
     before, started = physical.stats(), time.perf_counter()
     for index in range(steps):
         trainer.step(x, y, index)

@@ -95,6 +95,11 @@ class GuardedVoltageSource:
         """The voltage range every channel allows (the tightest over channels): a safe box for controls."""
         return float(self._low.max()), float(self._high.min())
 
+    @property
+    def max_step(self) -> np.ndarray:
+        """Largest move per channel in one write (``inf``: unbounded); a copy, for schedulers that keep ramps short."""
+        return self._max_step.copy()
+
     def values(self) -> np.ndarray:
         """Last values this guard wrote (or read back at start-up)."""
         return self._values.copy()

@@ -4,6 +4,8 @@
 the physical bank is time-multiplexed: for each rows×cols tile the heaters are programmed (through
 the guard, ramped), the System waits for the heaters to settle, the batch's slice of inputs is
 streamed through the input modulators, and the detector readings are accumulated into partial sums.
+Each tile is programmed once per forward, whatever the batch; the tiles of a layer go in the order that keeps
+the guard's ramps between them short (:mod:`labsat.systems.tile_order`).
 
 Inputs are optical intensities, so they must be non-negative. Each sample is scaled by its own
 maximum before it is sent (the modulators only reach full power) and the result scaled back; the
@@ -12,7 +14,9 @@ operation is linear in ``x``, so this costs nothing in accuracy and uses the det
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -22,6 +26,9 @@ from labsat.devices import BatchStreamer, Detector
 from labsat.guard import GuardedVoltageSource
 from labsat.readout import QueryStats, Readout, measure_batch
 from labsat.specs.mrr import MRRSystemSpec
+from labsat.systems.tile_order import nearest_order
+
+TileOrder = Literal["nearest", "given"]
 
 
 def program_heaters(
@@ -77,9 +84,7 @@ class HeaterChipSystem:
 
     def measure(self, x: torch.Tensor) -> torch.Tensor:
         """Outputs in layer units for modulators passing fractions ``x`` ∈ [0, 1] of full power ``(B, inputs)``."""
-        return self.readout.to_units(
-            self.measure_volts(self.readout.modulator_volts(x, self._allowed_drives))
-        )
+        return self.readout.to_units(self.measure_volts(self.readout.modulator_volts(x, self._allowed_drives)))
 
 
 @dataclass(kw_only=True)
@@ -87,6 +92,8 @@ class MRRBankSystem(HeaterChipSystem):
     """A rows×cols MRR bank driven through guarded devices."""
 
     spec: MRRSystemSpec
+    tile_order: TileOrder = "nearest"
+    """``nearest``: tiles in the shortest-ramp order; ``given``: row-major, as the layer lays them out."""
 
     def __post_init__(self) -> None:
         self.readout = Readout.nominal(self.spec, self.rows, self.cols, self.torch_device)
@@ -134,7 +141,7 @@ class MRRBankSystem(HeaterChipSystem):
         return result.to(controls.device)
 
     def _tiles(self, out_features: int, in_features: int) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
-        """The tiles ``(r0, r1, c0, c1)`` in :meth:`forward`'s order, and per tile which heaters are padding."""
+        """The tiles ``(r0, r1, c0, c1)`` row-major, and per tile which heaters are padding."""
         tiles = [
             (r0, min(r0 + self.rows, out_features), c0, min(c0 + self.cols, in_features))
             for r0 in range(0, out_features, self.rows)
@@ -146,7 +153,11 @@ class MRRBankSystem(HeaterChipSystem):
         return tiles, held.reshape(len(tiles), -1)
 
     def forward(self, x: torch.Tensor, controls: torch.Tensor) -> torch.Tensor:
-        """``(B, in) -> (B, out)`` with the logical layer's heater voltages ``controls`` of shape (out, in)."""
+        """``(B, in) -> (B, out)`` with the logical layer's heater voltages ``controls`` of shape (out, in).
+
+        Each tile is programmed once and the whole batch measured on it; with :attr:`tile_order` ``nearest``
+        the tiles are visited in the order that keeps heater moves short (:mod:`labsat.systems.tile_order`).
+        """
         out_features, in_features = controls.shape
         if x.ndim != 2 or x.shape[1] != in_features:
             raise ValueError(f"inputs must be (B, {in_features}), got {tuple(x.shape)}")
@@ -156,17 +167,21 @@ class MRRBankSystem(HeaterChipSystem):
         scale = x.amax(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
         x = x / scale
         controls = controls.detach().to(self.torch_device, torch.float32)
-        padding = self.heaters.safe_values.reshape(self.rows, self.cols)
+        tiles, _ = self._tiles(out_features, in_features)
+        padding = torch.as_tensor(self.heaters.safe_values.reshape(self.rows, self.cols), dtype=torch.float32)
+        maps = padding.to(self.torch_device).repeat(len(tiles), 1, 1)
+        for k, (r0, r1, c0, c1) in enumerate(tiles):
+            maps[k, : r1 - r0, : c1 - c0] = controls[r0:r1, c0:c1]
+        order: Sequence[int] = range(len(tiles))
+        if self.tile_order == "nearest":
+            programs = maps.reshape(len(tiles), -1).to("cpu", torch.float64).numpy()
+            order = nearest_order(self.heaters.values(), programs, self.heaters.max_step)
         y = torch.zeros(x.shape[0], out_features, device=self.torch_device)
-        for r0 in range(0, out_features, self.rows):
-            r1 = min(r0 + self.rows, out_features)
-            for c0 in range(0, in_features, self.cols):
-                c1 = min(c0 + self.cols, in_features)
-                tile = torch.as_tensor(padding, dtype=torch.float32, device=self.torch_device).clone()
-                tile[: r1 - r0, : c1 - c0] = controls[r0:r1, c0:c1]
-                self.program(tile)
-                inputs = torch.zeros(x.shape[0], self.cols, device=self.torch_device)
-                inputs[:, : c1 - c0] = x[:, c0:c1]
-                y[:, r0:r1] += self.measure(inputs)[:, : r1 - r0]
+        for k in order:
+            r0, r1, c0, c1 = tiles[k]
+            self.program(maps[k])
+            inputs = torch.zeros(x.shape[0], self.cols, device=self.torch_device)
+            inputs[:, : c1 - c0] = x[:, c0:c1]
+            y[:, r0:r1] += self.measure(inputs)[:, : r1 - r0]
         self.stats.forwards += 1
         return y * scale
