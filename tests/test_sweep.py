@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
+from typer.testing import CliRunner
 
+from labsat.cli import app
 from labsat.sweep.dataset import sweep_dataset, write_csv, write_netcdf
 from labsat.sweep.engines import run_sweep
 from labsat.sweep.grid import cells
@@ -87,3 +89,18 @@ def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path: Path) -> Non
     counts = run_sweep(spec, tmp_path, workers=2, show_progress=False)
     assert counts == {"skipped": 0, "ok": 0, "failed": 4}
     assert sweep_dataset(spec, tmp_path).attrs["failed_cells"] == 4
+
+
+def test_the_command_skips_stored_cells_writes_results_and_shows_them(pooled: tuple[Path, Path]) -> None:
+    spec_path, folder = pooled
+    runner = CliRunner()
+    ran = runner.invoke(app, ["sweep", "run", str(spec_path), "--out", str(folder)])
+    assert ran.exit_code == 0, ran.output
+    assert "0 cells ran, 8 skipped" in ran.output
+    with xr.open_dataset(folder / "results.nc", engine="h5netcdf") as opened:
+        assert opened.attrs["sweep"] == "tiny"
+    shown = runner.invoke(app, ["sweep", "show", str(folder)])
+    assert shown.exit_code == 0, shown.output
+    assert "drift.png" in shown.output and (folder / "drift.png").stat().st_size > 0
+    bad = runner.invoke(app, ["sweep", "run", str(folder / "missing.yaml")])
+    assert bad.exit_code == 2 and "missing.yaml" in bad.output
