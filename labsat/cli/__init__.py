@@ -8,6 +8,7 @@ from labsat.cli import demo as _demo  # noqa: F401  (registers commands)
 from labsat.cli import devices as _devices  # noqa: F401  (registers commands)
 from labsat.cli import evaluate as _evaluate  # noqa: F401  (registers commands)
 from labsat.cli import serve as _serve  # noqa: F401  (registers commands)
+from labsat.cli import sweep as _sweep  # noqa: F401  (registers commands)
 from labsat.cli import train as _train  # noqa: F401  (registers commands)
 from labsat.cli.app import app
 

@@ -1,0 +1,53 @@
+"""``labsat sweep run SPEC.yaml`` and ``labsat sweep show FOLDER``: grids of runs, resumable, as NetCDF/CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from labsat.cli.app import app, console, user_errors
+from labsat.sweep.dataset import sweep_dataset, write_csv, write_netcdf
+from labsat.sweep.engines import run_sweep
+from labsat.sweep.show import line_plots, table
+from labsat.sweep.spec import load_spec
+
+sweep_app = typer.Typer(help="Grids of training runs on the simulated bench (local pool or Ray).", no_args_is_help=True)
+app.add_typer(sweep_app, name="sweep")
+
+SPEC_NAME = "spec.yaml"
+
+
+@sweep_app.command("run")
+@user_errors
+def run(
+    spec_path: Annotated[Path, typer.Argument(help="Sweep spec (YAML).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Results folder (default: sweeps/NAME).")] = None,
+    engine: Annotated[str, typer.Option("--engine", help="local (process pool) or ray.")] = "local",
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel cells.")] = 2,
+    address: Annotated[str | None, typer.Option("--address", help="A Ray cluster, ray://HOST:PORT.")] = None,
+) -> None:
+    """Run every cell not yet stored (a killed sweep continues), then write results.nc and results.csv."""
+    spec = load_spec(spec_path)
+    folder = out or Path("sweeps") / spec.name
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SPEC_NAME).write_text(spec_path.read_text(encoding="utf-8"), encoding="utf-8")
+    counts = run_sweep(spec, folder, engine=engine, workers=workers, address=address)
+    data = sweep_dataset(spec, folder)
+    write_netcdf(data, folder / "results.nc")
+    write_csv(data, folder / "results.csv")
+    console.print(
+        f"{counts['ok']} cells ran, {counts['skipped']} skipped (stored), {counts['failed']} failed → {folder}"
+    )
+
+
+@sweep_app.command("show")
+@user_errors
+def show(folder: Annotated[Path, typer.Argument(help="A sweep's results folder.")]) -> None:
+    """Print the table and write a line plot per measure (mean ± std over seeds) into the folder."""
+    spec = load_spec(folder / SPEC_NAME)
+    data = sweep_dataset(spec, folder)
+    console.print(table(data))
+    for path in line_plots(data, folder):
+        console.print(f"plot: {path}")

@@ -1,0 +1,109 @@
+"""Running the cells: a local process pool by default, Ray (local or a lab's cluster) when asked.
+
+Both engines call the same :func:`~labsat.sweep.cell.run_cell` with the same settings, so they give the
+same numbers; they differ only in where a cell runs. A failed cell is recorded and the others go on.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from labsat.sweep.cell import run_cell
+from labsat.sweep.grid import Cell, cells
+from labsat.sweep.spec import SweepSpec
+from labsat.sweep.store import CellStore
+
+
+def _safe_cell(params: dict[str, Any]) -> dict[str, Any]:
+    """A cell's record: its values, or its error (a failure must not stop the sweep)."""
+    try:
+        return {"status": "ok", "params": params, "values": run_cell(params)}
+    except Exception as error:
+        return {
+            "status": "failed",
+            "params": params,
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": traceback.format_exc(),
+        }
+
+
+Submit = Callable[[list[Cell], Callable[[Cell, dict[str, Any]], None]], None]
+
+
+def _pool(workers: int) -> Submit:
+    def submit(todo: list[Cell], finish: Callable[[Cell, dict[str, Any]], None]) -> None:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {pool.submit(_safe_cell, cell.params): cell for cell in todo}
+            for future in concurrent.futures.as_completed(futures):
+                finish(futures[future], future.result())
+
+    return submit
+
+
+def _ray(workers: int, address: str | None) -> Submit:
+    def submit(todo: list[Cell], finish: Callable[[Cell, dict[str, Any]], None]) -> None:
+        try:
+            import ray
+        except ImportError as error:
+            raise RuntimeError("the Ray engine needs the ray extra: pip install 'labsat[ray]'") from error
+        started_here = not ray.is_initialized()
+        if started_here:
+            if address:
+                ray.init(address=address)
+            else:
+                ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+        try:
+            remote = ray.remote(num_cpus=1)(_safe_cell)
+            pending = {remote.remote(cell.params): cell for cell in todo}
+            while pending:
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    finish(pending.pop(ref), ray.get(ref))
+        finally:
+            if started_here:
+                ray.shutdown()
+
+    return submit
+
+
+def run_sweep(
+    spec: SweepSpec,
+    folder: Path,
+    *,
+    engine: str = "local",
+    workers: int = 2,
+    address: str | None = None,
+    show_progress: bool = True,
+) -> dict[str, int]:
+    """Run every cell of ``spec`` not yet stored under ``folder``; returns counts of skipped, ok and failed."""
+    store = CellStore(folder)
+    grid = cells(spec)
+    todo = [cell for cell in grid if not store.done(cell.id)]
+    counts = {"skipped": len(grid) - len(todo), "ok": 0, "failed": 0}
+    submit = _ray(workers, address) if engine == "ray" or address else _pool(workers)
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("failed {task.fields[failed]}"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, disable=not show_progress) as progress:
+        task = progress.add_task(f"{spec.name} ({min(workers, len(todo))} running)", total=len(todo), failed=0)
+
+        def finish(cell: Cell, record: dict[str, Any]) -> None:
+            store.put(cell.id, record)
+            counts[record["status"]] += 1
+            progress.update(task, advance=1, failed=counts["failed"])
+
+        if todo:
+            submit(todo, finish)
+    return counts
