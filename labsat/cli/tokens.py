@@ -14,10 +14,11 @@ from typing import Annotated
 import typer
 
 from labsat.cli.app import DataDirOption, JsonOption, app, console, emit, user_errors
+from labsat.cli.help import PlainHelpGroup
 from labsat.cli.serve import TOKENS_FILE
 from labsat.paths import data_dir as resolve_data_dir
 
-token_app = typer.Typer(help="Service tokens: create scoped ones.", no_args_is_help=True)
+token_app = typer.Typer(help="Service tokens: create scoped ones.", no_args_is_help=True, cls=PlainHelpGroup)
 app.add_typer(token_app, name="token")
 
 
