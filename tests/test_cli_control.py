@@ -6,6 +6,7 @@ import itertools
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,10 @@ from typer.testing import CliRunner
 
 from labsat.api.auth import Scope, TokenTable
 from labsat.cli import app
-from labsat.cli.client import parse_params
+from labsat.cli.client import jobs_table, parse_params
 from labsat.cli.results import result_table
 from labsat.client import LabsatClient
-from labsat.jobs.model import JobEvent, JobState
+from labsat.jobs.model import Job, JobEvent, JobState
 from labsat.store import Store
 
 runner = CliRunner()
@@ -180,3 +181,33 @@ def test_token_create_adds_a_scoped_token_whose_secret_the_file_does_not_hold(tm
     assert token not in path.read_text() and len(yaml.safe_load(path.read_text())["tokens"]) == 2
     again = runner.invoke(app, ["token", "create", "--scope", "admin", "--name", "viewer", "--tokens", str(path)])
     assert again.exit_code == 2 and "already has a token named 'viewer'" in " ".join(again.stderr.split())
+
+
+def test_the_jobs_table_reads_whole_at_80_columns() -> None:
+    job = Job.model_validate(
+        {
+            "id": "0123456789ab",
+            "kind": "calibrate",
+            "bench": "sim-mrr",
+            "state": "succeeded",
+            "params": {},
+            "attempt": 1,
+            "created": datetime(2026, 12, 3, 17, 18, tzinfo=UTC),
+            "progress": {"phase": "rings", "done": 12, "total": 48, "values": {}},
+            "submitted_by": "operate",
+        }
+    )
+    console = Console(width=80, record=True)
+    console.print(jobs_table([job]))
+    row = next(line for line in console.export_text().splitlines() if "0123456789ab" in line)
+    assert row.split() == [
+        "0123456789ab",
+        "calibrate",
+        "sim-mrr",
+        "succeeded",
+        "rings",
+        "12/48",
+        "12-03",
+        "17:18",
+        "operate",
+    ]

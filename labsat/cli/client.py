@@ -6,6 +6,7 @@ import json
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -60,9 +61,9 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 
 def jobs_table(jobs: list[Job]) -> Table:
-    table = Table(title="jobs")
+    table = Table(title="jobs", box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False)
     for column in ("id", "kind", "bench", "state", "progress", "created", "by"):
-        table.add_column(column, no_wrap=column in ("id", "created"))
+        table.add_column(column, no_wrap=column in ("id", "kind", "state", "created"), overflow="fold")
     for job in jobs:
         progress = job.progress
         done = ""
@@ -74,7 +75,7 @@ def jobs_table(jobs: list[Job]) -> Table:
             job.bench,
             job.state,
             done,
-            job.created.strftime("%Y-%m-%d %H:%M:%S"),
+            job.created.strftime("%m-%d %H:%M"),  # the year and seconds would push a table past 80 columns
             job.submitted_by or "",
         )
     return table
