@@ -44,13 +44,22 @@ from labsat.jobs.model import Job, JobEvent, JobState
 DEFAULT_URL = "http://127.0.0.1:8765"
 
 
+TOKEN_HINT = (
+    "tokens come from the service's tokens file (<data>/tokens.yaml: the first `labsat serve` writes an admin "
+    "token there and prints it; `labsat token create --scope read|operate|admin` adds scoped ones); pass it "
+    "with --token or LABSAT_TOKEN"
+)
+"""What a 401 adds to its message: where a token comes from."""
+
+
 class ApiError(LabsatError):
     """The service answered with an error status."""
 
     def __init__(self, status: int, detail: Any, method: str, path: str) -> None:
         self.status = status
         self.detail = detail
-        super().__init__(f"{method} {path}: {status}: {_describe(detail)}")
+        hint = f" ({TOKEN_HINT})" if status == 401 else ""
+        super().__init__(f"{method} {path}: {status}: {_describe(detail)}{hint}")
 
 
 class LabsatClient:

@@ -24,6 +24,9 @@ DRIVERS = "labsat.devices"
 SYSTEMS = "labsat.systems"
 """System kinds by the bench file's ``system.type`` (:class:`labsat.systems.kind.SystemKind`)."""
 
+JOB_KINDS = "labsat.jobs"
+"""Job kinds a service offers besides labsat's own: an entry point names a :class:`labsat.jobs.kinds.JobKind`."""
+
 
 @cache
 def entry_points_of(group: str) -> dict[str, EntryPoint]:

@@ -50,6 +50,31 @@ class NotFound(LabsatError):
     """An id that the store does not hold."""
 
 
+class AmbiguousId(NotFound):
+    """A shortened id that more than one record starts with; the message lists them."""
+
+
+SHOWN_CANDIDATES = 10
+"""How many of the records an ambiguous prefix matches its error lists."""
+
+
+def full_id(session: Session, column: Any, given: str, what: str) -> str:
+    """The id of ``column``'s table that is ``given`` or, failing that, the only one starting with it.
+
+    Ids are long enough to be unique and short enough to type, but nobody types twelve hex digits twice: a
+    unique prefix names a record wherever an id is asked for. No match: ``given`` back (the caller's lookup
+    then says what is missing); several: :class:`AmbiguousId` naming them.
+    """
+    if session.get(column.class_, given) is not None or not given.isalnum() or not given.isascii():
+        return given
+    query = select(column).where(column.startswith(given, autoescape=True)).order_by(column).limit(SHOWN_CANDIDATES + 1)
+    found = list(session.scalars(query))
+    if len(found) > 1:
+        shown = ", ".join(found[:SHOWN_CANDIDATES]) + (", ..." if len(found) > SHOWN_CANDIDATES else "")
+        raise AmbiguousId(f"{what} id {given!r} is ambiguous: it starts {shown}; give more of it")
+    return found[0] if found else given
+
+
 class Base(DeclarativeBase):
     """Every table of the store (calibrations, models; the service adds jobs and events)."""
 
@@ -197,7 +222,7 @@ class Store:
 
     def get_calibration(self, calibration_id: str) -> StoredCalibration:
         with self.session() as session:
-            row = session.get(CalibrationRow, calibration_id)
+            row = session.get(CalibrationRow, full_id(session, CalibrationRow.id, calibration_id, "calibration"))
             if row is None:
                 raise NotFound(f"no calibration {calibration_id!r} in the store at {self.url}")
             return _record(row)
@@ -235,11 +260,11 @@ class Store:
 
     def get_model(self, model_id: str) -> StoredModel:
         with self.session() as session:
-            row = session.get(ModelRow, model_id)
+            row = session.get(ModelRow, full_id(session, ModelRow.id, model_id, "model"))
             if row is None:
                 raise NotFound(f"no model {model_id!r} in the store at {self.url}")
             summary = _model_summary(row)
-        path = self.artifact_dir("models", model_id) / "controls.pt"
+        path = self.artifact_dir("models", summary.id) / "controls.pt"
         if not path.exists():
             raise NotFound(f"model {model_id!r}: its controls file {path} is missing")
         controls = torch.load(path, map_location="cpu", weights_only=True)

@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 from cli_helpers import cli_json, cli_refusal
+from plugin_helpers import install_plugin
 
 from labsat.bench import open_bench
 from labsat.benchfile import load_bench_file
@@ -26,19 +27,12 @@ from labsat.systems.kind import GROUP, forget_system_kinds, known_system_types, 
 from labsat.training.session import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGINS = Path(__file__).resolve().parent / "plugins"
 
 
 @pytest.fixture
 def toy_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The toy kind installed: its package importable, its entry point in the ``labsat.systems`` group."""
-    site = tmp_path / "site"
-    info = site / "labsat_toy-0.1.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: labsat-toy\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[{GROUP}]\ntoy_mesh = labsat_toy:KIND\n")
-    monkeypatch.syspath_prepend(str(PLUGINS))
-    monkeypatch.syspath_prepend(str(site))
+    install_plugin(tmp_path / "site", monkeypatch, "labsat-toy", GROUP, "toy_mesh = labsat_toy:KIND")
     forget_system_kinds()
     yield
     forget_system_kinds()

@@ -8,26 +8,33 @@ process-wide SIGINT/SIGTERM hooks of :mod:`labsat.safety` from being installed o
 
 Errors map to status codes in one place: unknown ids 404, requests the state forbids (finished job,
 busy or halted bench) 409, refused writes and malformed input 422 with ``detail`` in FastAPI's shape,
-naming the field or channel.
+naming the field or channel. Every error answer, an unexpected one (500) included, is JSON of one shape
+(:class:`~labsat.api.schemas.ErrorResponse`), and each route's OpenAPI entry lists the errors it can give.
+
+``/docs`` (Swagger UI) and ``/redoc`` load their scripts and styles from the service itself
+(``fastapi-offline``'s copies), never from a CDN: a bench PC is often on a network without one.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 
 from labsat import __version__
 from labsat.api import artifacts, benches, jobs, records
-from labsat.api.auth import ReadAccess, TokenTable, route_scope
+from labsat.api.auth import ReadAccess, Scope, TokenTable, route_scope
 from labsat.api.pacing import DEFAULT_READ_RATE, ReadPacer
-from labsat.api.schemas import Health, Whoami
+from labsat.api.schemas import ErrorResponse, Health, Whoami
 from labsat.errors import Halted, LabsatError, LimitViolation, RefusedRequest, UnknownChannel
 from labsat.jobs.engine import JobEngine
 from labsat.jobs.kinds import UnknownKind
@@ -69,7 +76,7 @@ def create_app(engine: JobEngine, tokens: TokenTable, *, read_rate: float | None
         finally:
             await run_in_threadpool(engine.close)
 
-    app = FastAPI(title="labsat", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPIOffline(title="labsat", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.engine = engine
     app.state.tokens = tokens
     for router in (  # included one by one, not nested: each level of routers costs every request a match
@@ -86,6 +93,7 @@ def create_app(engine: JobEngine, tokens: TokenTable, *, read_rate: float | None
     app.add_exception_handler(LabsatError, _labsat_error)  # type: ignore[arg-type]
     app.add_exception_handler(ValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _request_validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error)
     return app
 
 
@@ -114,7 +122,28 @@ def _document_scopes(router: APIRouter) -> None:
         if scope is None:
             raise RuntimeError(f"route {route.path} declares no token scope")
         route.openapi_extra = {**(route.openapi_extra or {}), "x-labsat-scope": scope.label}
+        route.responses = {**_error_responses(route, scope), **route.responses}
         route.description = f"{route.description}\n\nScope: `{scope.label}`.".strip()
+
+
+_WRITES = frozenset({"POST", "PUT", "DELETE"})
+
+
+def _error_responses(route: APIRoute, scope: Scope) -> dict[int | str, dict[str, Any]]:
+    """The error answers ``route`` can give, for its OpenAPI entry (all of them :class:`ErrorResponse`)."""
+    errors = {status.HTTP_401_UNAUTHORIZED: "No token, or one the service does not know."}
+    if scope > Scope.READ:
+        errors[status.HTTP_403_FORBIDDEN] = f"The token's scope is below {scope.label}."
+    writes = bool((route.methods or set()) & _WRITES)
+    if "{" in route.path or writes:
+        errors[status.HTTP_404_NOT_FOUND] = "No such job, bench, model, calibration or artifact (or a prefix of none)."
+    if writes:
+        errors[status.HTTP_400_BAD_REQUEST] = "A request the service cannot place (several benches, none named)."
+        errors[status.HTTP_409_CONFLICT] = "The state forbids it: a finished job, a busy, halted or faulted bench."
+    if get_flat_params(route.dependant) or route.body_field is not None:
+        errors[status.HTTP_422_UNPROCESSABLE_CONTENT] = "A malformed or refused value; `detail` names each field."
+    json = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}  # also off JSON routes
+    return {code: {"model": ErrorResponse, "description": text, "content": json} for code, text in errors.items()}
 
 
 async def _labsat_error(request: Request, exc: LabsatError) -> JSONResponse:
@@ -138,3 +167,11 @@ async def _validation_error(request: Request, exc: ValidationError) -> JSONRespo
     """Parameters validated below the API (a plugin kind's own checks) are still the client's mistake."""
     errors = [{"loc": ["body", *error["loc"]], "msg": error["msg"], "type": error["type"]} for error in exc.errors()]
     return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    """A fault of the service's own: still JSON of the one error shape, without internals in the answer."""
+    return JSONResponse(
+        {"detail": f"internal error ({type(exc).__name__}); the service's log has the details"},
+        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )

@@ -167,6 +167,29 @@ def write_admin_token(path: Path) -> str:
     return token
 
 
+def add_token(path: Path, name: str, scope: Scope) -> str:
+    """Add a new token of ``scope`` named ``name`` to the tokens file (created, owner-only, if missing).
+
+    Only the token's SHA-256 goes into the file, so the file holds no secret for it: the token is returned
+    once, to be handed to whoever needs it. A service reads the file when it starts.
+    """
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        parsed = _TokensFile.model_validate(loaded)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError, ValidationError) as exc:
+        raise TokenError(f"cannot add a token to {path}: {exc}") from None
+    if any(entry.name == name for entry in parsed.tokens):
+        raise TokenError(f"{path} already has a token named {name!r}; pick another name")
+    token = secrets.token_urlsafe(32)
+    entries = [*loaded.get("tokens", []), {"name": name, "scope": scope.label, "sha256": digest(token)}]
+    text = yaml.safe_dump({**loaded, "tokens": entries}, sort_keys=False)
+    path.write_text("# labsat service tokens (see labsat.api.auth for the format)\n" + text, encoding="utf-8")
+    return token
+
+
 _bearer = HTTPBearer(auto_error=False, description="A labsat token: `Authorization: Bearer <token>`.")
 
 

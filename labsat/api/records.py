@@ -55,5 +55,5 @@ def deploy(
     who: OperateAccess, model_id: str, engine: EngineDep, body: Annotated[DeployRequest | None, Body()] = None
 ) -> Job:
     """Submits a ``deploy`` job: the model runs on the bench over its test split and reports its accuracy there."""
-    engine.store.get_model(model_id)  # 404 now rather than a failed job later
-    return engine.submit("deploy", body.bench if body else None, {"model": model_id}, who.name)
+    stored = engine.store.get_model(model_id)  # 404 now rather than a failed job later; a prefix made whole
+    return engine.submit("deploy", body.bench if body else None, {"model": stored.id}, who.name)

@@ -14,6 +14,20 @@ from pydantic import BaseModel, ConfigDict, Field
 CHANNEL_PATTERN = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_.-]+$"
 
 
+class ErrorItem(BaseModel):
+    """One refused field: where it is (``["body", "params", "epochs"]``), why, and a short error type."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: ``detail`` is a sentence, or one item per refused field (422s naming fields)."""
+
+    detail: str | list[ErrorItem]
+
+
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
     version: str

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from labsat import __version__
 from labsat.bench import Bench, builtin_bench_path, open_bench
+from labsat.cli.help import PlainHelpGroup
 from labsat.errors import LabsatError
 from labsat.ownership import announce
 from labsat.paths import data_dir
@@ -27,6 +28,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    cls=PlainHelpGroup,
 )
 console = Console()
 error_console = Console(stderr=True)

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from labsat.cli.app import BenchOption, DataDirOption, JsonOption, app, bench_session, console, emit, user_errors
+from labsat.cli.progress import stage_bar
 from labsat.demo import DemoPlan, run_demo
 from labsat.paths import data_dir
 from labsat.store import Store
@@ -47,15 +48,19 @@ def demo(
 ) -> None:
     """Calibrate the simulated chip, train weight-space BP and PAT+SAT on digits, compare them under drift."""
     store = Store(data_dir(data))
-    with bench_session(bench, data) as opened, console.status("", spinner="dots") as status:
+    with bench_session(bench, data) as opened, stage_bar(console, disable=as_json) as bar:
+        training: list[str] = []
 
         def on_stage(text: str) -> None:
             if not as_json:
                 console.print(f"[bold]▸[/] {text}")
-                status.update(text)
+            bar.stage(text)
 
         def on_step(method: str, step: StepRecord) -> None:
-            status.update(f"training {method}: epoch {step.epoch + 1}/{epochs}, loss {step.loss:.3f}")
+            if training[-1:] != [method]:
+                training.append(method)
+                bar.stage(f"training {method} (epochs)", total=epochs)
+            bar.advance(step.epoch, f"loss {step.loss:.3f}")
 
         result = run_demo(
             opened, store, DemoPlan(dataset=dataset, epochs=epochs, seed=seed), on_stage=on_stage, on_step=on_step

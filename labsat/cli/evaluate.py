@@ -9,6 +9,7 @@ import typer
 from rich.table import Table as RichTable
 
 from labsat.cli.app import BenchOption, DataDirOption, JsonOption, app, bench_session, console, emit, user_errors
+from labsat.cli.progress import stage_bar
 from labsat.errors import LabsatError
 from labsat.paths import data_dir
 from labsat.store import Store
@@ -68,11 +69,11 @@ def evaluate(
         raise LabsatError(f"--landscape-steps must be odd (θ is the grid's centre), got {landscape_steps}")
     settings = EvaluationSettings(sweeps=sweeps, seeds=seeds, landscape_steps=landscape_steps)
     store = Store(data_dir(data))
-    with bench_session(bench, data) as opened, console.status("", spinner="dots") as status:
+    with bench_session(bench, data) as opened, stage_bar(console, disable=as_json) as bar:
+        bar.stage("evaluating (models)", total=len(dict.fromkeys(model)))
 
         def on_model(index: int, count: int, model_id: str, meta: dict) -> None:
-            if not as_json:
-                status.update(f"evaluating {meta.get('method', '?')} model {model_id} ({index}/{count})")
+            bar.advance(index - 1, f"{meta.get('method', '?')} model {model_id}")
 
         evaluations, report = evaluate_models(opened, store, model, settings, out=out, on_model=on_model)
     tables = report_tables(evaluations)

@@ -67,7 +67,10 @@ def serve(
     from labsat.api.auth import TokenTable, write_admin_token
     from labsat.bench import builtin_bench_path
     from labsat.jobs.engine import JobEngine
+    from labsat.jobs.kinds import register_installed
     from labsat.store import Store
+
+    register_installed()  # plugin job kinds, before the app builds its submission schema
 
     root = resolve_data_dir(data_dir)
     default_tokens = root / TOKENS_FILE

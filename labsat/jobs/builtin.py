@@ -17,7 +17,7 @@ from pathlib import Path
 from statistics import fmean
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
 
 from labsat.calibration import (
     PROCEDURE_ORDER,
@@ -41,6 +41,17 @@ DATASETS = "datasets"
 """Folder under the data directory whose entries REST clients may name as datasets."""
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+
+MAX_MODELS = 20
+"""Most models one evaluation compares (each costs a full set of sweeps on the bench)."""
+
+
+def _listed(value: Any) -> Any:
+    """One value where a list is asked for (``-p models=ID`` on a command line) as a list of one."""
+    return [value] if isinstance(value, str) else value
+
+
+Listed = BeforeValidator(_listed)
 
 
 def dataset_source(store: Store, label: str) -> str | Path:
@@ -73,7 +84,7 @@ class _CalibrateBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    only: list[Literal[PROCEDURE_ORDER]] | None = Field(  # type: ignore[valid-type]
+    only: Annotated[list[Literal[PROCEDURE_ORDER]] | None, Listed] = Field(  # type: ignore[valid-type]
         None, description="MRR bank: run only these procedures; the others come from the bench's latest calibration."
     )
 
@@ -175,8 +186,10 @@ class EvaluateParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    models: list[Annotated[str, Field(pattern=NAME_PATTERN)]] = Field(min_length=1, description="Stored model ids.")
-    sweeps: list[Literal[tuple(SWEEPS)]] | None = Field(  # type: ignore[valid-type]
+    models: Annotated[list[Annotated[str, Field(pattern=NAME_PATTERN)]], Listed] = Field(
+        min_length=1, max_length=MAX_MODELS, description="Stored model ids (unique prefixes will do)."
+    )
+    sweeps: Annotated[list[Literal[tuple(SWEEPS)]] | None, Listed] = Field(  # type: ignore[valid-type]
         None,
         min_length=1,
         description="Perturbation sweeps (omitted: the system's own; a bank's: drift, noise, transfer).",

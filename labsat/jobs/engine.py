@@ -209,7 +209,7 @@ class JobEngine:
     def events(
         self, job_id: str, after: int = 0, limit: int | None = None, types: Sequence[EventType] | None = None
     ) -> list[JobEvent]:
-        self.journal.get(job_id)  # NotFound for an unknown job rather than an empty list
+        job_id = self.journal.get(job_id).id  # NotFound for an unknown job rather than an empty list
         return self.journal.events(job_id, after, limit, types)
 
     def last_seq(self, job_id: str) -> int:
@@ -219,6 +219,7 @@ class JobEngine:
     def cancel(self, job_id: str) -> Job:
         """A queued job is cancelled at once, a running or paused one at its next checkpoint."""
         job = self.journal.get(job_id)
+        job_id = job.id  # the whole id, when a unique prefix named the job
         if job.final:
             raise InvalidTransition(f"job {job_id} is already {job.state}")
         worker = self._workers.get(job.bench)
@@ -229,6 +230,7 @@ class JobEngine:
     def pause(self, job_id: str) -> Job:
         """Ask a running job to pause at its next checkpoint (it then waits in the safe state)."""
         job = self.journal.get(job_id)
+        job_id = job.id
         worker = self._workers.get(job.bench)
         if job.state is not JobState.RUNNING or worker is None or not worker.pause(job_id):
             raise InvalidTransition(f"job {job_id} is {job.state}; only a running job can pause")
@@ -238,6 +240,7 @@ class JobEngine:
         """A paused job goes on; a cancelled, failed or interrupted one of a resumable kind is queued again
         and continues from its last checkpoint."""
         job = self.journal.get(job_id)
+        job_id = job.id
         if job.state in HOLDS_BENCH:
             if not self.worker(job.bench).unpause(job_id):
                 raise InvalidTransition(f"job {job_id} is running, not paused")
@@ -253,6 +256,7 @@ class JobEngine:
 
     def delete(self, job_id: str) -> None:
         """Forget an ended job: its record, its events and its own artifacts (models it made stay)."""
+        job_id = self.journal.get(job_id).id
         self.journal.delete(job_id)
         shutil.rmtree(self.store.root / ARTIFACTS / "jobs" / job_id, ignore_errors=True)
 

@@ -31,7 +31,7 @@ from labsat.jobs.model import (
     check_transition,
 )
 from labsat.jobs.tables import EventRow, JobRow
-from labsat.store import Base, NotFound, Store, new_id, utcnow
+from labsat.store import Base, NotFound, Store, full_id, new_id, utcnow
 
 
 class JobJournal:
@@ -153,7 +153,8 @@ class JobJournal:
         if job is not None:
             return job
         with self.store.session() as session:
-            return _job(self._row(session, job_id))
+            row = self._row(session, job_id)
+            return self._active.get(row.id) or _job(row)  # a prefix of an unfinished job: still from memory
 
     def memo(self, job_id: str) -> dict[str, Any]:
         with self.store.session() as session:
@@ -214,7 +215,7 @@ class JobJournal:
 
     @staticmethod
     def _row(session: Session, job_id: str) -> JobRow:
-        row = session.get(JobRow, job_id)
+        row = session.get(JobRow, full_id(session, JobRow.id, job_id, "job"))
         if row is None:
             raise NotFound(f"no job {job_id!r}")
         return row

@@ -7,8 +7,10 @@ the worker may stop the job (cancel, service shutdown) or hold it (pause). The k
 polls flags and never touches threads; stopping is an exception raised from inside a callback, which
 unwinds the calibration or training loop between two of its steps.
 
-Kinds register by name (:func:`register`); ``labsat.jobs.builtin`` registers labsat's four, and a lab
-can add its own the same way before the service starts.
+Kinds register by name (:func:`register`); ``labsat.jobs.builtin`` registers labsat's four. A lab adds
+its own by publishing a package with an entry point in the ``labsat.jobs`` group naming a
+:class:`JobKind`; ``labsat serve`` registers every installed one (:func:`register_installed`) before it
+builds the API, whose submission schema then documents the kind's parameters.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from labsat.entrypoints import JOB_KINDS, entry_points_of
 from labsat.errors import LabsatError
 
 if TYPE_CHECKING:
@@ -111,3 +114,24 @@ def get_kind(name: str) -> JobKind[Any]:
 def registered() -> dict[str, JobKind[Any]]:
     """Every registered kind by name."""
     return dict(_KINDS)
+
+
+def register_installed() -> list[str]:
+    """Register the job kind every ``labsat.jobs`` entry point names; returns their names, sorted.
+
+    An entry point that does not load, names something that is not a :class:`JobKind`, or a kind under
+    another name, is refused naming it: a service never starts with a kind it announced but cannot run.
+    """
+    names = []
+    for name, entry in sorted(entry_points_of(JOB_KINDS).items()):
+        try:
+            kind = entry.load()
+        except (ImportError, AttributeError) as exc:
+            raise UnknownKind(f"the {JOB_KINDS} entry point {name!r} ({entry.value}) cannot be loaded: {exc}") from exc
+        if not isinstance(kind, JobKind) or kind.name != name:
+            raise UnknownKind(
+                f"the {JOB_KINDS} entry point {name!r} ({entry.value}) must name a JobKind called {name!r}"
+            )
+        register(kind)
+        names.append(name)
+    return names

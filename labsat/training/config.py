@@ -159,9 +159,12 @@ class TrainConfig(BaseModel):
     @field_validator("hidden", mode="before")
     @classmethod
     def _widths_from_text(cls, value: Any) -> Any:
-        """``"16,8"`` (a command line's form) as ``(16, 8)``; an empty text is no hidden layer."""
+        """``"16,8"`` (a command line's form) as ``(16, 8)``; an empty text is no hidden layer; one width alone
+        (``-p hidden=16`` through the service) is one layer."""
         if isinstance(value, str):
             return tuple(int(part) for part in value.split(",") if part.strip())
+        if isinstance(value, int) and not isinstance(value, bool):
+            return (value,)
         return value
 
     @field_validator("fd_disturbance")
