@@ -8,12 +8,17 @@ from typing import Annotated
 import typer
 
 from labsat.cli.app import app, console, user_errors
+from labsat.cli.help import PlainHelpGroup
 from labsat.sweep.dataset import sweep_dataset, write_csv, write_netcdf
 from labsat.sweep.engines import run_sweep
 from labsat.sweep.show import line_plots, table
 from labsat.sweep.spec import load_spec
 
-sweep_app = typer.Typer(help="Grids of training runs on the simulated bench (local pool or Ray).", no_args_is_help=True)
+sweep_app = typer.Typer(
+    help="Grids of training runs on the simulated bench (local pool or Ray).",
+    no_args_is_help=True,
+    cls=PlainHelpGroup,
+)
 app.add_typer(sweep_app, name="sweep")
 
 SPEC_NAME = "spec.yaml"
