@@ -5,7 +5,10 @@ The mesh row is labsat's whole differentiable path from heater phase shifts to o
 errors, with gradients to the phase shifts, as phase-space training takes them. The floor is the step
 that cannot be avoided once the unitary is known: ``|x·Uᵀ|²`` as a complex matmul with a fixed ``U``
 (a leaf that takes a gradient). torchonn's ``MZIBlockLinear`` (phase mode, Clements) is timed beside them
-where it imports; it is not a labsat dependency (``pip install torchonn`` for the row).
+where it imports; it is not a labsat dependency (``bash benchmarks/torchonn/setup.sh`` puts it beside the CPU
+torch, then run with ``PYTHONPATH=benchmarks/torchonn:benchmarks/torchonn/lib``). On the CPU its phase mode
+rebuilds the unitaries through NumPy and cannot give phase gradients, so its row is timed with the phases
+frozen and the gradient taken to the input: less work than the mesh row, never more.
 
 Run from the repository root::
 
@@ -53,10 +56,12 @@ def torchonn_step(modes: int, device: torch.device, x: Tensor) -> tuple[Step | N
         modes, modes, bias=False, miniblock=modes, mode="phase", decompose_alg="clements", device=device
     )
     layer.reset_parameters()
+    layer.requires_grad_(False)  # its CPU path reconstructs U and V through NumPy: no phase gradients there
+    onn_input = x.clone().requires_grad_(True)
 
     def step() -> None:
-        layer.zero_grad(set_to_none=True)
-        layer(x).square().sum().backward()
+        onn_input.grad = None
+        layer(onn_input).square().sum().backward()
 
     try:
         step()
@@ -150,15 +155,22 @@ def notes(rows: list[dict[str, Any]]) -> str:
     if missing:
         text.append(
             "torchonn row: not measured in this run — " + "; ".join(sorted(missing)) + ". Target "
-            f"(≥ {TORCHONN_TARGET:g}× faster than torchonn at N = 32) not checked here. torchonn 0.0.8 does "
-            "not install beside torch 2.13 CPU: its setup.py imports torch (it needs --no-build-isolation), "
-            "its package imports mmengine and torchonn-pyutils, and that imports torchvision, whose PyPI wheel "
-            "fails against the CPU torch (`operator torchvision::nms does not exist`)."
+            f"(≥ {TORCHONN_TARGET:g}× faster than torchonn at N = 32) not checked here; "
+            "`bash benchmarks/torchonn/setup.sh` makes it importable (see the script's header)."
         )
     else:
         text.extend(
             f"torchonn / mesh at N = {r['modes']}: {r['onn_over_mesh']:.2f} (target ≥ {TORCHONN_TARGET:g} at N = 32)."
             for r in rows
+        )
+        text.append(
+            "torchonn 0.0.8 `MZIBlockLinear(N, N, miniblock=N, mode='phase', decompose_alg='clements')`, from its "
+            "sdist through `benchmarks/torchonn/setup.sh` (its package cannot build or import beside the CPU "
+            "torch as published; stand-ins for torchvision, mmcv and its CUDA extension, which the layer does "
+            "not call on the CPU). Its phase mode realises W = U·Σ·V† with two N-mode meshes and a diagonal "
+            "(2·N(N−1)/2 MZIs against the labsat mesh's N(N−1)/2) and rebuilds them through NumPy on the CPU, "
+            "where it cannot give phase gradients: its row is timed with the phases frozen and the gradient to "
+            "the input only, the labsat row with gradients to every phase shift."
         )
     return "\n\n".join(text)
 
