@@ -352,3 +352,90 @@ def test_physics_runs_on_cuda() -> None:
     volts = torch.rand(4, 5, device="cuda", dtype=F64, requires_grad=True)
     bank_weights(params, volts).sum().backward()
     torch.testing.assert_close(bank_weights(params, volts).cpu(), bank_weights(make_params(), volts.detach().cpu()))
+
+
+@pytest.mark.parametrize(
+    ("out_features", "in_features", "rows", "cols", "kernel"),
+    [
+        (10, 64, 8, 8, thermal_kernel(0.1, 0.05, 0.02, dtype=F64)),  # rank 2, a partial tile row
+        (9, 12, 4, 5, thermal_kernel(0.08, 0.04, 0.02, 0.3, dtype=F64)),  # 5×5 with second neighbours
+        (7, 11, 3, 4, torch.rand(5, 3, generator=torch.Generator().manual_seed(21), dtype=F64)),  # full rank
+        (1, 1, 2, 2, thermal_kernel(0.1, 0.05, 0.02, dtype=F64)),
+    ],
+)
+def test_layer_coupling_is_the_tiled_crosstalk(
+    out_features: int, in_features: int, rows: int, cols: int, kernel: torch.Tensor
+) -> None:
+    """The layer's two-matmul operator equals the zero-padded correlation of every tile, and its adjoint."""
+    generator = torch.Generator().manual_seed(22)
+    power = torch.rand(3, out_features, in_features, generator=generator, dtype=F64)
+    grad = torch.rand(3, out_features, in_features, generator=generator, dtype=F64)
+    operator = thermal.layer_coupling(kernel, rows, cols, out_features, in_features)
+
+    def tiled(maps: torch.Tensor, adjoint: bool) -> torch.Tensor:
+        grid = physics.tiles.logical_grid(maps, rows, cols)
+        heat = thermal.crosstalk_grid(grid, kernel.flip(0, 1) if adjoint else kernel)
+        return physics.tiles.from_logical_grid(heat, out_features, in_features)
+
+    torch.testing.assert_close(operator.heat(power), tiled(power, adjoint=False), rtol=0, atol=1e-12)
+    torch.testing.assert_close(operator.adjoint(grad), tiled(grad, adjoint=True), rtol=0, atol=1e-12)
+    assert torch.dot(operator.heat(power).flatten(), grad.flatten()).item() == pytest.approx(
+        torch.dot(power.flatten(), operator.adjoint(grad).flatten()).item(), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("delta_t_k", [0.0, -1.5])
+def test_small_layers_take_the_layer_coupling_with_the_ring_grids_values_and_gradients(
+    monkeypatch: pytest.MonkeyPatch, delta_t_k: float
+) -> None:
+    """A fixed chip's small layer runs its crosstalk as two matmuls; weights, readout and gradients are unchanged."""
+    params = make_params()
+    generator = torch.Generator().manual_seed(23)
+    controls = 3 * torch.rand(9, 12, generator=generator, dtype=F64)
+    x = torch.rand(6, 12, generator=generator, dtype=F64)
+    probe = torch.rand(6, 9, generator=generator, dtype=F64)
+    calls: list[int] = []
+    heat = thermal.LayerCoupling.heat
+    monkeypatch.setattr(thermal.LayerCoupling, "heat", lambda self, maps: calls.append(1) or heat(self, maps))
+
+    def outputs() -> tuple[torch.Tensor, ...]:
+        leaf = controls.clone().requires_grad_()
+        readout = logical_readout(params, x, leaf, delta_t_k)
+        (gradient,) = torch.autograd.grad((readout * probe).sum(), leaf)
+        return logical_weights(params, controls, delta_t_k), readout.detach(), gradient
+
+    layer = outputs()
+    assert calls, "the small layer did not take the layer coupling"
+    calls.clear()
+    monkeypatch.setattr(thermal, "LAYER_COUPLING_MAX_MACS", 0)
+    grid = outputs()
+    assert not calls
+    for ours, reference in zip(layer, grid, strict=True):
+        torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
+
+
+def test_the_layer_coupling_refuses_a_kernel_derivative() -> None:
+    """It is built for a fixed kernel; asked for the kernel's gradient it says so instead of a wrong number."""
+    params = make_params()
+    kernel = params.crosstalk_kernel.clone().requires_grad_()
+    operator = thermal.layer_coupling(kernel, params.rows, params.cols, 4, 5)
+    ring = torch.ones(4, 5, dtype=F64)
+    drive = torch.rand(4, 5, dtype=F64)
+    inputs = (drive, ring, kernel, ring, ring, ring, ring, operator, operator, None)
+    with pytest.raises(ValueError, match="fixed crosstalk kernel"):
+        lorentz._LorentzWeights.apply(*inputs).sum().backward()
+
+
+def test_constants_first_derived_inside_a_transform_are_not_kept_past_it() -> None:
+    """A chip whose first layer call runs under ``torch.func`` still works in the next transform and outside."""
+    params = make_params()
+    controls = 2 * torch.rand(9, 12, generator=torch.Generator().manual_seed(24), dtype=F64)
+    direction = torch.ones_like(controls)
+
+    def loss(v: torch.Tensor) -> torch.Tensor:
+        return logical_weights(params, v).square().sum()
+
+    first = torch.func.jvp(torch.func.grad(loss), (controls,), (direction,))[1]
+    again = torch.func.jvp(torch.func.grad(loss), (controls,), (direction,))[1]
+    torch.testing.assert_close(again, first)
+    torch.testing.assert_close(logical_weights(params, controls), logical_weights(make_params(), controls))

@@ -1,6 +1,7 @@
 """Stand-in for torchvision in the torchonn comparison only: torchonn's utility package imports torchvision's
 datasets and transforms at start-up, and PyPI's torchvision wheel does not load beside the CPU torch. The MZI
 layer never calls them."""
+
 import importlib.abc
 import importlib.machinery
 import sys

@@ -13,6 +13,8 @@ from typing import Any, ClassVar, Self
 import torch
 from torch import Tensor, nn
 
+from labsat.physics.compute import functorch_active
+
 
 class ChipTensors:
     """``tensors()`` and ``to()`` for a frozen dataclass of chip parameters whose tensor fields ``FIELDS`` names."""
@@ -31,19 +33,25 @@ class ChipTensors:
 
         A layer call derives many small tensors from the chip (per-ring constants of an MRR bank, the coupler
         amplitudes of an MZI mesh); at layer sizes each costs as much as a full-size operation, so recomputing
-        them for a fixed chip on every call costs a small layer much of its time.
+        them for a fixed chip on every call costs a small layer much of its time. Inside a ``torch.func``
+        transform a value is read but never stored: what is computed there is wrapped for that transform and
+        dies with it.
         """
-        tensors = [getattr(self, name) for name in self.FIELDS]
-        if any(t.requires_grad for t in tensors) or torch.is_inference_mode_enabled():
+        if self.tracks_grad() or torch.is_inference_mode_enabled():
             return compute()
-        stamp = tuple(t._version for t in tensors)
+        stamp = tuple(getattr(self, name)._version for name in self.FIELDS)
         derived: dict[Hashable, tuple[tuple[int, ...], Any]] = self.__dict__.setdefault("_derived", {})
         entry = derived.get(key)
         if entry is not None and entry[0] == stamp:
             return entry[1]
         value = compute()
-        derived[key] = (stamp, value)
+        if not functorch_active():
+            derived[key] = (stamp, value)
         return value
+
+    def tracks_grad(self) -> bool:
+        """Whether any tensor field requires grad (a twin being fitted): then nothing derived from it is cached."""
+        return any(getattr(self, name).requires_grad for name in self.FIELDS)
 
     def tensors(self) -> dict[str, Tensor]:
         """The tensor fields by name."""

@@ -13,3 +13,9 @@ def default_device() -> torch.device:
     if wanted:
         return torch.device(wanted)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def functorch_active() -> bool:
+    """Whether a ``torch.func`` transform is running (the test ``Function.apply`` itself makes)."""
+    probe = getattr(torch._C, "_are_functorch_transforms_active", None)
+    return True if probe is None else bool(probe())

@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 from torch.nn.grad import conv2d_weight
 
-from labsat.physics.mrr.thermal import crosstalk_grid
+from labsat.physics.compute import functorch_active
+from labsat.physics.mrr.thermal import LayerCoupling, crosstalk_grid
 from labsat.physics.mrr.tiles import from_logical_grid, logical_grid, logical_grid_shape
 
 _NodeParts = tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None]
@@ -22,13 +23,25 @@ See :class:`_LorentzWeights`.
 """
 
 
+def _crosstalk(maps: Tensor, kernel: Tensor, blocks: Tensor | LayerCoupling | None, adjoint: bool = False) -> Tensor:
+    """The crosstalk (or its adjoint) in the form the node was given: a layer's own operator, or the ring grid's."""
+    if isinstance(blocks, LayerCoupling):
+        return blocks.adjoint(maps) if adjoint else blocks.heat(maps)
+    return crosstalk_grid(maps, kernel, blocks, adjoint=adjoint)
+
+
 def _lorentz_parts(
-    drive: Tensor, power_gain: Tensor | None, kernel: Tensor, coupling: Tensor, detune: Tensor, blocks: Tensor | None
+    drive: Tensor,
+    power_gain: Tensor | None,
+    kernel: Tensor,
+    coupling: Tensor,
+    detune: Tensor,
+    blocks: Tensor | LayerCoupling | None,
 ) -> _NodeParts:
     """Heater power, heat, ``u = 2δ/FWHM``, ``L = 1/(1 + u²)`` and ``½·dP/dV`` (volts drive only), for every pass."""
     half_slope = None if power_gain is None else drive * power_gain
     power = drive if half_slope is None else half_slope * drive
-    heat = crosstalk_grid(power, kernel, blocks)
+    heat = _crosstalk(power, kernel, blocks)
     u = torch.addcmul(detune, coupling, heat, value=-1)
     return power, heat, u, torch.addcmul(u.new_ones(()), u, u).reciprocal_(), half_slope
 
@@ -81,8 +94,9 @@ def _lorentz_grads(
         doubled = power_gain is not None
         g_heat = _sum_to(slope * ((4 if doubled else 2) * amplitude * coupling), heat)
         if needs[2]:
+            _refuse_kernel_derivative(grid_inputs[7])
             grads[2] = _kernel_grad(power, g_heat, kernel.shape) * (0.5 if doubled else 1.0)
-        g_power = crosstalk_grid(g_heat, kernel, flipped_blocks, adjoint=True)
+        g_power = _crosstalk(g_heat, kernel, flipped_blocks, adjoint=True)
         if half_slope is None:
             grads[0] = _sum_to_shape(g_power, drive_shape) if needs[0] else None
         else:
@@ -103,8 +117,9 @@ def _lorentz_tangent(grid_inputs: _NodeInputs, tangents: tuple[Tensor | None, ..
         t_power = t_drive if power_gain is None else 2 * drive * power_gain * t_drive
     if t_gain is not None:
         t_power = _add(t_power, drive.square() * t_gain)
-    t_heat = None if t_power is None else crosstalk_grid(t_power, kernel, blocks)
+    t_heat = None if t_power is None else _crosstalk(t_power, kernel, blocks)
     if t_kernel is not None:
+        _refuse_kernel_derivative(blocks)
         t_heat = _add(t_heat, crosstalk_grid(power, t_kernel))
     t_u = t_detune
     if t_coupling is not None:
@@ -117,6 +132,12 @@ def _lorentz_tangent(grid_inputs: _NodeInputs, tangents: tuple[Tensor | None, ..
     if t_offset is not None:
         t_out = t_out + t_offset
     return t_out
+
+
+def _refuse_kernel_derivative(blocks: Tensor | LayerCoupling | None) -> None:
+    """A :class:`LayerCoupling` is built from a fixed kernel: a derivative in the kernel must take the grid form."""
+    if isinstance(blocks, LayerCoupling):
+        raise ValueError("a LayerCoupling is built for a fixed crosstalk kernel; its derivative needs the ring grid")
 
 
 def _add(total: Tensor | None, term: Tensor) -> Tensor:
@@ -160,6 +181,25 @@ def _node_tangent(inputs: _NodeInputs, tangents: tuple[Tensor | None, ...]) -> T
     return _off_grid(inputs, _lorentz_tangent(grid_inputs, (t_drive, *tangents[1:])))
 
 
+def _save(ctx: Any, inputs: _NodeInputs, *extra: Tensor | None) -> None:
+    """Saves the node's inputs for backward and jvp: tensors through autograd, the rest on ``ctx`` as they are.
+
+    A :class:`LayerCoupling` (in the crosstalk slots) holds constants of a fixed chip, which need no saving.
+    """
+    ctx.couplings = tuple(part if isinstance(part, LayerCoupling) else None for part in inputs[7:9])
+    tensors = (*inputs[:7], *(None if isinstance(part, LayerCoupling) else part for part in inputs[7:9]))
+    ctx.save_for_backward(*tensors, *extra)
+    ctx.save_for_forward(*tensors)
+    ctx.layout = inputs[9]
+
+
+def _saved(ctx: Any) -> _NodeInputs:
+    """The node's inputs as :func:`_save` kept them."""
+    saved = ctx.saved_tensors
+    coupling, flipped = (given if given is not None else saved[7 + i] for i, given in enumerate(ctx.couplings))
+    return (*saved[:7], coupling, flipped, ctx.layout)
+
+
 class _LorentzWeights(torch.autograd.Function):
     """Heater drive -> ``amplitude·L + offset`` in one autograd node with hand-written derivatives.
 
@@ -172,7 +212,9 @@ class _LorentzWeights(torch.autograd.Function):
     volts, ``P = V²·gain``) or None (drive already in mW); ``coupling = η·2/FWHM``;
     ``detune = (λ_c − λ_rest − drift·ΔT)·2/FWHM``, so that ``u = detune − coupling·heat``;
     ``amplitude = 2·D·scale`` and ``offset = −scale`` (scale 1 for bare weights ``2·T_d − 1``);
-    ``blocks``/``flipped_blocks`` are prebuilt crosstalk coupling matrices of the kernel and its flip, or None.
+    ``blocks``/``flipped_blocks`` are prebuilt crosstalk coupling matrices of the kernel and its flip, or None;
+    or both one :class:`LayerCoupling`, for a logical ``(..., out, in)`` drive and per-ring inputs already laid
+    out as the layer (no ``layout``; the kernel then gets no derivative).
     With ``layout = (R, C)`` the drive (and the output) is a logical ``(..., out, in)`` matrix, tiled
     onto the grid inside the node.
 
@@ -186,21 +228,17 @@ class _LorentzWeights(torch.autograd.Function):
     def forward(ctx: Any, *inputs: Any) -> Tensor:
         grid_inputs = _on_grid(inputs)
         parts = _parts_of(grid_inputs)
-        ctx.save_for_backward(*inputs[:9], *parts)  # every input but the layout is a tensor or None
-        ctx.save_for_forward(*inputs[:9])
-        ctx.layout = inputs[9]
+        _save(ctx, inputs, *parts)
         return _off_grid(inputs, torch.addcmul(inputs[6], inputs[5], parts[3]))
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        saved = ctx.saved_tensors
-        inputs = (*saved[:9], ctx.layout)
-        parts = None if torch.is_grad_enabled() else cast(_NodeParts, tuple(saved[9:]))
-        return _node_backward(inputs, parts, grad, ctx.needs_input_grad)
+        parts = None if torch.is_grad_enabled() else cast(_NodeParts, tuple(ctx.saved_tensors[9:]))
+        return _node_backward(_saved(ctx), parts, grad, ctx.needs_input_grad)
 
     @staticmethod
     def jvp(ctx: Any, *tangents: Tensor | None) -> Tensor:
-        return _node_tangent((*ctx.saved_tensors[:9], ctx.layout), tangents)
+        return _node_tangent(_saved(ctx), tangents)
 
 
 class _TransformableLorentzWeights(torch.autograd.Function):
@@ -232,28 +270,20 @@ class _TransformableLorentzWeights(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        ctx.save_for_backward(*inputs[:9])
-        ctx.save_for_forward(*inputs[:9])
-        ctx.layout = inputs[9]
+        _save(ctx, inputs)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        return _node_backward((*ctx.saved_tensors, ctx.layout), None, grad, ctx.needs_input_grad)
+        return _node_backward(_saved(ctx), None, grad, ctx.needs_input_grad)
 
     @staticmethod
     def jvp(ctx: Any, *tangents: Tensor | None) -> Tensor:
-        return _node_tangent((*ctx.saved_tensors, ctx.layout), tangents)
-
-
-def _functorch_active() -> bool:
-    """Whether a ``torch.func`` transform is running (the test ``Function.apply`` itself makes)."""
-    probe = getattr(torch._C, "_are_functorch_transforms_active", None)
-    return True if probe is None else bool(probe())
+        return _node_tangent(_saved(ctx), tangents)
 
 
 def lorentz_weights(*inputs: Any) -> Tensor:
     """The fused node; the transform-ready variant only where a ``torch.func`` transform needs it."""
-    if _functorch_active():
+    if functorch_active():
         return _TransformableLorentzWeights.apply(*inputs)
     return _LorentzWeights.apply(*inputs)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -113,6 +113,84 @@ def crosstalk_grid(maps: Tensor, kernel: Tensor, matrix: Tensor | None = None, a
     matrix = coupling_matrix(kernel.to(maps.dtype), rows, cols) if matrix is None else matrix
     flat = maps.movedim(-2, -3).reshape(-1, rows * cols)  # (M·T, R·C): one row per tile
     return (flat @ matrix).view(*lead, tiles, rows, cols).movedim(-3, -2)
+
+
+class LayerCoupling(NamedTuple):
+    """The crosstalk of a whole logical layer ``(..., out, in)`` tiled over a bank, as two matmuls.
+
+    A kernel of rank ``k`` is ``K = Σ_k u_k v_kᵀ``, so the zero-padded correlation of every tile is
+    ``heat = Σ_k A_kᵀ·P·B_k`` with banded matrices that are zero between tiles. Stacking the ``k`` terms,
+    ``heat = left @ (P @ right).view(out·k, in)``: two matmuls on the logical matrix, with none of the
+    padding, tile reshuffles and slicing the ring-grid form needs. Small layers are bound by the count of
+    tensor operations, not their size, so this halves the crosstalk's share of their time. It holds no
+    gradient for the kernel: it is built only for a fixed chip (see :func:`layer_coupling`).
+    """
+
+    left: Tensor  # (out, out·k): left[r', r·k + j] = u_j[r − r' + kh//2] within one tile row block
+    right: Tensor  # (in, k·in): right[c, j·in + c'] = v_j[c − c' + kw//2] within one tile column block
+    left_t: Tensor  # left's transpose, contiguous: the adjoint's first factor
+    right_t: Tensor  # right's transpose, contiguous
+
+    def heat(self, power: Tensor) -> Tensor:
+        """Heat each ring sees for power maps in the layer's own layout ``(..., out, in)``."""
+        out_features, in_features = power.shape[-2:]
+        stacked = (power @ self.right).view(*power.shape[:-2], out_features * self.rank, in_features)
+        return self.left @ stacked
+
+    def adjoint(self, grad: Tensor) -> Tensor:
+        """The transposed operator (the vector–Jacobian product of :meth:`heat`)."""
+        out_features, in_features = grad.shape[-2:]
+        spread = (self.left_t @ grad).view(*grad.shape[:-2], out_features, self.rank * in_features)
+        return spread @ self.right_t
+
+    @property
+    def rank(self) -> int:
+        return self.right.shape[-1] // self.right.shape[-2]
+
+
+LAYER_COUPLING_MAX_MACS = 1 << 21
+"""Logical layers whose :class:`LayerCoupling` costs at most this many multiply-adds per map take it.
+
+Its cost grows as ``out·in·k·(out + in)``, bounded with ``k ≤ min(kh, kw)``; past about two million
+multiply-adds the ring-grid form, whose cost grows with the ring count alone, is the cheaper one
+(measured with ``benchmarks/bench_mrr_layer.py``).
+"""
+
+
+def layer_coupling_fits(kernel: Tensor, out_features: int, in_features: int) -> bool:
+    """Whether a ``(out, in)`` layer is small enough for :class:`LayerCoupling` (kernel rank bounded by its sides)."""
+    rank = min(kernel.shape)
+    return out_features * in_features * rank * (out_features + in_features) <= LAYER_COUPLING_MAX_MACS
+
+
+def layer_coupling(kernel: Tensor, rows: int, cols: int, out_features: int, in_features: int) -> LayerCoupling:
+    """:class:`LayerCoupling` of a ``(out, in)`` layer tiled over an ``R×C`` bank, from the kernel's SVD.
+
+    The SVD runs in float64 and drops singular values below ``1e-13`` of the largest, so the operator
+    equals :func:`crosstalk_grid` to rounding in the kernel's dtype.
+    """
+    u_mat, sigma, vh = torch.linalg.svd(kernel.detach().to(torch.float64))
+    keep = max(1, int((sigma > sigma[0] * 1e-13).sum()))
+    root = sigma[:keep].sqrt()
+    u = (u_mat[:, :keep] * root).T  # (k, kh)
+    v = vh[:keep] * root.unsqueeze(-1)  # (k, kw)
+    vertical = _banded(u, out_features, rows)  # (k, source r, target r')
+    horizontal = _banded(v, in_features, cols)  # (k, source c, target c')
+    left = vertical.permute(2, 1, 0).reshape(out_features, out_features * keep)
+    right = horizontal.permute(1, 0, 2).reshape(in_features, keep * in_features)
+    left, right = left.to(kernel.dtype).contiguous(), right.to(kernel.dtype).contiguous()
+    return LayerCoupling(left, right, left.mT.contiguous(), right.mT.contiguous())
+
+
+def _banded(taps: Tensor, size: int, block: int) -> Tensor:
+    """``(k, size, size)``: entry ``(j, source, target)`` is ``taps[j, source − target + n//2]``, zero across blocks."""
+    index = torch.arange(size)
+    source, target = index.view(-1, 1), index.view(1, -1)
+    offset = source - target + taps.shape[-1] // 2
+    inside = (offset >= 0) & (offset < taps.shape[-1]) & (source // block == target // block)
+    banded = torch.zeros(taps.shape[0], size, size, dtype=taps.dtype)
+    banded[:, inside] = taps.cpu()[:, offset[inside]]
+    return banded.to(taps.device)
 
 
 def crosstalk(power_mw: Tensor, kernel: Tensor) -> Tensor:

@@ -8,16 +8,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from labsat.physics.compute import functorch_active
 from labsat.physics.mrr.lorentz import lorentz_weights
 from labsat.physics.mrr.params import MRRChipParams, TemperatureShift
 from labsat.physics.mrr.thermal import (
     COUPLING_MAX_SIDE,
+    LayerCoupling,
     coupling_matrix,
     crosstalk_grid,
     drop_transmission,
     heater_power_mw,
+    layer_coupling,
+    layer_coupling_fits,
 )
-from labsat.physics.mrr.tiles import from_logical_grid, logical_grid
+from labsat.physics.mrr.tiles import from_logical_grid, logical_grid, logical_grid_shape
 
 
 class GridView:
@@ -62,8 +66,8 @@ class _Constants(NamedTuple):
     inv_halfwidth: Tensor
     amplitude: Tensor
     offset: Tensor
-    blocks: Tensor | None
-    flipped_blocks: Tensor | None
+    blocks: Tensor | LayerCoupling | None
+    flipped_blocks: Tensor | LayerCoupling | None
 
 
 def _constants(params: MRRChipParams, tiled: bool, readout: bool) -> _Constants:
@@ -118,8 +122,14 @@ def grid_weights(
         if readout:
             weights = weights * grid.row(params.readout_volts_per_mw) * grid.channel(params.input_power_mw)
         return weights if layout is None else from_logical_grid(weights, *drive.shape[-2:])
-    key = ("grid", layout is not None, readout)
-    constants: _Constants = params._cached(key, lambda: _constants(params, layout is not None, readout))
+    constants: _Constants
+    if layout is not None and _takes_layer_coupling(params, drive, temperature):
+        shape = (drive.shape[-2], drive.shape[-1])
+        constants = params._cached(("layer", shape, readout), lambda: _layer_constants(params, shape, readout))
+        layout = None  # the drive and the constants are both in the layer's own layout
+    else:
+        key = ("grid", layout is not None, readout)
+        constants = params._cached(key, lambda: _constants(params, layout is not None, readout))
     detune = constants.detune
     if isinstance(temperature, Tensor) or temperature != 0:
         detune = detune - (params.drift_nm_per_k * temperature) * constants.inv_halfwidth
@@ -134,6 +144,40 @@ def grid_weights(
         constants.blocks,
         constants.flipped_blocks,
         layout,
+    )
+
+
+def _takes_layer_coupling(params: MRRChipParams, drive: Tensor, temperature: TemperatureShift) -> bool:
+    """Whether a logical layer's weights can take :class:`LayerCoupling`: a small layer of one fixed chip.
+
+    Fixed: no tensor of the chip tracks grad (a twin being fitted needs the kernel's derivative) and no
+    ``torch.func`` transform runs; one chip, and one temperature for the whole layer.
+    """
+    uniform = not isinstance(temperature, Tensor) or temperature.dim() == 0
+    return (
+        uniform
+        and not params.batch_shape
+        and layer_coupling_fits(params.crosstalk_kernel, drive.shape[-2], drive.shape[-1])
+        and not params.tracks_grad()
+        and not functorch_active()
+    )
+
+
+def _layer_constants(params: MRRChipParams, shape: tuple[int, int], readout: bool) -> _Constants:
+    """The node's per-ring inputs repeated over a ``(out, in)`` layer's tiles, with the layer's crosstalk operator."""
+    grid: _Constants = params._cached(("grid", True, readout), lambda: _constants(params, True, readout))
+    out_features, in_features = shape
+    tiled = logical_grid_shape(torch.Size(shape), params.rows, params.cols)
+
+    def over_layer(t: Tensor) -> Tensor:
+        return t if t.dim() == 0 else from_logical_grid(t.expand(tiled), out_features, in_features).contiguous()
+
+    coupling = layer_coupling(params.crosstalk_kernel, params.rows, params.cols, out_features, in_features)
+    per_ring = grid._replace(blocks=None, flipped_blocks=None)._asdict()
+    return _Constants(
+        **{name: over_layer(t) for name, t in per_ring.items() if t is not None},
+        blocks=coupling,
+        flipped_blocks=coupling,
     )
 
 
