@@ -29,7 +29,9 @@ SPEC_NAME = "spec.yaml"
 def run(
     spec_path: Annotated[Path, typer.Argument(help="Sweep spec (YAML).")],
     out: Annotated[Path | None, typer.Option("--out", help="Results folder (default: sweeps/NAME).")] = None,
-    engine: Annotated[str, typer.Option("--engine", help="local (process pool) or ray.")] = "local",
+    engine: Annotated[
+        str, typer.Option("--engine", help="local (process pool), ray, or inline (one cell at a time here).")
+    ] = "local",
     workers: Annotated[int, typer.Option("--workers", min=1, help="Parallel cells.")] = 2,
     address: Annotated[str | None, typer.Option("--address", help="A Ray cluster, ray://HOST:PORT.")] = None,
 ) -> None:

@@ -11,6 +11,7 @@ service read an arbitrary path.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -30,6 +31,11 @@ from labsat.evaluation.session import evaluate_models
 from labsat.evaluation.sweeps import SWEEPS
 from labsat.jobs.kinds import JobContext, JobKind, register
 from labsat.store import ARTIFACTS, Store
+from labsat.sweep.dataset import sweep_dataset, write_csv, write_netcdf
+from labsat.sweep.engines import run_sweep
+from labsat.sweep.grid import cells
+from labsat.sweep.show import line_plots
+from labsat.sweep.spec import SweepSpec
 from labsat.systems.kind import calibration_settings, system_kind
 from labsat.training.config import TrainConfig
 from labsat.training.evaluate import accuracy
@@ -266,9 +272,60 @@ def run_deploy(context: JobContext, params: DeployParams) -> dict[str, Any]:
     }
 
 
+# -- sweep ----------------------------------------------------------------------------------------------
+
+MAX_SWEEP_CELLS = 256
+"""Most cells one sweep job runs (each is a training run)."""
+
+
+class SweepParams(BaseModel):
+    """A grid of training runs and their measures (``labsat sweep run``), submitted as its spec.
+
+    The cells train on private simulated benches, never on this service's bench, so a sweep cannot write
+    an instrument; the job holds its bench's queue while it runs. ``inline`` runs the cells one after another
+    inside the service (a cancel or pause takes effect between two cells); ``local`` spreads them over a pool
+    of ``workers`` processes, and a cancel then lets the running cells finish. Ray on a lab's cluster is the
+    command line's (``--address``): a REST client cannot make the service connect to a host.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: SweepSpec = Field(description="The sweep spec, as in a sweep YAML file.")
+    engine: Literal["inline", "local"] = Field("inline", description="inline (in the service) or local (a pool).")
+    workers: int = Field(2, ge=1, le=8, description="Pool processes (engine local).")
+
+    @field_validator("spec")
+    @classmethod
+    def _bounded_and_named(cls, spec: SweepSpec) -> SweepSpec:
+        count = len(cells(spec))
+        if count > MAX_SWEEP_CELLS:
+            raise ValueError(f"the grid has {count} cells; a sweep job runs at most {MAX_SWEEP_CELLS}")
+        if not re.match(NAME_PATTERN, spec.dataset):
+            raise ValueError(f"dataset {spec.dataset!r}: digits, iris, or a name under <data>/datasets/")
+        return spec
+
+
+def run_sweep_job(context: JobContext, params: SweepParams) -> dict[str, Any]:
+    """Progress per stored cell; a resumed job skips the cells an earlier attempt stored."""
+    out = context.artifact_dir()
+    spec = params.spec.model_copy(update={"dataset": str(dataset_source(context.store, params.spec.dataset))})
+
+    def on_cell(counts: dict[str, int], total: int) -> None:
+        done = counts["skipped"] + counts["ok"] + counts["failed"]
+        context.progress(done, total, "cells", ok=counts["ok"], failed=counts["failed"])
+
+    counts = run_sweep(spec, out, engine=params.engine, workers=params.workers, show_progress=False, on_cell=on_cell)
+    data = sweep_dataset(spec, out)
+    files = [write_netcdf(data, out / "results.nc"), write_csv(data, out / "results.csv"), *line_plots(data, out)]
+    return {"cells": len(cells(spec)), **counts, "artifacts": artifact_refs(context.store, files)}
+
+
 CALIBRATE = register(
     JobKind("calibrate", CalibrateParams, run_calibrate, "Calibrate the bench and fit its twin.", resumable=True)
 )
 TRAIN = register(JobKind("train", TrainParams, run_train, "Train a network and store the model.", resumable=True))
 EVALUATE = register(JobKind("evaluate", EvaluateParams, run_evaluate, "Evaluate stored models; write a report."))
 DEPLOY = register(JobKind("deploy", DeployParams, run_deploy, "Run a stored model on the bench."))
+SWEEP = register(
+    JobKind("sweep", SweepParams, run_sweep_job, "Run a grid of training runs on simulated benches.", resumable=True)
+)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from labsat.sweep.cell import run_cell
@@ -37,13 +38,33 @@ def _safe_cell(params: dict[str, Any]) -> dict[str, Any]:
 Submit = Callable[[list[Cell], Callable[[Cell, dict[str, Any]], None]], None]
 
 
+def _inline(todo: list[Cell], finish: Callable[[Cell, dict[str, Any]], None]) -> None:
+    """Every cell in this process, one after another: for a caller that must stop between two cells (a job).
+
+    A cell runs torch on one thread (as in a worker process); the caller's thread count comes back after it.
+    """
+    threads = torch.get_num_threads()
+    try:
+        for cell in todo:
+            record = _safe_cell(cell.params)
+            torch.set_num_threads(threads)
+            finish(cell, record)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _pool(workers: int) -> Submit:
     def submit(todo: list[Cell], finish: Callable[[Cell, dict[str, Any]], None]) -> None:
         context = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pool = concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context)
+        try:
             futures = {pool.submit(_safe_cell, cell.params): cell for cell in todo}
             for future in concurrent.futures.as_completed(futures):
                 finish(futures[future], future.result())
+        except BaseException:  # a stop from ``finish`` (a cancelled job): cells not yet started never start
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
     return submit
 
@@ -82,13 +103,19 @@ def run_sweep(
     workers: int = 2,
     address: str | None = None,
     show_progress: bool = True,
+    on_cell: Callable[[dict[str, int], int], None] | None = None,
 ) -> dict[str, int]:
-    """Run every cell of ``spec`` not yet stored under ``folder``; returns counts of skipped, ok and failed."""
+    """Run every cell of ``spec`` not yet stored under ``folder``; returns counts of skipped, ok and failed.
+
+    ``engine`` is ``local`` (a process pool of ``workers``), ``ray`` (or any ``address``), or ``inline`` (this
+    process, one cell at a time). ``on_cell(counts, total)`` follows every stored cell; an exception it raises
+    stops the sweep after the cells already running, and the stored cells stay for a resume.
+    """
     store = CellStore(folder)
     grid = cells(spec)
     todo = [cell for cell in grid if not store.done(cell.id)]
     counts = {"skipped": len(grid) - len(todo), "ok": 0, "failed": 0}
-    submit = _ray(workers, address) if engine == "ray" or address else _pool(workers)
+    submit = _ray(workers, address) if engine == "ray" or address else _inline if engine == "inline" else _pool(workers)
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
@@ -103,6 +130,8 @@ def run_sweep(
             store.put(cell.id, record)
             counts[record["status"]] += 1
             progress.update(task, advance=1, failed=counts["failed"])
+            if on_cell is not None:
+                on_cell(dict(counts), len(grid))
 
         if todo:
             submit(todo, finish)
