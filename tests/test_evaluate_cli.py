@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+import xarray as xr
 from typer.testing import CliRunner, Result
 
 from labsat.bench import builtin_bench_path, open_bench
 from labsat.calibration import CalibrationOptions, calibrate
+from labsat.calibration.export import unit_of
 from labsat.cli import app
 from labsat.datasets import load_dataset
 from labsat.evaluation.sweeps import DRIFT_RANGE_K
@@ -145,3 +147,61 @@ def test_mistakes_are_one_clear_line(stored: tuple[Path, list[str]], args: list[
     assert result.exit_code == 2
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_an_evaluation_exports_as_netcdf_and_csv_with_units_and_settings(
+    stored: tuple[Path, list[str]], tmp_path: Path
+) -> None:
+    folder, (first, second) = stored
+    nc = tmp_path / "evaluation.nc"
+    result = _evaluate(folder, "-m", first, "-m", second, "--sweep", "drift", "--export", "nc", "--export-to", str(nc))
+    assert result.exit_code == 0, result.output
+    with xr.open_dataset(nc, engine="h5netcdf") as data:
+        assert list(data["model"].values) == [f"bp {first}", f"sat {second}"]
+        assert data["accuracy_drift"].dims == ("model", "drift", "drift_seed")
+        assert list(data["drift"].values) == list(DRIFT_RANGE_K) and data["drift"].attrs["units"] == "K"
+        assert data["accuracy_drift"].attrs["units"] == "fraction of the test split"
+        assert ((data["accuracy_drift"] >= 0) & (data["accuracy_drift"] <= 1)).all()
+        assert data["lambda_max"].attrs["units"] == "loss per control unit²"
+        assert (data["lambda_max"] >= data["lambda_min"]).all()
+        assert json.loads(data.attrs["models"])[f"sat {second}"]["settings"]["dataset"] == "iris"
+    csv = tmp_path / "evaluation.csv"
+    result = _evaluate(folder, "-m", first, "--sweep", "drift", "--export", "csv", "--export-to", str(csv))
+    assert result.exit_code == 0, result.output
+    header = csv.read_text(encoding="utf-8").splitlines()[0].split(",")
+    assert {"model", "drift", "drift_seed", "accuracy_drift"} <= set(header)
+
+
+def test_a_calibration_exports_its_fitted_quantities_with_units(stored: tuple[Path, list[str]], tmp_path: Path) -> None:
+    folder, _ = stored
+    (record,) = Store(folder).list_calibrations(None)
+    nc = tmp_path / "calibration.nc"
+    result = runner.invoke(
+        app, ["calibrations", record.id, "--data-dir", str(folder), "--export", "nc", "--out", str(nc)]
+    )
+    assert result.exit_code == 0, result.output
+    with xr.open_dataset(nc, engine="h5netcdf") as data:
+        assert data["heater_resistance_ohm"].dims == ("row", "col")
+        assert data["heater_resistance_ohm"].attrs["units"] == "ohm"
+        assert data["row_gain_v_per_mw"].attrs["units"] == "V/mW"
+        assert data["crosstalk_kernel"].attrs["units"] == "1"
+        settings = json.loads(data.attrs["settings"])
+        assert settings["bench"] == "sim-mrr" and settings["options"]["sweep_points"] == QUICK.sweep_points
+    refused = runner.invoke(app, ["calibrations", "--data-dir", str(folder), "--export", "csv"])
+    assert refused.exit_code != 0 and "give its id" in refused.output
+
+
+@pytest.mark.parametrize(
+    ("name", "unit"),
+    [
+        ("efficiency_nm_per_mw", "nm/mW"),
+        ("resonance_mw", "mW"),
+        ("modulator_v_pi", "V"),
+        ("dark_volts", "V"),
+        ("heaters.resistance_ohm", "ohm"),
+        ("depth", "1"),
+        ("phase_bias", None),
+    ],
+)
+def test_export_units_come_from_the_quantity_s_name(name: str, unit: str | None) -> None:
+    assert unit_of(name) == unit

@@ -9,7 +9,8 @@ import xarray as xr
 from typer.testing import CliRunner
 
 from labsat.cli import app
-from labsat.sweep.dataset import sweep_dataset, write_csv, write_netcdf
+from labsat.labelled import write_csv, write_netcdf
+from labsat.sweep.dataset import sweep_dataset
 from labsat.sweep.engines import run_sweep
 from labsat.sweep.grid import cells
 from labsat.sweep.show import line_plots

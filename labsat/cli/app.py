@@ -6,6 +6,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from enum import StrEnum
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -48,6 +49,7 @@ def _labsat(
 ) -> None:
     """Hardware-in-the-loop control and sharpness-aware training for physical neural networks."""
 
+
 BenchOption = Annotated[
     Path | None,
     typer.Option("--bench", "-b", help="Bench file (YAML). Default: the embedded simulated MRR bench."),
@@ -57,6 +59,14 @@ DataDirOption = Annotated[
     typer.Option("--data-dir", envvar="LABSAT_DATA", help="Data directory (store, artifacts, simulator state)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+class ExportFormat(StrEnum):
+    """What ``--export`` writes: NetCDF-4 for xarray users, CSV for a spreadsheet (see :mod:`labsat.labelled`)."""
+
+    nc = "nc"
+    csv = "csv"
+
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -7,6 +7,7 @@ by the same command (:func:`~labsat.calibration.calibrate_bench` picks which) an
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -22,7 +23,18 @@ from labsat.calibration import (
 )
 from labsat.calibration.reporting import CalibrationReport
 from labsat.calibration.stored import summary_fields
-from labsat.cli.app import BenchOption, DataDirOption, JsonOption, app, bench_session, emit, error_console, user_errors
+from labsat.cli.app import (
+    BenchOption,
+    DataDirOption,
+    ExportFormat,
+    JsonOption,
+    app,
+    bench_session,
+    console,
+    emit,
+    error_console,
+    user_errors,
+)
 from labsat.cli.options import option_name, settings_options
 from labsat.errors import LabsatError
 from labsat.paths import data_dir as resolve_data_dir
@@ -157,12 +169,27 @@ def calibrations_command(
     bench: BenchOption = None,
     data_dir: DataDirOption = None,
     json: JsonOption = False,
+    export: Annotated[
+        ExportFormat | None,
+        typer.Option("--export", help="With one id: write its fitted quantities as NetCDF (nc) or CSV (csv)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Export file (default: calibration-ID.nc|csv).")] = None,
 ) -> None:
     """List stored calibrations (all benches, or the one of --bench), show one, or compare two."""
     store = Store(resolve_data_dir(data_dir))
     ids = ids or []
     if len(ids) > 2:
         raise LabsatError("give at most two calibration ids (one to show it, two to compare them)")
+    if export is not None:
+        if len(ids) != 1:
+            raise LabsatError("--export writes one calibration: give its id")
+        from labsat.calibration.export import calibration_dataset  # xarray only when exporting
+        from labsat.labelled import write_labelled
+
+        record = store.get_calibration(ids[0])
+        path = write_labelled(calibration_dataset(record), out or Path(f"calibration-{record.id}.{export}"), export)
+        console.print(f"calibration {record.id} → {path}")
+        return
     if not ids:
         name = None if bench is None else load_bench_file(bench).name
         rows, table = _listing(store.list_calibrations(name))

@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table as RichTable
 
-from labsat.cli.app import BenchOption, DataDirOption, JsonOption, app, bench_session, console, emit, user_errors
+from labsat.cli.app import (
+    BenchOption,
+    DataDirOption,
+    ExportFormat,
+    JsonOption,
+    app,
+    bench_session,
+    console,
+    emit,
+    user_errors,
+)
 from labsat.cli.progress import stage_bar
 from labsat.errors import LabsatError
 from labsat.paths import data_dir
@@ -49,6 +59,13 @@ def evaluate(
     bench: BenchOption = None,
     data: DataDirOption = None,
     as_json: JsonOption = False,
+    export: Annotated[
+        ExportFormat | None,
+        typer.Option("--export", help="Also write the sweeps and sharpness as NetCDF (nc) or CSV (csv)."),
+    ] = None,
+    export_to: Annotated[
+        Path | None, typer.Option("--export-to", help="Export file (default: evaluation.nc|csv in the report folder).")
+    ] = None,
 ) -> None:
     """Accuracy under drift, read noise and on fresh chips; λmax and trace; landscape; confusion; report.
 
@@ -76,6 +93,13 @@ def evaluate(
             bar.advance(index - 1, f"{meta.get('method', '?')} model {model_id}")
 
         evaluations, report = evaluate_models(opened, store, model, settings, out=out, on_model=on_model)
+    if export is not None:
+        from labsat.evaluation.export import evaluation_dataset
+        from labsat.labelled import write_labelled
+
+        exported = write_labelled(
+            evaluation_dataset(evaluations), export_to or report.parent / f"evaluation.{export}", export
+        )
     tables = report_tables(evaluations)
     emit({"report": str(report), **report_data(evaluations, grids=False)}, [_rich(t) for t in tables], as_json)
     if not as_json:
@@ -83,3 +107,5 @@ def evaluate(
             for note in evaluation.notes:
                 console.print(f"[bold yellow]{evaluation.name}:[/] {note}", highlight=False)
         console.print(f"report: [bold]{report}[/]")
+        if export is not None:
+            console.print(f"export: [bold]{exported}[/]")

@@ -9,7 +9,8 @@ import typer
 
 from labsat.cli.app import app, console, user_errors
 from labsat.cli.help import PlainHelpGroup
-from labsat.sweep.dataset import sweep_dataset, write_csv, write_netcdf
+from labsat.labelled import write_csv, write_netcdf
+from labsat.sweep.dataset import sweep_dataset
 from labsat.sweep.engines import run_sweep
 from labsat.sweep.show import line_plots, table
 from labsat.sweep.spec import load_spec

@@ -30,8 +30,9 @@ from labsat.evaluation.photonic import EvaluationSettings
 from labsat.evaluation.session import evaluate_models
 from labsat.evaluation.sweeps import SWEEPS
 from labsat.jobs.kinds import JobContext, JobKind, register
+from labsat.labelled import write_csv, write_netcdf
 from labsat.store import ARTIFACTS, Store
-from labsat.sweep.dataset import sweep_dataset, write_csv, write_netcdf
+from labsat.sweep.dataset import sweep_dataset
 from labsat.sweep.engines import run_sweep
 from labsat.sweep.grid import cells
 from labsat.sweep.show import line_plots

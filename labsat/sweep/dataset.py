@@ -52,15 +52,3 @@ def sweep_dataset(spec: SweepSpec, folder: Path) -> xr.Dataset:
             "settings": json.dumps(spec.settings(), sort_keys=True),
         },
     )
-
-
-def write_netcdf(data: xr.Dataset, path: Path) -> Path:
-    """Write ``data`` as NetCDF-4 through h5netcdf; returns ``path``."""
-    data.to_netcdf(path, engine="h5netcdf")
-    return path
-
-
-def write_csv(data: xr.Dataset, path: Path) -> Path:
-    """Write ``data`` flat, one row per coordinate combination; returns ``path``."""
-    data.to_dataframe().reset_index().to_csv(path, index=False)
-    return path
