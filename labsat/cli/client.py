@@ -93,7 +93,7 @@ def follow_hint(job: Job) -> None:
 @app.command()
 @user_errors
 def submit(
-    kind: Annotated[str, typer.Argument(help="calibrate, train, evaluate or deploy.")],
+    kind: Annotated[str, typer.Argument(help="calibrate, train, evaluate, deploy, relock or an installed kind.")],
     param: Annotated[
         list[str] | None,
         typer.Option(
