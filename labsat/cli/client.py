@@ -93,7 +93,9 @@ def follow_hint(job: Job) -> None:
 @app.command()
 @user_errors
 def submit(
-    kind: Annotated[str, typer.Argument(help="calibrate, train, evaluate, deploy or sweep.")],
+    kind: Annotated[
+        str, typer.Argument(help="calibrate, train, evaluate, deploy, sweep, relock or an installed kind.")
+    ],
     param: Annotated[
         list[str] | None,
         typer.Option(

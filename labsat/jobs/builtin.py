@@ -41,6 +41,8 @@ from labsat.systems.kind import calibration_settings, system_kind
 from labsat.training.config import TrainConfig
 from labsat.training.evaluate import accuracy
 from labsat.training.loop import StepRecord
+from labsat.training.relock import SOLVE_STEPS
+from labsat.training.relock_session import MAX_PILOT, MAX_SOLVE_STEPS, relock_on_bench
 from labsat.training.runners import device_runner
 from labsat.training.session import bench_calibration, bench_layer, bench_network, model_for_bench, train_on_bench
 
@@ -321,6 +323,43 @@ def run_sweep_job(context: JobContext, params: SweepParams) -> dict[str, Any]:
     return {"cells": len(cells(spec)), **counts, "artifacts": artifact_refs(context.store, files)}
 
 
+# -- relock ---------------------------------------------------------------------------------------------
+
+
+class RelockParams(BaseModel):
+    """Re-lock a stored model to the chip's drift from a short pilot measurement and store the result as a new
+    model (``labsat relock``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(pattern=NAME_PATTERN, description="Stored model id.")
+    pilot: int = Field(32, ge=1, le=MAX_PILOT, description="Unlabelled training images in the pilot pass.")
+    solve_steps: int = Field(
+        SOLVE_STEPS, ge=1, le=MAX_SOLVE_STEPS, description="Adam steps re-solving each layer's controls on the twin."
+    )
+    measure: bool = Field(
+        False, description="Also measure the device test accuracy before and after (more device queries)."
+    )
+
+
+def run_relock(context: JobContext, params: RelockParams) -> dict[str, Any]:
+    """Progress before and after; the result reports the fitted ΔT and the pilot's device queries."""
+    store = context.store
+    context.progress(0, 1, "relock", model=params.model)
+    run = relock_on_bench(
+        context.bench,
+        store,
+        params.model,
+        pilot=params.pilot,
+        solve_steps=params.solve_steps,
+        measure=params.measure,
+        dataset_source=lambda label: dataset_source(store, label),
+    )
+    context.progress(1, 1, "relock", model=run.model_id)
+    controls = store.artifact_dir("models", run.model_id) / "controls.pt"
+    return {**run.summary(), "artifacts": artifact_refs(store, [controls])}
+
+
 CALIBRATE = register(
     JobKind("calibrate", CalibrateParams, run_calibrate, "Calibrate the bench and fit its twin.", resumable=True)
 )
@@ -330,3 +369,6 @@ DEPLOY = register(JobKind("deploy", DeployParams, run_deploy, "Run a stored mode
 SWEEP = register(
     JobKind("sweep", SweepParams, run_sweep_job, "Run a grid of training runs on simulated benches.", resumable=True)
 )
+RELOCK = JobKind("relock", RelockParams, run_relock, "Re-lock a stored model to the chip's drift; store it.")
+"""Published through the ``labsat.jobs`` entry point ``relock`` (pyproject.toml), as a lab's own kind would be:
+``labsat serve`` registers it with every other installed kind."""

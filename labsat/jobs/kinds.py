@@ -7,7 +7,8 @@ the worker may stop the job (cancel, service shutdown) or hold it (pause). The k
 polls flags and never touches threads; stopping is an exception raised from inside a callback, which
 unwinds the calibration or training loop between two of its steps.
 
-Kinds register by name (:func:`register`); ``labsat.jobs.builtin`` registers labsat's four. A lab adds
+Kinds register by name (:func:`register`); ``labsat.jobs.builtin`` registers labsat's four and publishes
+``relock`` through a ``labsat.jobs`` entry point, like a plugin. A lab adds
 its own by publishing a package with an entry point in the ``labsat.jobs`` group naming a
 :class:`JobKind`; ``labsat serve`` registers every installed one (:func:`register_installed`) before it
 builds the API, whose submission schema then documents the kind's parameters.

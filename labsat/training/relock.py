@@ -34,7 +34,8 @@ DRIFT_SEARCH_K = (-5.0, 5.0)
 
 SOLVE_STEPS = 300
 SOLVE_LR = 0.02
-"""Adam steps and learning rate (volts) of the control re-solve on the twin."""
+"""Adam steps (default) and learning rate (volts) of the control re-solve on the twin; fewer steps trade a
+looser match of the trained transfer for less time on the bench PC, never a device query."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,9 @@ def estimate_drift(physical: PhysicalLayer, controls: Tensor, pilot_x: Tensor) -
     return float(found.x), float(found.fun), cost
 
 
-def resolve_controls(physical: PhysicalLayer, controls: Tensor, inputs: int, delta_t_k: float) -> tuple[Tensor, float]:
+def resolve_controls(
+    physical: PhysicalLayer, controls: Tensor, inputs: int, delta_t_k: float, steps: int = SOLVE_STEPS
+) -> tuple[Tensor, float]:
     """Controls whose twin transfer at ``delta_t_k`` matches the transfer of ``controls`` at calibration.
 
     The transfer is the readout of each unit input (``inputs`` of them): the layer's weights with its gains and
@@ -90,7 +93,7 @@ def resolve_controls(physical: PhysicalLayer, controls: Tensor, inputs: int, del
         target = physical.twin_layer(eye, controls)
     theta = controls.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=SOLVE_LR)
-    for _ in range(SOLVE_STEPS):
+    for _ in range(steps):
         optimizer.zero_grad()
         loss = (drifted(eye, theta) - target).square().mean()
         loss.backward()
@@ -102,14 +105,15 @@ def resolve_controls(physical: PhysicalLayer, controls: Tensor, inputs: int, del
     return theta.detach(), final
 
 
-def relock(net: PhotonicNet, physical: PhysicalLayer, pilot_x: Tensor) -> Relock:
-    """Estimate the drift from one pilot pass of ``pilot_x`` through the first layer, then re-solve every layer."""
+def relock(net: PhotonicNet, physical: PhysicalLayer, pilot_x: Tensor, solve_steps: int = SOLVE_STEPS) -> Relock:
+    """Estimate the drift from one pilot pass of ``pilot_x`` through the first layer, then re-solve every layer
+    (``solve_steps`` Adam steps each)."""
     thetas: Sequence[Tensor] = [theta.detach() for theta in net.theta]
     with torch.no_grad():
         first_inputs = net.encode(pilot_x)
     delta_t_k, pilot_misfit, cost = estimate_drift(physical, thetas[0], first_inputs)
     solved = [
-        resolve_controls(physical, theta, inputs, delta_t_k)
+        resolve_controls(physical, theta, inputs, delta_t_k, solve_steps)
         for theta, inputs in zip(thetas, net.layer_sizes[:-1], strict=True)
     ]
     misfit = sum(m for _, m in solved) / len(solved)
