@@ -18,8 +18,9 @@ dataset: iris
 base: {method: bp, epochs: 2, hidden: [4], batch_size: 64}
 axes:
   seed: [0, 1]
-measure: [accuracy, chip_accuracy, noise, transfer, lambda_max, lambda_min, trace, forwards]
+measure: [accuracy, chip_accuracy, noise, control_noise, transfer, lambda_max, lambda_min, trace, forwards]
 read_noise: [0.0, 0.3]
+control_noise_v: [0.0, 0.2]
 read_noise_draws: 2
 transfer_sigma_nm: [0.0, 0.1]
 lanczos_steps: 8
@@ -46,6 +47,14 @@ def test_noise_is_a_curve_over_sigma_and_sigma_zero_is_the_clean_chip_accuracy(m
     xr.testing.assert_equal(noise.sel(read_noise=0.0, drop=True), measured["chip_accuracy"])
     assert bool((measured["noise_std"].sel(read_noise=0.0) == 0).all())  # no noise: every draw the same
     assert bool((measured["noise_std"].sel(read_noise=0.3) > 0).any())  # 30 % read noise moves some answers
+
+
+def test_control_noise_at_zero_volts_is_the_clean_chip_accuracy(measured: xr.Dataset) -> None:
+    assert measured["control_noise"].dims == ("seed", "control_noise_v")
+    assert measured["control_noise"].attrs["units"] == "fraction of the test split"
+    assert measured["control_noise_v"].attrs["units"] == "V"
+    xr.testing.assert_equal(measured["control_noise"].sel(control_noise_v=0.0, drop=True), measured["chip_accuracy"])
+    assert bool((measured["control_noise_std"].sel(control_noise_v=0.2) > 0).any())
 
 
 def test_transfer_runs_the_same_controls_on_fresh_chips(measured: xr.Dataset) -> None:

@@ -4,7 +4,7 @@ Every cell opens its own bench, so no chip state (drift, instrument noise stream
 the next: a cell's numbers depend only on its settings and seeds, whichever worker runs it. The bench's
 calibration is deterministic and is kept per process in a private store, so a worker calibrates once.
 
-``accuracy``, ``drift`` and the costs are the device's. The chip-model measures (read noise, transfer to
+``accuracy``, ``drift`` and the costs are the device's. The chip-model measures (read and control noise, transfer to
 fresh chips, sharpness) are taken where :mod:`labsat.evaluation.chips` takes them for ``labsat evaluate``:
 on the simulator's ground-truth chip read out through the run's calibration, with the fresh chips drawn
 from the bench's design, so a sweep's λmax or transfer curve means what an evaluation report's does.
@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from labsat.bench import DEFAULT_BENCH, open_bench
 from labsat.datasets import Split, load_dataset
 from labsat.evaluation.chips import BenchChips, bench_chips
 from labsat.evaluation.hessian import HessianOperator, extreme_eigenvalues, hutchinson_trace
-from labsat.evaluation.photonic import drift_model, network_loss, noise_model, transfer_model
-from labsat.evaluation.sweeps import NOISE, TRANSFER, PerturbedModel, SweepSpec, run_sweep
+from labsat.evaluation.photonic import LayerModel, drift_model, network_loss, noise_model, transfer_model
+from labsat.evaluation.sweeps import NOISE, TRANSFER, Classifier, PerturbedModel, SweepSpec, run_sweep
 from labsat.evaluation.sweeps import accuracy as classifier_accuracy
 from labsat.store import Store
 from labsat.sweep.spec import CHIP_MEASURES, sweep_bench
@@ -95,6 +96,10 @@ def chip_measures(net: PhotonicNet, chips: BenchChips, test: Split, params: dict
     if "noise" in measures:
         noisy = noise_model(net, chips.layer)
         values.update(_curve("noise", NOISE, noisy, test, params["read_noise"], params["read_noise_draws"], seed))
+    if "control_noise" in measures:
+        jittered = control_noise_model(net, chips.layer)
+        points, draws = params["control_noise_v"], params["read_noise_draws"]
+        values.update(_curve("control_noise", CONTROL_NOISE, jittered, test, points, draws, seed))
     if "transfer" in measures:
         fresh = transfer_model(net, chips.chips)
         curve = _curve("transfer", TRANSFER, fresh, test, params["transfer_sigma_nm"], params["transfer_chips"], seed)
@@ -113,6 +118,27 @@ def chip_measures(net: PhotonicNet, chips: BenchChips, test: Split, params: dict
         trace = hutchinson_trace(loss_fn, theta, probes=params["trace_probes"], seed=seed, hvp=hvp)
         values["trace"], values["trace_error"] = trace.value, trace.stderr
     return values
+
+
+CONTROL_NOISE = SweepSpec("control_noise", "heater-control noise σ", "V", (0.0, 0.02, 0.05))
+"""Gaussian jitter on every heater control, volts (the spec's ``control_noise_v`` list is what a sweep takes)."""
+
+
+def control_noise_model(net: PhotonicNet, layer: LayerModel) -> PerturbedModel:
+    """Gaussian noise of σ = ``value`` volts on every photonic control, drawn anew at each layer's forward.
+
+    What scatters the controls between readings (a heater DAC's jitter), on the chip model only: the noisy
+    controls are never written to a device, so they need not pass the guard.
+    """
+
+    def perturbed(sigma: float, generator: torch.Generator) -> Classifier:
+        def run(index: int, x: Tensor, theta: Tensor) -> Tensor:
+            jitter = torch.randn(theta.shape, generator=generator, device=theta.device, dtype=theta.dtype)
+            return layer(x, theta + sigma * jitter, 0.0)
+
+        return lambda x: net(x, run)
+
+    return perturbed
 
 
 def _curve(

@@ -20,6 +20,7 @@ Measure = Literal[
     "drift",
     "chip_accuracy",
     "noise",
+    "control_noise",
     "transfer",
     "lambda_max",
     "lambda_min",
@@ -29,7 +30,9 @@ Measure = Literal[
     "wall",
 ]
 
-CHIP_MEASURES = frozenset({"drift", "chip_accuracy", "noise", "transfer", "lambda_max", "lambda_min", "trace"})
+CHIP_MEASURES = frozenset(
+    {"drift", "chip_accuracy", "noise", "control_noise", "transfer", "lambda_max", "lambda_min", "trace"}
+)
 """Measures taken on a bank's chip model (warmed, made noisy, redrawn: :mod:`labsat.evaluation.chips`)."""
 
 ACCURACY = "fraction of the test split"
@@ -51,6 +54,8 @@ VARIABLES: dict[str, Variable] = {
     "chip_accuracy": Variable(ACCURACY, None, "accuracy on the chip model (ground truth, calibrated readout)"),
     "noise": Variable(ACCURACY, "read_noise", "chip-model accuracy under read noise, mean over draws"),
     "noise_std": Variable(ACCURACY, "read_noise", "sample std of `noise` over its draws"),
+    "control_noise": Variable(ACCURACY, "control_noise_v", "chip-model accuracy under heater-control noise, mean"),
+    "control_noise_std": Variable(ACCURACY, "control_noise_v", "sample std of `control_noise` over its draws"),
     "transfer": Variable(ACCURACY, "transfer_sigma_nm", "the same controls on fresh chips, mean over chips"),
     "transfer_std": Variable(ACCURACY, "transfer_sigma_nm", "sample std of `transfer` over its chips"),
     "lambda_max": Variable(CURVATURE, None, "largest Hessian eigenvalue of the loss over the controls (Lanczos)"),
@@ -76,6 +81,7 @@ class Extras:
 
 EXTRAS: dict[str, Extras] = {
     "noise": Extras(("noise_std",), ("read_noise", "read_noise_draws")),
+    "control_noise": Extras(("control_noise_std",), ("control_noise_v", "read_noise_draws")),
     "transfer": Extras(("transfer_std",), ("transfer_sigma_nm", "transfer_chips")),
     "lambda_max": Extras(("lambda_max_error",), ("hessian_samples", "lanczos_steps")),
     "lambda_min": Extras(("lambda_min_error",), ("hessian_samples", "lanczos_steps")),
@@ -86,7 +92,12 @@ invalidate the stored cells of a sweep that never took it."""
 
 NO_EXTRAS = Extras((), ())
 
-AXIS_UNITS: dict[str, str] = {"drift_k": "K", "read_noise": NOISE.unit, "transfer_sigma_nm": TRANSFER.unit}
+AXIS_UNITS: dict[str, str] = {
+    "drift_k": "K",
+    "read_noise": NOISE.unit,
+    "control_noise_v": "V",
+    "transfer_sigma_nm": TRANSFER.unit,
+}
 """The units of the per-cell lists (the Dataset's extra coordinates)."""
 
 
@@ -124,6 +135,7 @@ class SweepSpec(BaseModel):
     drift_k: list[float] = Field(default_factory=lambda: [0.0, -0.5, -1.0])
     bench: str = DEFAULT_BENCH
     read_noise: list[float] = Field(default_factory=lambda: [0.0, 0.05, 0.1], min_length=1)
+    control_noise_v: list[float] = Field(default_factory=lambda: [0.0, 0.02, 0.05], min_length=1)
     read_noise_draws: int = Field(3, ge=1, le=100)
     transfer_sigma_nm: list[float] = Field(default_factory=lambda: [0.0, 0.04, 0.08], min_length=1)
     transfer_chips: int = Field(TRANSFER.min_seeds, ge=TRANSFER.min_seeds, le=100)
@@ -133,7 +145,7 @@ class SweepSpec(BaseModel):
 
     @model_validator(mode="after")
     def _lists_are_non_negative(self) -> SweepSpec:
-        for key in ("read_noise", "transfer_sigma_nm"):
+        for key in ("read_noise", "control_noise_v", "transfer_sigma_nm"):
             for i, value in enumerate(getattr(self, key)):
                 if not value >= 0:
                     raise ValueError(f"{key}[{i}] = {value!r}: a spread must be >= 0")
