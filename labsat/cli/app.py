@@ -48,6 +48,7 @@ def _labsat(
 ) -> None:
     """Hardware-in-the-loop control and sharpness-aware training for physical neural networks."""
 
+
 BenchOption = Annotated[
     Path | None,
     typer.Option("--bench", "-b", help="Bench file (YAML). Default: the embedded simulated MRR bench."),

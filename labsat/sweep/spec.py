@@ -36,7 +36,8 @@ CHIP_MEASURES = frozenset(
 """Measures taken on a bank's chip model (warmed, made noisy, redrawn: :mod:`labsat.evaluation.chips`)."""
 
 ACCURACY = "fraction of the test split"
-CURVATURE = "V⁻² (test cross-entropy per volt² of heater control)"
+CURVATURE = "V⁻²"
+"""Of the test cross-entropy's curvature over the heater controls, which are volts."""
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,7 @@ class MeasuredLayer(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(
-        ctx: Any, x: Tensor, theta: Tensor, device: LayerFn, rule: BackwardRule
-    ) -> Tensor:
+    def forward(ctx: Any, x: Tensor, theta: Tensor, device: LayerFn, rule: BackwardRule) -> Tensor:
         ctx.rule = rule
         ctx.save_for_backward(x, theta)
         measured = device(x.detach(), theta.detach())
