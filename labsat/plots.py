@@ -67,19 +67,36 @@ def heatmap(
     col_labels: Sequence[str],
     colorbar: str,
     annotate: bool = True,
+    xlabel: str = "",
+    ylabel: str = "",
+    centred: bool = True,
+    figsize: tuple[float, float] | None = None,
 ) -> Figure:
-    """A matrix as colours (symmetric around 0), each cell annotated with its value; NaN cells stay blank."""
-    figure = Figure(figsize=(0.6 * len(col_labels) + 2.4, 0.6 * len(row_labels) + 1.4), layout="constrained")
+    """A matrix as colours, each cell annotated with its value; NaN cells stay blank.
+
+    ``centred``: a diverging map symmetric around 0 (signed errors); otherwise a sequential map over the
+    values' range (accuracies). Each annotation is black or white, whichever reads on its cell's colour.
+    ``figsize`` overrides the size grown from the labels' counts (room for a long title or labels).
+    """
+    size = figsize or (0.6 * len(col_labels) + 2.4, 0.6 * len(row_labels) + 1.4)
+    figure = Figure(figsize=size, layout="constrained")
     ax = figure.subplots()
-    limit = float(np.nanmax(np.abs(matrix))) or 1.0
-    image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    if centred:
+        limit = float(np.nanmax(np.abs(matrix))) or 1.0
+        image = ax.imshow(matrix, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    else:
+        image = ax.imshow(matrix, cmap="viridis")
     ax.set_xticks(range(len(col_labels)), col_labels)
     ax.set_yticks(range(len(row_labels)), row_labels)
     if annotate:
         for (r, c), value in np.ndenumerate(matrix):
             if np.isfinite(value):
-                ax.text(c, r, f"{value:.3g}", ha="center", va="center", fontsize=7)
+                red, green, blue, _ = image.cmap(image.norm(value))
+                ink = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+                ax.text(c, r, f"{value:.3g}", ha="center", va="center", fontsize=7, color=ink)
     figure.colorbar(image, ax=ax, label=colorbar)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     return figure
 

@@ -9,10 +9,11 @@ import typer
 
 from labsat.cli.app import app, console, user_errors
 from labsat.cli.help import PlainHelpGroup
+from labsat.errors import LabsatError
 from labsat.labelled import write_csv, write_netcdf
 from labsat.sweep.dataset import sweep_dataset
 from labsat.sweep.engines import run_sweep
-from labsat.sweep.show import line_plots, table
+from labsat.sweep.show import default_heatmap, heatmaps, line_plots, table
 from labsat.sweep.spec import load_spec
 
 sweep_app = typer.Typer(
@@ -52,10 +53,36 @@ def run(
 
 @sweep_app.command("show")
 @user_errors
-def show(folder: Annotated[Path, typer.Argument(help="A sweep's results folder.")]) -> None:
-    """Print the table and write a line plot per measure (mean ± std over seeds) into the folder."""
+def show(
+    folder: Annotated[Path, typer.Argument(help="A sweep's results folder.")],
+    heatmap: Annotated[
+        str | None,
+        typer.Option("--heatmap", help="AXIS1,AXIS2: the heat map's x and y axes (default: the measure's first two)."),
+    ] = None,
+    measure: Annotated[
+        str | None, typer.Option("--measure", help="The measure the heat map shows (default: the spec's first).")
+    ] = None,
+) -> None:
+    """Print the table; write a line plot per measure (mean ± std over seeds) and heat maps into the folder.
+
+    The heat maps show the measure's mean over seeds over two axes, one map per value of its other axes.
+    """
     spec = load_spec(folder / SPEC_NAME)
     data = sweep_dataset(spec, folder)
     console.print(table(data))
     for path in line_plots(data, folder):
         console.print(f"plot: {path}")
+    if heatmap is not None:
+        axes = [axis.strip() for axis in heatmap.split(",")]
+        if len(axes) != 2:
+            raise LabsatError(f"--heatmap takes two axes, AXIS1,AXIS2; got {heatmap!r}")
+        name, pair = measure or default_heatmap(data)[0], (axes[0], axes[1])
+    else:
+        try:
+            name, pair = default_heatmap(data, measure)
+        except LabsatError:
+            if measure is not None:  # asked for by name: say why there is none
+                raise
+            return  # a grid with one axis besides seed has no heat map to draw
+    for path in heatmaps(data, folder, name, pair):
+        console.print(f"heat map: {path}")

@@ -1,8 +1,13 @@
-"""One cell: train on a fresh default simulated bench and take the spec's measures.
+"""One cell: train on a fresh simulated bench and take the spec's measures.
 
 Every cell opens its own bench, so no chip state (drift, instrument noise streams) passes from one cell to
 the next: a cell's numbers depend only on its settings and seeds, whichever worker runs it. The bench's
 calibration is deterministic and is kept per process in a private store, so a worker calibrates once.
+
+``accuracy``, ``drift`` and the costs are the device's. The chip-model measures (read and control noise, transfer to
+fresh chips, sharpness) are taken where :mod:`labsat.evaluation.chips` takes them for ``labsat evaluate``:
+on the simulator's ground-truth chip read out through the run's calibration, with the fresh chips drawn
+from the bench's design, so a sweep's λmax or transfer curve means what an evaluation report's does.
 """
 
 from __future__ import annotations
@@ -14,20 +19,26 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
-from labsat.bench import builtin_bench_path, open_bench
-from labsat.benchfile import load_bench_file
-from labsat.datasets import load_dataset
+from labsat.bench import DEFAULT_BENCH, open_bench
+from labsat.datasets import Split, load_dataset
+from labsat.evaluation.chips import BenchChips, bench_chips
+from labsat.evaluation.hessian import HessianOperator, extreme_eigenvalues, hutchinson_trace
+from labsat.evaluation.photonic import LayerModel, drift_model, network_loss, noise_model, transfer_model
+from labsat.evaluation.sweeps import NOISE, TRANSFER, Classifier, PerturbedModel, SweepSpec, run_sweep
+from labsat.evaluation.sweeps import accuracy as classifier_accuracy
 from labsat.store import Store
+from labsat.sweep.spec import CHIP_MEASURES, sweep_bench
 from labsat.training.config import TrainConfig
 from labsat.training.evaluate import accuracy
 from labsat.training.loop import train
+from labsat.training.network import PhotonicNet
 from labsat.training.runners import device_runner
-from labsat.training.session import bench_layer
+from labsat.training.session import bench_layer, bench_network
 from labsat.truth import SIMULATED_CHIP
 
 _PROCESS_STORE: Store | None = None
-SWEEP_KEYS = ("dataset", "measure", "drift_k")
 
 
 def _store() -> Store:
@@ -38,19 +49,20 @@ def _store() -> Store:
 
 
 def run_cell(params: dict[str, Any]) -> dict[str, Any]:
-    """The cell's measures: scalars, and ``drift`` as one accuracy per ``drift_k`` value."""
+    """The cell's measures: scalars, and one value per list entry for ``drift``, ``noise`` and ``transfer``."""
     torch.set_num_threads(1)
     started = time.perf_counter()
-    config = TrainConfig(**{k: v for k, v in params.items() if k not in SWEEP_KEYS})
+    config = TrainConfig(**{k: v for k, v in params.items() if k in TrainConfig.model_fields})
     dataset = load_dataset(params["dataset"], seed=config.seed)
     torch.manual_seed(config.seed)
+    measures = params["measure"]
     # Opened from its parsed spec, not its file: the simulated bench is private to the cell, so parallel
     # cells do not contend for the file's ownership lock (its addresses are simulator-private).
-    with open_bench(load_bench_file(builtin_bench_path())) as bench:
-        layer, _, _ = bench_layer(bench, _store(), dataset.n_classes)
+    with open_bench(sweep_bench(params.get("bench", DEFAULT_BENCH))) as bench:
+        config = bench_network(bench, config, dataset)
+        layer, record, _ = bench_layer(bench, _store(), dataset.n_classes)
         result = train(config, layer, dataset)
         values: dict[str, Any] = {}
-        measures = params["measure"]
         if "accuracy" in measures:
             values["accuracy"] = accuracy(result.net, dataset.test, device_runner(layer))
         if "drift" in measures:
@@ -61,6 +73,9 @@ def run_cell(params: dict[str, Any]) -> dict[str, Any]:
                 row.append(accuracy(result.net, dataset.test, device_runner(layer)))
             chip.set_ambient(0.0)
             values["drift"] = row
+        if CHIP_MEASURES.intersection(measures):
+            chips = bench_chips(bench, _store(), record.id)
+            values.update(chip_measures(result.net, chips, dataset.test, {**params, "seed": config.seed}))
         cost = asdict(result.cost)
         if "forwards" in measures:
             values["forwards"] = float(cost["forwards"])
@@ -69,3 +84,66 @@ def run_cell(params: dict[str, Any]) -> dict[str, Any]:
     if "wall" in measures:
         values["wall"] = time.perf_counter() - started
     return values
+
+
+def chip_measures(net: PhotonicNet, chips: BenchChips, test: Split, params: dict[str, Any]) -> dict[str, Any]:
+    """The chip-model measures ``params`` asks for (see the module doc), seeded by the cell's seed."""
+    measures, seed = params["measure"], int(params["seed"])
+    values: dict[str, Any] = {}
+    if "chip_accuracy" in measures:
+        clean = drift_model(net, chips.layer)(0.0, torch.Generator(device=test.x.device))
+        values["chip_accuracy"] = classifier_accuracy(clean, test.x, test.y)
+    if "noise" in measures:
+        noisy = noise_model(net, chips.layer)
+        values.update(_curve("noise", NOISE, noisy, test, params["read_noise"], params["read_noise_draws"], seed))
+    if "control_noise" in measures:
+        jittered = control_noise_model(net, chips.layer)
+        points, draws = params["control_noise_v"], params["read_noise_draws"]
+        values.update(_curve("control_noise", CONTROL_NOISE, jittered, test, points, draws, seed))
+    if "transfer" in measures:
+        fresh = transfer_model(net, chips.chips)
+        curve = _curve("transfer", TRANSFER, fresh, test, params["transfer_sigma_nm"], params["transfer_chips"], seed)
+        values.update(curve)
+    if not {"lambda_max", "lambda_min", "trace"}.intersection(measures):
+        return values
+    loss_fn, theta = network_loss(net, chips.layer, test.subset(params["hessian_samples"], seed))
+    hvp = HessianOperator(loss_fn, theta)
+    if {"lambda_max", "lambda_min"}.intersection(measures):
+        extremes = extreme_eigenvalues(loss_fn, theta, max_steps=params["lanczos_steps"], seed=seed, hvp=hvp)
+        for name in ("lambda_max", "lambda_min"):
+            if name in measures:
+                values[name] = getattr(extremes, name)
+                values[f"{name}_error"] = getattr(extremes, f"{name}_error")
+    if "trace" in measures:
+        trace = hutchinson_trace(loss_fn, theta, probes=params["trace_probes"], seed=seed, hvp=hvp)
+        values["trace"], values["trace_error"] = trace.value, trace.stderr
+    return values
+
+
+CONTROL_NOISE = SweepSpec("control_noise", "heater-control noise σ", "V", (0.0, 0.02, 0.05))
+"""Gaussian jitter on every heater control, volts (the spec's ``control_noise_v`` list is what a sweep takes)."""
+
+
+def control_noise_model(net: PhotonicNet, layer: LayerModel) -> PerturbedModel:
+    """Gaussian noise of σ = ``value`` volts on every photonic control, drawn anew at each layer's forward.
+
+    What scatters the controls between readings (a heater DAC's jitter), on the chip model only: the noisy
+    controls are never written to a device, so they need not pass the guard.
+    """
+
+    def perturbed(sigma: float, generator: torch.Generator) -> Classifier:
+        def run(index: int, x: Tensor, theta: Tensor) -> Tensor:
+            jitter = torch.randn(theta.shape, generator=generator, device=theta.device, dtype=theta.dtype)
+            return layer(x, theta + sigma * jitter, 0.0)
+
+        return lambda x: net(x, run)
+
+    return perturbed
+
+
+def _curve(
+    name: str, sweep: SweepSpec, perturbed: PerturbedModel, test: Split, points: list[float], draws: int, seed: int
+) -> dict[str, list[float]]:
+    """``name``: the mean accuracy over ``draws`` seeded draws at each of ``points``; ``name_std``: their spread."""
+    result = run_sweep(sweep, perturbed, test.x, test.y, seeds=draws, seed=seed, values=points)
+    return {name: result.mean.tolist(), f"{name}_std": result.std.tolist()}

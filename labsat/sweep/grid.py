@@ -33,8 +33,6 @@ def cells(spec: SweepSpec) -> list[Cell]:
     for index in itertools.product(*ranges):
         params = dict(spec.base)
         params.update({n: spec.axes[n][i] for n, i in zip(names, index, strict=True)})
-        params["dataset"] = spec.dataset
-        params["measure"] = list(spec.measure)
-        params["drift_k"] = list(spec.drift_k)
+        params.update(spec.cell_settings())
         out.append(Cell(index, params))
     return out
