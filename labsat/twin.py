@@ -163,21 +163,27 @@ class Twin(nn.Module):
         return self.model.params.cols
 
     def unit_scale(self) -> Tensor:
-        """``(rows, cols)``: logical units per unit of ring weight, ``g_r · P_c / volts_per_unit_r``."""
+        """``(*S, rows, cols)``: logical units per unit of ring weight, ``g_r · P_c / volts_per_unit_r``."""
         params = self.model.params
         gain = params.readout_volts_per_mw / self.volts_per_unit
         return gain.unsqueeze(-1) * params.input_power_mw.unsqueeze(-2)
 
     def weights(self, controls: Tensor, delta_t_k: TemperatureShift = 0.0) -> Tensor:
-        """Logical weights ``(out, in)`` for heater voltages ``controls`` ``(out, in)``, tiled over the bank."""
+        """Logical weights ``(*S, out, in)`` for heater voltages ``controls`` ``(out, in)``, tiled over the bank."""
         out_features, in_features = controls.shape[-2:]
         tiles = (-(-out_features // self.rows), -(-in_features // self.cols))
-        scale = self.unit_scale().repeat(*tiles)[:out_features, :in_features]
+        unit = self.unit_scale()
+        scale = unit.repeat(*([1] * (unit.dim() - 2)), *tiles)[..., :out_features, :in_features]
         return logical_weights(self.model.params, controls, delta_t_k) * scale
 
     def layer(self, x: Tensor, controls: Tensor, delta_t_k: TemperatureShift = 0.0) -> Tensor:
-        """``(B, in) -> (B, out)``: what ``system.forward(x, controls)`` measures, in the same units."""
-        return F.linear(x, self.weights(controls, delta_t_k))
+        """``(B, in) -> (B, out)``: what ``system.forward(x, controls)`` measures, in the same units.
+
+        A twin of a chip population (batched parameters ``(K, ...)``) gives ``(K, B, out)``; ``x`` may then
+        carry the same leading ``K`` (a deeper layer's input), so a network runs on every chip in one pass.
+        """
+        weights = self.weights(controls, delta_t_k)
+        return F.linear(x, weights) if weights.dim() == 2 else x @ weights.mT
 
     def forward(self, x: Tensor, controls: Tensor, delta_t_k: TemperatureShift = 0.0) -> Tensor:
         return self.layer(x, controls, delta_t_k)

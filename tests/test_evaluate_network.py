@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from labsat.datasets import Split
 from labsat.evaluation import HessianOperator
-from labsat.evaluation.chips import fresh_chips
+from labsat.evaluation.chips import fresh_chip_population, fresh_chips
 from labsat.evaluation.photonic import (
     EvaluationError,
     EvaluationSettings,
@@ -23,8 +23,10 @@ from labsat.evaluation.photonic import (
     evaluate_network,
     network_loss,
     photonic_controls,
+    population_transfer_sweep,
     transfer_model,
 )
+from labsat.evaluation.sweeps import TRANSFER, run_sweep
 from labsat.readout import Readout
 from labsat.simulators.mrr import MRRSimConfig, chip_params
 from labsat.training.network import PhotonicNet
@@ -95,9 +97,42 @@ def test_transfer_draws_one_fresh_chip_per_seed(setup) -> None:
     assert not torch.allclose(outputs(1), outputs(2))
 
 
+def test_a_chip_population_runs_as_one_tensor_and_equals_its_chips_one_by_one() -> None:
+    generator = torch.Generator().manual_seed(3)
+    net = PhotonicNet((12, 10, 3))  # 10 × 12 tiles over the 8 × 8 bank: partial tiles on both axes
+    with torch.no_grad():
+        for theta in net.photonic_parameters():
+            theta.copy_(torch.rand(theta.shape, generator=generator) * 3.5 + 0.25)
+    x = torch.rand(40, 12, generator=generator)
+    design = (MRRSimConfig(), 8, 8, _readout(), torch.device("cpu"))
+    seeds = [11, 12, 13, 14]
+    batched = _logits_on(net, fresh_chip_population(*design)(0.1, seeds), x)
+    assert batched.shape == (4, 40, 3)
+    one_by_one = torch.stack([_logits_on(net, fresh_chips(*design)(0.1, seed), x) for seed in seeds])
+    torch.testing.assert_close(batched, one_by_one, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(batched[0], batched[1])  # different chips, different answers
+
+
+def test_the_batched_transfer_sweep_is_the_chip_by_chip_sweep(setup) -> None:
+    net, _, split = setup
+    design = (MRRSimConfig(), 8, 8, _readout(), torch.device("cpu"))
+    values = (0.0, 0.08, 0.3)
+    looped = run_sweep(TRANSFER, transfer_model(net, fresh_chips(*design)), split.x, split.y, seeds=5, values=values)
+    batched = population_transfer_sweep(net, fresh_chip_population(*design), split.x, split.y, seeds=5, values=values)
+    assert batched.seeds == looped.seeds and batched.spec.values == values
+    torch.testing.assert_close(batched.accuracy, looped.accuracy)
+    with pytest.raises(ValueError, match="at least 5 seeds"):
+        population_transfer_sweep(net, fresh_chip_population(*design), split.x, split.y, seeds=2)
+
+
+def _logits_on(net: PhotonicNet, layer, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return net(x, lambda index, h, theta: layer(h, theta, 0.0))
+
+
 def test_one_evaluation_has_every_part(setup) -> None:
     net, chip, split = setup
-    chips = fresh_chips(MRRSimConfig(), 8, 8, _readout(), torch.device("cpu"))
+    chips = fresh_chip_population(MRRSimConfig(), 8, 8, _readout(), torch.device("cpu"))
     settings = EvaluationSettings(
         sweeps=("drift", "transfer"), seeds=2, probes=8, hessian_samples=12, landscape_steps=3
     )

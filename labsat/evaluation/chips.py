@@ -13,6 +13,7 @@ cannot do on request. So:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -22,10 +23,17 @@ from labsat.calibration.record import CalibrationRecord
 from labsat.calibration.session import bench_identity
 from labsat.calibration.twins import latest_record
 from labsat.errors import LabsatError
-from labsat.evaluation.photonic import ChipDraw, EvaluationSettings, LayerModel, StoredNetwork, evaluate_network
+from labsat.evaluation.photonic import (
+    ChipDraw,
+    ChipPopulation,
+    EvaluationSettings,
+    LayerModel,
+    StoredNetwork,
+    evaluate_network,
+)
 from labsat.evaluation.report import ModelEvaluation
 from labsat.readout import Readout
-from labsat.simulators.mrr import MRRSimConfig, chip_params
+from labsat.simulators.mrr import MRRSimConfig, chip_params, draw_chips
 from labsat.store import Store
 from labsat.systems.kind import system_of
 from labsat.systems.mrr import MRRBankSystem
@@ -42,7 +50,7 @@ class BenchChips:
     """The layer model to evaluate on, how to draw fresh chips, and a line saying what the model is."""
 
     layer: LayerModel
-    chips: ChipDraw
+    population: ChipPopulation
     source: str
     calibration_id: str
 
@@ -53,6 +61,18 @@ def fresh_chips(config: MRRSimConfig, rows: int, cols: int, readout: Readout, de
     def draw(fab_sigma_nm: float, seed: int) -> LayerModel:
         design = config.model_copy(update={"fab_sigma_nm": fab_sigma_nm})
         return Twin(chip_params(design, rows, cols, seed, device, torch.float32), readout).layer
+
+    return draw
+
+
+def fresh_chip_population(
+    config: MRRSimConfig, rows: int, cols: int, readout: Readout, device: torch.device
+) -> ChipPopulation:
+    """``(σ_fab, seeds) ->`` one layer model of all those fresh chips (:func:`fresh_chips`'s, batched on ``device``)."""
+
+    def draw(fab_sigma_nm: float, seeds: Sequence[int]) -> LayerModel:
+        design = config.model_copy(update={"fab_sigma_nm": fab_sigma_nm})
+        return Twin(draw_chips(design, rows, cols, seeds, device, torch.float32), readout).layer
 
     return draw
 
@@ -82,8 +102,13 @@ def bench_chips(bench: Bench, store: Store, calibration: str | None = None) -> B
         source = f"twin of calibration {record.id} (a real bench cannot be warmed or redrawn on request)"
     # The design fresh chips are drawn from: the bench's simulator section, which a simulated chip is built from.
     config = MRRSimConfig.model_validate(bench.spec.simulator or {})
-    chips = fresh_chips(config, system.rows, system.cols, readout, bench.torch_device)
-    return BenchChips(layer=layer, chips=chips, source=source, calibration_id=record.id)
+    design = (config, system.rows, system.cols, readout, bench.torch_device)
+    return BenchChips(
+        layer=layer,
+        population=fresh_chip_population(*design),
+        source=source,
+        calibration_id=record.id,
+    )
 
 
 def evaluate_on_chips(
@@ -101,7 +126,7 @@ def evaluate_on_chips(
         chips.layer,
         model.test,
         method=model.metadata.get("method", ""),
-        chips=chips.chips,
+        chips=chips.population,
         settings=settings,
         metadata={"model": model.model_id, "bench": bench.name, "evaluated_on": chips.source},
     )

@@ -13,8 +13,8 @@ digital scale/bias held fixed: those are the parameters SAT perturbs and drift m
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -28,7 +28,7 @@ from labsat.evaluation.flat import FlatControls, LossFn
 from labsat.evaluation.hessian import sharpness
 from labsat.evaluation.landscape import loss_landscape
 from labsat.evaluation.report import ModelEvaluation
-from labsat.evaluation.sweeps import SWEEPS, Classifier, PerturbedModel, accuracy, run_sweep
+from labsat.evaluation.sweeps import SWEEPS, TRANSFER, Classifier, PerturbedModel, SweepResult, accuracy, run_sweep
 from labsat.training.network import LayerRunner, PhotonicNet
 
 LayerModel = Callable[[Tensor, Tensor, float], Tensor]
@@ -36,6 +36,10 @@ LayerModel = Callable[[Tensor, Tensor, float], Tensor]
 
 ChipDraw = Callable[[float, int], LayerModel]
 """``(fabrication spread σ, chip seed) -> layer model`` of a freshly drawn chip of the same design."""
+
+ChipPopulation = Callable[[float, Sequence[int]], LayerModel]
+"""``(σ, chip seeds) -> layer model`` of all those chips at once: ``(x, θ, ΔT) -> y (K, B, out)``, chip ``k``
+being the chip :data:`ChipDraw` gives for ``seeds[k]``."""
 
 CONFUSION_DRIFT_K = -1.0
 """Confusion matrices are taken at this drift: at ΔT = 0 every good model is diagonal and says nothing,
@@ -90,11 +94,45 @@ def transfer_model(net: PhotonicNet, draw: ChipDraw) -> PerturbedModel:
     """The same controls on a fresh chip with fabrication spread ``value``, one chip per generator seed."""
 
     def perturbed(sigma: float, generator: torch.Generator) -> Classifier:
-        chip_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
-        run = _runner(draw(sigma, chip_seed))
+        run = _runner(draw(sigma, _chip_seed(generator)))
         return lambda x: net(x, run)
 
     return perturbed
+
+
+def _chip_seed(generator: torch.Generator) -> int:
+    """The fabrication seed of the fresh chip a transfer point's generator stands for."""
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
+
+
+def population_transfer_sweep(
+    net: PhotonicNet,
+    population: ChipPopulation,
+    x: Tensor,
+    y: Tensor,
+    *,
+    seeds: int = TRANSFER.min_seeds,
+    seed: int = 0,
+    values: Sequence[float] | None = None,
+) -> SweepResult:
+    """The transfer sweep with each point's fresh chips as one population: one batched pass per point.
+
+    The chips are those :func:`transfer_model` draws for the same seeds, so the table equals
+    ``run_sweep(TRANSFER, transfer_model(net, draw), …)``; only the chip loop becomes a tensor dimension,
+    which is what lets a Monte Carlo over many chips run at the cost of a few large matmuls (on CUDA when
+    the chips live there).
+    """
+    if seeds < TRANSFER.min_seeds:
+        raise ValueError(f"the transfer sweep needs at least {TRANSFER.min_seeds} seeds per point, got {seeds}")
+    points = tuple(float(v) for v in (TRANSFER.values if values is None else values))
+    seed_list = tuple(range(seed, seed + seeds))
+    chip_seeds = [_chip_seed(torch.Generator(device=x.device).manual_seed(s)) for s in seed_list]
+    table = torch.empty(len(points), seeds, dtype=torch.float64)
+    with torch.no_grad():
+        for i, value in enumerate(points):
+            logits = net(x, _runner(population(value, chip_seeds)))
+            table[i] = (logits.argmax(-1) == y).double().mean(-1).cpu()
+    return SweepResult(replace(TRANSFER, values=points), seed_list, table)
 
 
 @dataclass(frozen=True)
@@ -142,30 +180,32 @@ def evaluate_network(
     test: Split,
     *,
     method: str = "",
-    chips: ChipDraw | None = None,
+    chips: ChipPopulation | None = None,
     settings: EvaluationSettings | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> ModelEvaluation:
     """Everything the report shows for one network: accuracy, sharpness, landscape, sweeps, confusion.
 
-    ``chips`` draws fresh chips for the ``transfer`` sweep (only a simulated design can be redrawn).
+    ``chips`` draws fresh chips for the ``transfer`` sweep (only a simulated design can be redrawn); each
+    point's chips run as one population (:func:`population_transfer_sweep`).
     """
     settings = settings or EvaluationSettings()
     factories: dict[str, PerturbedModel] = {"drift": drift_model(net, layer), "noise": noise_model(net, layer)}
-    if chips is not None:
-        factories["transfer"] = transfer_model(net, chips)
     requested = ("drift",) if settings.sweeps is None else settings.sweeps
-    missing = [sweep for sweep in requested if sweep not in factories]
+    missing = [s for s in requested if s not in factories and not (s == "transfer" and chips is not None)]
     if missing:
         raise EvaluationError("; ".join(_unsupported(sweep) for sweep in missing))
     loss_fn, theta = network_loss(net, layer, test.subset(settings.hessian_samples, settings.seed))
     clean = factories["drift"](0.0, torch.Generator(device=test.x.device))
-    sweeps = {
-        sweep: run_sweep(
-            SWEEPS[sweep], factories[sweep], test.x, test.y, seeds=_seeds(sweep, settings.seeds), seed=settings.seed
-        )
-        for sweep in requested
-    }
+
+    def measured(sweep: str) -> SweepResult:
+        seeds = _seeds(sweep, settings.seeds)
+        if sweep in factories:
+            return run_sweep(SWEEPS[sweep], factories[sweep], test.x, test.y, seeds=seeds, seed=settings.seed)
+        assert chips is not None  # checked above: transfer is only requested with chips to draw
+        return population_transfer_sweep(net, chips, test.x, test.y, seeds=seeds, seed=settings.seed)
+
+    sweeps = {sweep: measured(sweep) for sweep in requested}
     return ModelEvaluation(
         name=name,
         method=method,

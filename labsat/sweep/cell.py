@@ -25,8 +25,8 @@ from labsat.bench import DEFAULT_BENCH, open_bench
 from labsat.datasets import Split, load_dataset
 from labsat.evaluation.chips import BenchChips, bench_chips
 from labsat.evaluation.hessian import HessianOperator, extreme_eigenvalues, hutchinson_trace
-from labsat.evaluation.photonic import LayerModel, drift_model, network_loss, noise_model, transfer_model
-from labsat.evaluation.sweeps import NOISE, TRANSFER, Classifier, PerturbedModel, SweepSpec, run_sweep
+from labsat.evaluation.photonic import LayerModel, drift_model, network_loss, noise_model, population_transfer_sweep
+from labsat.evaluation.sweeps import NOISE, Classifier, PerturbedModel, SweepSpec, run_sweep
 from labsat.evaluation.sweeps import accuracy as classifier_accuracy
 from labsat.store import Store
 from labsat.sweep.spec import CHIP_MEASURES, sweep_bench
@@ -101,9 +101,9 @@ def chip_measures(net: PhotonicNet, chips: BenchChips, test: Split, params: dict
         points, draws = params["control_noise_v"], params["read_noise_draws"]
         values.update(_curve("control_noise", CONTROL_NOISE, jittered, test, points, draws, seed))
     if "transfer" in measures:
-        fresh = transfer_model(net, chips.chips)
-        curve = _curve("transfer", TRANSFER, fresh, test, params["transfer_sigma_nm"], params["transfer_chips"], seed)
-        values.update(curve)
+        points, count = params["transfer_sigma_nm"], params["transfer_chips"]
+        fresh = population_transfer_sweep(net, chips.population, test.x, test.y, seeds=count, seed=seed, values=points)
+        values.update({"transfer": fresh.mean.tolist(), "transfer_std": fresh.std.tolist()})
     if not {"lambda_max", "lambda_min", "trace"}.intersection(measures):
         return values
     loss_fn, theta = network_loss(net, chips.layer, test.subset(params["hessian_samples"], seed))
