@@ -28,7 +28,16 @@ from labsat.evaluation.flat import FlatControls, LossFn
 from labsat.evaluation.hessian import sharpness
 from labsat.evaluation.landscape import loss_landscape
 from labsat.evaluation.report import ModelEvaluation
-from labsat.evaluation.sweeps import SWEEPS, TRANSFER, Classifier, PerturbedModel, SweepResult, accuracy, run_sweep
+from labsat.evaluation.sweeps import (
+    SWEEPS,
+    TRANSFER,
+    Classifier,
+    PerturbedModel,
+    SweepResult,
+    accuracy,
+    run_sweep,
+    sweep_grid,
+)
 from labsat.training.network import LayerRunner, PhotonicNet
 
 LayerModel = Callable[[Tensor, Tensor, float], Tensor]
@@ -122,10 +131,7 @@ def population_transfer_sweep(
     which is what lets a Monte Carlo over many chips run at the cost of a few large matmuls (on CUDA when
     the chips live there).
     """
-    if seeds < TRANSFER.min_seeds:
-        raise ValueError(f"the transfer sweep needs at least {TRANSFER.min_seeds} seeds per point, got {seeds}")
-    points = tuple(float(v) for v in (TRANSFER.values if values is None else values))
-    seed_list = tuple(range(seed, seed + seeds))
+    points, seed_list = sweep_grid(TRANSFER, seeds, seed, values)
     chip_seeds = [_chip_seed(torch.Generator(device=x.device).manual_seed(s)) for s in seed_list]
     table = torch.empty(len(points), seeds, dtype=torch.float64)
     with torch.no_grad():
@@ -192,7 +198,8 @@ def evaluate_network(
     settings = settings or EvaluationSettings()
     factories: dict[str, PerturbedModel] = {"drift": drift_model(net, layer), "noise": noise_model(net, layer)}
     requested = ("drift",) if settings.sweeps is None else settings.sweeps
-    missing = [s for s in requested if s not in factories and not (s == "transfer" and chips is not None)]
+    available = {*factories, *(("transfer",) if chips is not None else ())}
+    missing = [sweep for sweep in requested if sweep not in available]
     if missing:
         raise EvaluationError("; ".join(_unsupported(sweep) for sweep in missing))
     loss_fn, theta = network_loss(net, layer, test.subset(settings.hessian_samples, settings.seed))

@@ -116,6 +116,20 @@ class SweepResult:
         }
 
 
+def sweep_grid(
+    spec: SweepSpec, seeds: int, seed: int, values: Sequence[float] | None = None
+) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """The points (``spec``'s values, or ``values``) and the seeds ``seed, seed + 1, …`` a sweep runs over.
+
+    Every way of running a sweep (one model per point and seed, or a population per point) takes its grid from
+    here, so a seed means the same draw whichever way it is run.
+    """
+    if seeds < spec.min_seeds:
+        raise ValueError(f"the {spec.name} sweep needs at least {spec.min_seeds} seeds per point, got {seeds}")
+    points = tuple(float(v) for v in (spec.values if values is None else values))
+    return points, tuple(range(seed, seed + seeds))
+
+
 def run_sweep(
     spec: SweepSpec,
     perturbed: PerturbedModel,
@@ -128,10 +142,7 @@ def run_sweep(
     batch_size: int | None = None,
 ) -> SweepResult:
     """Accuracy on the full split ``(x, y)`` at every value of ``spec`` (or ``values``) for ``seeds`` seeds."""
-    if seeds < spec.min_seeds:
-        raise ValueError(f"the {spec.name} sweep needs at least {spec.min_seeds} seeds per point, got {seeds}")
-    points = tuple(float(v) for v in (spec.values if values is None else values))
-    seed_list = tuple(range(seed, seed + seeds))
+    points, seed_list = sweep_grid(spec, seeds, seed, values)
     table = torch.empty(len(points), seeds, dtype=torch.float64)
     for i, value in enumerate(points):
         for s, point_seed in enumerate(seed_list):

@@ -26,7 +26,7 @@ from labsat.datasets import Split, load_dataset
 from labsat.evaluation.chips import BenchChips, bench_chips
 from labsat.evaluation.hessian import HessianOperator, extreme_eigenvalues, hutchinson_trace
 from labsat.evaluation.photonic import LayerModel, drift_model, network_loss, noise_model, population_transfer_sweep
-from labsat.evaluation.sweeps import NOISE, Classifier, PerturbedModel, SweepSpec, run_sweep
+from labsat.evaluation.sweeps import NOISE, Classifier, PerturbedModel, SweepResult, SweepSpec, run_sweep
 from labsat.evaluation.sweeps import accuracy as classifier_accuracy
 from labsat.store import Store
 from labsat.sweep.spec import CHIP_MEASURES, sweep_bench
@@ -103,7 +103,7 @@ def chip_measures(net: PhotonicNet, chips: BenchChips, test: Split, params: dict
     if "transfer" in measures:
         points, count = params["transfer_sigma_nm"], params["transfer_chips"]
         fresh = population_transfer_sweep(net, chips.population, test.x, test.y, seeds=count, seed=seed, values=points)
-        values.update({"transfer": fresh.mean.tolist(), "transfer_std": fresh.std.tolist()})
+        values.update(_curve_values("transfer", fresh))
     if not {"lambda_max", "lambda_min", "trace"}.intersection(measures):
         return values
     loss_fn, theta = network_loss(net, chips.layer, test.subset(params["hessian_samples"], seed))
@@ -145,5 +145,9 @@ def _curve(
     name: str, sweep: SweepSpec, perturbed: PerturbedModel, test: Split, points: list[float], draws: int, seed: int
 ) -> dict[str, list[float]]:
     """``name``: the mean accuracy over ``draws`` seeded draws at each of ``points``; ``name_std``: their spread."""
-    result = run_sweep(sweep, perturbed, test.x, test.y, seeds=draws, seed=seed, values=points)
+    return _curve_values(name, run_sweep(sweep, perturbed, test.x, test.y, seeds=draws, seed=seed, values=points))
+
+
+def _curve_values(name: str, result: SweepResult) -> dict[str, list[float]]:
+    """A sweep as a cell stores it: ``name``, the mean over draws at each point; ``name_std``, their spread."""
     return {name: result.mean.tolist(), f"{name}_std": result.std.tolist()}
