@@ -79,7 +79,10 @@ def test_sharpness_brackets_the_spectrum_with_its_uncertainties(measured: xr.Dat
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("dataset: iris", "dataset: iris\nbench: sim-mzi.yaml", r"measure chip_accuracy, noise, .* needs an MRR bank"),
+        ("dataset: iris", "dataset: iris\nbench: sim-mzi.yaml", r"measure chip_accuracy needs an MRR bank's chip"),
+        ("trace_probes: 4", "trace_probes: 4\nmeasure: [coupler_errors]", r"measure coupler_errors needs an MZI mesh"),
+        ("seed: [0, 1]", "seed: [0, 1]\n  twin: [calibrated, design]", r"twin 'design' trains on a mesh's design"),
+        ("seed: [0, 1]", "seed: [0, 1]\n  twin: [fitted]", r"twin 'fitted' is not one of: calibrated, design"),
         ("read_noise: [0.0, 0.3]", "read_noise: [0.0, -0.3]", r"read_noise\[1\] = -0.3: a spread must be >= 0"),
         (
             "transfer_sigma_nm: [0.0, 0.1]",

@@ -22,17 +22,36 @@ import torch
 from torch import Tensor
 
 from labsat.bench import DEFAULT_BENCH, open_bench
+from labsat.benchfile import BenchFile
 from labsat.datasets import Split, load_dataset
 from labsat.evaluation.chips import BenchChips, bench_chips
 from labsat.evaluation.hessian import HessianOperator, extreme_eigenvalues, hutchinson_trace
-from labsat.evaluation.photonic import LayerModel, drift_model, network_loss, noise_model, population_transfer_sweep
+from labsat.evaluation.mesh_chips import (
+    COUPLER_CHIP_SEED_OFFSET,
+    MESH_TRANSFER,
+    accuracy_on_device,
+    design_layer,
+    fresh_device_seeds,
+    fresh_mesh,
+)
+from labsat.evaluation.photonic import (
+    LayerModel,
+    drift_model,
+    network_loss,
+    noise_model,
+    population_transfer_sweep,
+    transfer_model,
+)
 from labsat.evaluation.sweeps import NOISE, Classifier, PerturbedModel, SweepResult, SweepSpec, run_sweep
 from labsat.evaluation.sweeps import accuracy as classifier_accuracy
 from labsat.store import Store
-from labsat.sweep.spec import CHIP_MEASURES, sweep_bench
+from labsat.sweep.spec import CURVATURE_MEASURES, SYSTEM_MEASURES, sweep_bench
+from labsat.systems.kind import system_of
+from labsat.systems.mzi import MZIMeshSystem
 from labsat.training.config import TrainConfig
 from labsat.training.evaluate import accuracy
 from labsat.training.loop import train
+from labsat.training.mzi import mesh_physical_layer
 from labsat.training.network import PhotonicNet
 from labsat.training.runners import device_runner
 from labsat.training.session import bench_layer, bench_network
@@ -58,9 +77,14 @@ def run_cell(params: dict[str, Any]) -> dict[str, Any]:
     measures = params["measure"]
     # Opened from its parsed spec, not its file: the simulated bench is private to the cell, so parallel
     # cells do not contend for the file's ownership lock (its addresses are simulator-private).
-    with open_bench(sweep_bench(params.get("bench", DEFAULT_BENCH))) as bench:
+    bench_file = sweep_bench(params.get("bench", DEFAULT_BENCH))
+    with open_bench(bench_file) as bench:
         config = bench_network(bench, config, dataset)
-        layer, record, _ = bench_layer(bench, _store(), dataset.n_classes)
+        if params.get("twin", "calibrated") == "design":
+            mesh = system_of(bench, MZIMeshSystem)
+            layer, record = mesh_physical_layer(mesh, mesh.nominal_twin(), dataset.n_classes), None
+        else:
+            layer, record, _ = bench_layer(bench, _store(), dataset.n_classes)
         result = train(config, layer, dataset)
         values: dict[str, Any] = {}
         if "accuracy" in measures:
@@ -73,9 +97,16 @@ def run_cell(params: dict[str, Any]) -> dict[str, Any]:
                 row.append(accuracy(result.net, dataset.test, device_runner(layer)))
             chip.set_ambient(0.0)
             values["drift"] = row
-        if CHIP_MEASURES.intersection(measures):
-            chips = bench_chips(bench, _store(), record.id)
-            values.update(chip_measures(result.net, chips, dataset.test, {**params, "seed": config.seed}))
+        kind = bench_file.system.type
+        if SYSTEM_MEASURES.get(kind, frozenset()).intersection(measures):
+            seeded = {**params, "seed": config.seed}
+            if kind == "mzi_mesh":
+                mesh = system_of(bench, MZIMeshSystem)
+                values.update(mesh_measures(result.net, bench_file, mesh, dataset.test, seeded))
+            else:  # a bank, which trains with its calibrated twin (the spec refuses its design)
+                assert record is not None
+                chips = bench_chips(bench, _store(), record.id)
+                values.update(chip_measures(result.net, chips, dataset.test, seeded))
         cost = asdict(result.cost)
         if "forwards" in measures:
             values["forwards"] = float(cost["forwards"])
@@ -104,9 +135,40 @@ def chip_measures(net: PhotonicNet, chips: BenchChips, test: Split, params: dict
         points, count = params["transfer_sigma_nm"], params["transfer_chips"]
         fresh = population_transfer_sweep(net, chips.population, test.x, test.y, seeds=count, seed=seed, values=points)
         values.update(_curve_values("transfer", fresh))
-    if not {"lambda_max", "lambda_min", "trace"}.intersection(measures):
+    values.update(curvature_measures(net, chips.layer, test, params))
+    return values
+
+
+def mesh_measures(
+    net: PhotonicNet, bench_file: BenchFile, system: MZIMeshSystem, test: Split, params: dict[str, Any]
+) -> dict[str, Any]:
+    """The mesh measures ``params`` asks for: other devices and meshes of the design, and the design's curvature."""
+    measures, seed = params["measure"], int(params["seed"])
+    values: dict[str, Any] = {}
+    if "fresh_devices" in measures:
+        seeds = fresh_device_seeds(bench_file, params["fresh_device_count"])
+        fresh = torch.tensor([accuracy_on_device(bench_file, net, test, s) for s in seeds])
+        values["fresh_devices"], values["fresh_devices_std"] = fresh.mean().item(), fresh.std().item()
+    if "mesh_transfer" in measures:
+        points, count = params["mesh_transfer_sigma"], params["transfer_chips"]
+        meshes = transfer_model(net, fresh_mesh(bench_file))
+        result = run_sweep(MESH_TRANSFER, meshes, test.x, test.y, seeds=count, seed=seed, values=points)
+        values.update(_curve_values("mesh_transfer", result))
+    if "coupler_errors" in measures:
+        chip = bench_file.seed + COUPLER_CHIP_SEED_OFFSET
+        sigmas = params["coupler_sigma_bs"]
+        values["coupler_errors"] = [accuracy_on_device(bench_file, net, test, chip, s) for s in sigmas]
+    values.update(curvature_measures(net, design_layer(system, net.sizes[-1]), test, params))
+    return values
+
+
+def curvature_measures(net: PhotonicNet, layer: LayerModel, test: Split, params: dict[str, Any]) -> dict[str, Any]:
+    """The curvature measures ``params`` asks for, of the test loss on ``layer`` over the controls."""
+    measures, seed = params["measure"], int(params["seed"])
+    values: dict[str, Any] = {}
+    if not CURVATURE_MEASURES.intersection(measures):
         return values
-    loss_fn, theta = network_loss(net, chips.layer, test.subset(params["hessian_samples"], seed))
+    loss_fn, theta = network_loss(net, layer, test.subset(params["hessian_samples"], seed))
     hvp = HessianOperator(loss_fn, theta)
     if {"lambda_max", "lambda_min"}.intersection(measures):
         extremes = extreme_eigenvalues(loss_fn, theta, max_steps=params["lanczos_steps"], seed=seed, hvp=hvp)

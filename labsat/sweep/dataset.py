@@ -42,7 +42,7 @@ def sweep_dataset(spec: SweepSpec, folder: Path) -> xr.Dataset:
     for key, array in arrays.items():
         about = VARIABLES[key]
         dims = names + ([about.axis] if about.axis else [])
-        variables[key] = xr.Variable(dims, array, attrs={"units": about.unit, "long_name": about.description})
+        variables[key] = xr.Variable(dims, array, attrs={"units": spec.unit(key), "long_name": about.description})
         if about.axis:
             coords[about.axis] = xr.Variable(
                 about.axis, getattr(spec, about.axis), attrs={"units": AXIS_UNITS[about.axis]}

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from labsat.bench import DEFAULT_BENCH, builtin_bench_path
 from labsat.benchfile import BenchFile, load_bench_file
 from labsat.errors import LabsatError
+from labsat.evaluation.mesh_chips import MESH_TRANSFER
 from labsat.evaluation.sweeps import NOISE, TRANSFER
 from labsat.training.config import TrainConfig
 
@@ -25,19 +26,34 @@ Measure = Literal[
     "lambda_max",
     "lambda_min",
     "trace",
+    "fresh_devices",
+    "mesh_transfer",
+    "coupler_errors",
     "forwards",
     "bench_time",
     "wall",
 ]
 
-CHIP_MEASURES = frozenset(
-    {"drift", "chip_accuracy", "noise", "control_noise", "transfer", "lambda_max", "lambda_min", "trace"}
-)
+CHIP_MEASURES = frozenset({"drift", "chip_accuracy", "noise", "control_noise", "transfer"})
 """Measures taken on a bank's chip model (warmed, made noisy, redrawn: :mod:`labsat.evaluation.chips`)."""
+MESH_MEASURES = frozenset({"fresh_devices", "mesh_transfer", "coupler_errors"})
+"""Measures taken on other meshes of an MZI bench's design (:mod:`labsat.evaluation.mesh_chips`)."""
+CURVATURE_MEASURES = frozenset({"lambda_max", "lambda_min", "trace"})
+"""Measures of the test loss's curvature over the controls: on a bank's chip model, on a mesh's design model."""
+SYSTEM_MEASURES = {"mrr_bank": CHIP_MEASURES | CURVATURE_MEASURES, "mzi_mesh": MESH_MEASURES | CURVATURE_MEASURES}
+"""The measures beyond the device's own (accuracy, costs) each system kind takes."""
+SYSTEM_LABELS = {"mrr_bank": "an MRR bank's chip model", "mzi_mesh": "an MZI mesh"}
 
 ACCURACY = "fraction of the test split"
-CURVATURE = "V⁻²"
-"""Of the test cross-entropy's curvature over the heater controls, which are volts."""
+CURVATURE = "control⁻²"
+"""Stands for the curvature unit of the bench's controls (:data:`CURVATURE_UNITS`)."""
+CURVATURE_UNITS = {"mrr_bank": "V⁻²", "mzi_mesh": "rad⁻²"}
+"""The test cross-entropy's curvature is over heater volts on a bank, over phase shifts on a mesh."""
+SPLIT = "1"
+"""σ_ph in rad and σ_bs as a fraction of the 50:50 split, drawn equal on a fresh mesh (the SAT paper's diagonal)."""
+TWINS = ("calibrated", "design")
+"""What a cell trains with (the ``twin`` key of ``base`` or ``axes``): its bench's calibrated twin (the
+default), or, on a mesh, the design model (no calibration: the SAT paper's offline twin)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,11 @@ VARIABLES: dict[str, Variable] = {
     "lambda_min_error": Variable(CURVATURE, None, "Ritz residual bound of `lambda_min`"),
     "trace": Variable(CURVATURE, None, "Hessian trace (Hutchinson)"),
     "trace_error": Variable(CURVATURE, None, "standard error of `trace`"),
+    "fresh_devices": Variable(ACCURACY, None, "accuracy on fresh simulated devices (new fabrication seeds), mean"),
+    "fresh_devices_std": Variable(ACCURACY, None, "sample std of `fresh_devices` over its devices"),
+    "mesh_transfer": Variable(ACCURACY, "mesh_transfer_sigma", "the same phases on fresh modelled meshes, mean"),
+    "mesh_transfer_std": Variable(ACCURACY, "mesh_transfer_sigma", "sample std of `mesh_transfer` over its meshes"),
+    "coupler_errors": Variable(ACCURACY, "coupler_sigma_bs", "accuracy on one device with larger coupler errors"),
     "forwards": Variable("device forward passes", None, "device forwards the training run made"),
     "bench_time": Variable("s", None, "bench time the training run took"),
     "wall": Variable("s", None, "wall time of the cell"),
@@ -87,6 +108,9 @@ EXTRAS: dict[str, Extras] = {
     "lambda_max": Extras(("lambda_max_error",), ("hessian_samples", "lanczos_steps")),
     "lambda_min": Extras(("lambda_min_error",), ("hessian_samples", "lanczos_steps")),
     "trace": Extras(("trace_error",), ("hessian_samples", "trace_probes")),
+    "fresh_devices": Extras(("fresh_devices_std",), ("fresh_device_count",)),
+    "mesh_transfer": Extras(("mesh_transfer_std",), ("mesh_transfer_sigma", "transfer_chips")),
+    "coupler_errors": Extras((), ("coupler_sigma_bs",)),
 }
 """A cell carries only the settings of its measures, so changing one measure's settings does not
 invalidate the stored cells of a sweep that never took it."""
@@ -98,6 +122,8 @@ AXIS_UNITS: dict[str, str] = {
     "read_noise": NOISE.unit,
     "control_noise_v": "V",
     "transfer_sigma_nm": TRANSFER.unit,
+    "mesh_transfer_sigma": SPLIT,
+    "coupler_sigma_bs": SPLIT,
 }
 """The units of the per-cell lists (the Dataset's extra coordinates)."""
 
@@ -140,13 +166,16 @@ class SweepSpec(BaseModel):
     read_noise_draws: int = Field(3, ge=1, le=100)
     transfer_sigma_nm: list[float] = Field(default_factory=lambda: [0.0, 0.04, 0.08], min_length=1)
     transfer_chips: int = Field(TRANSFER.min_seeds, ge=TRANSFER.min_seeds, le=100)
+    mesh_transfer_sigma: list[float] = Field(default_factory=lambda: list(MESH_TRANSFER.values), min_length=1)
+    coupler_sigma_bs: list[float] = Field(default_factory=lambda: [0.25, 0.3, 0.4, 0.5], min_length=1)
+    fresh_device_count: int = Field(5, ge=2, le=100)
     hessian_samples: int = Field(100, ge=1, le=10_000)
     lanczos_steps: int = Field(20, ge=1, le=1000)
     trace_probes: int = Field(10, ge=2, le=10_000)
 
     @model_validator(mode="after")
     def _lists_are_non_negative(self) -> SweepSpec:
-        for key in ("read_noise", "control_noise_v", "transfer_sigma_nm"):
+        for key in ("read_noise", "control_noise_v", "transfer_sigma_nm", "mesh_transfer_sigma", "coupler_sigma_bs"):
             for i, value in enumerate(getattr(self, key)):
                 if not value >= 0:
                     raise ValueError(f"{key}[{i}] = {value!r}: a spread must be >= 0")
@@ -162,28 +191,39 @@ class SweepSpec(BaseModel):
             raise ValueError(
                 f"bench {self.bench!r} is not simulated (clock {spec.clock!r}): a sweep opens one per cell"
             )
-        chip = [measure for measure in self.measure if measure in CHIP_MEASURES]
-        if chip and spec.system.type != "mrr_bank":
-            raise ValueError(
-                f"measure {', '.join(chip)} needs an MRR bank's chip model; bench {self.bench!r} is a "
-                f"{spec.system.label}"
-            )
+        takes = SYSTEM_MEASURES.get(spec.system.type, frozenset())
+        for measure in self.measure:
+            kinds = [kind for kind, measures in SYSTEM_MEASURES.items() if measure in measures]
+            if kinds and measure not in takes:
+                needs = " or ".join(SYSTEM_LABELS[kind] for kind in kinds)
+                raise ValueError(f"measure {measure} needs {needs}; bench {self.bench!r} is a {spec.system.label}")
+        twins = [*self.axes.get("twin", []), *([self.base["twin"]] if "twin" in self.base else [])]
+        for twin in twins:
+            if twin not in TWINS:
+                raise ValueError(f"twin {twin!r} is not one of: {', '.join(TWINS)}")
+            if twin == "design" and spec.system.type != "mzi_mesh":
+                raise ValueError(
+                    f"twin 'design' trains on a mesh's design model; bench {self.bench!r} is a {spec.system.label}"
+                )
         return self
 
     @model_validator(mode="after")
     def _cells_are_train_configs(self) -> SweepSpec:
         fields = set(TrainConfig.model_fields)
         for key in (*self.base, *self.axes):
-            if key not in fields:
-                raise ValueError(f"{key!r} is not a training setting (one of: {', '.join(sorted(fields))})")
+            if key not in fields | {"twin"}:
+                raise ValueError(f"{key!r} is not a training setting (one of: {', '.join(sorted(fields))}) or twin")
+        training = {key: value for key, value in self.base.items() if key in fields}
         for key, values in self.axes.items():
             if not values:
                 raise ValueError(f"axis {key!r} has no values")
             if len(set(map(repr, values))) != len(values):
                 raise ValueError(f"axis {key!r} repeats a value")
             for i, value in enumerate(values):
+                if key not in fields:
+                    continue
                 try:
-                    TrainConfig(**{**self.base, key: value})
+                    TrainConfig(**{**training, key: value})
                 except ValidationError as error:
                     reason = "; ".join(e["msg"] for e in error.errors())
                     raise ValueError(f"axes.{key}[{i}] = {value!r}: {reason}") from None
@@ -197,6 +237,11 @@ class SweepSpec(BaseModel):
             out["bench"] = self.bench
         out.update({key: getattr(self, key) for key in sorted(keys)})
         return out
+
+    def unit(self, variable: str) -> str:
+        """The unit ``variable`` carries in this sweep: a curvature's is that of the bench's controls."""
+        unit = VARIABLES[variable].unit
+        return CURVATURE_UNITS[sweep_bench(self.bench).system.type] if unit == CURVATURE else unit
 
     def settings(self) -> dict[str, Any]:
         """The spec as plain data (what a cell, a worker and the dataset's attributes receive)."""
