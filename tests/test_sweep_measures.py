@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from sweep_helpers import measured_sweep
 
-from labsat.sweep.dataset import sweep_dataset
-from labsat.sweep.engines import run_sweep
 from labsat.sweep.spec import SpecError, load_spec
 
 SPEC = """\
@@ -31,12 +30,7 @@ hessian_samples: 30
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory: pytest.TempPathFactory) -> xr.Dataset:
-    folder = tmp_path_factory.mktemp("measures")
-    (folder / "spec.yaml").write_text(SPEC)
-    spec = load_spec(folder / "spec.yaml")
-    counts = run_sweep(spec, folder, workers=1, show_progress=False)
-    assert counts == {"skipped": 0, "ok": 2, "failed": 0}
-    return sweep_dataset(spec, folder)
+    return measured_sweep(tmp_path_factory, SPEC, cells=2)
 
 
 def test_noise_is_a_curve_over_sigma_and_sigma_zero_is_the_clean_chip_accuracy(measured: xr.Dataset) -> None:

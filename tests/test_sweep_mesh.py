@@ -6,13 +6,11 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from sweep_helpers import measured_sweep
 
 from labsat.bench import builtin_bench_path, open_bench
 from labsat.benchfile import load_bench_file
 from labsat.evaluation.mesh_chips import design_layer, fresh_device_seeds, fresh_mesh
-from labsat.sweep.dataset import sweep_dataset
-from labsat.sweep.engines import run_sweep
-from labsat.sweep.spec import load_spec
 from labsat.systems.kind import system_of
 from labsat.systems.mzi import MZIMeshSystem
 
@@ -36,11 +34,7 @@ hessian_samples: 40
 
 @pytest.fixture(scope="module")
 def measured(tmp_path_factory: pytest.TempPathFactory) -> xr.Dataset:
-    folder = tmp_path_factory.mktemp("mesh")
-    (folder / "spec.yaml").write_text(SPEC)
-    spec = load_spec(folder / "spec.yaml")
-    assert run_sweep(spec, folder, workers=1, show_progress=False) == {"skipped": 0, "ok": 2, "failed": 0}
-    return sweep_dataset(spec, folder)
+    return measured_sweep(tmp_path_factory, SPEC, cells=2)
 
 
 def test_the_twin_axis_trains_each_cell_with_its_twin(measured: xr.Dataset) -> None:

@@ -51,6 +51,8 @@ KIND = Kind(
     system=MZIMeshSystem,
     calibration=FitCalibration(MeshCalibrationRecord, "an MZI mesh's fit", SETTINGS, calibrate_mesh_bench),
     training=MeshTraining(),
-    evaluation=LayerEvaluation(benchmark="benchmarks/bench_mzi.py runs a mesh's transfer sweep."),
+    evaluation=LayerEvaluation(
+        benchmark="benchmarks/bench_mzi.py runs benchmarks/sweeps/mzi.yaml (methods × twins, fresh devices, transfer)."
+    ),
     simulator=MZI_CHIP,
 )

@@ -8,6 +8,9 @@ calibration is deterministic and is kept per process in a private store, so a wo
 fresh chips, sharpness) are taken where :mod:`labsat.evaluation.chips` takes them for ``labsat evaluate``:
 on the simulator's ground-truth chip read out through the run's calibration, with the fresh chips drawn
 from the bench's design, so a sweep's λmax or transfer curve means what an evaluation report's does.
+On an MZI mesh they are the mesh's (:mod:`labsat.evaluation.mesh_chips`): fresh whole devices, fresh
+modelled meshes along the transfer diagonal and larger coupler errors, the curvature on the design model;
+the ``twin`` axis trains either through the calibrated mesh or through the design mesh, uncalibrated.
 """
 
 from __future__ import annotations
