@@ -20,12 +20,13 @@ from datetime import date
 from pathlib import Path
 
 import torch
-from results import accuracy_under_drift, add_write_option, mean_std, publish
+from results import add_write_option, mean_std, publish
 
 from labsat.bench import builtin_bench_path, open_bench
 from labsat.datasets import load_dataset
 from labsat.store import Store
 from labsat.training.config import TrainConfig
+from labsat.training.evaluate import accuracy_under_drift
 from labsat.training.loop import train
 from labsat.training.session import bench_layer
 from labsat.truth import SIMULATED_CHIP

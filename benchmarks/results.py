@@ -11,17 +11,10 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
-
-from labsat.datasets import Split
-from labsat.training.evaluate import accuracy
-from labsat.training.network import PhotonicNet
-from labsat.training.physical import PhysicalLayer
-from labsat.training.runners import device_runner
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -40,19 +33,6 @@ def mean_std(values: list[float], scale: float = 100.0, digits: int = 1) -> str:
     """``mean ± std`` of ``values`` times ``scale`` (default: fractions as per cent); std 0 for one value."""
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{scale * statistics.mean(values):.{digits}f} ± {scale * spread:.{digits}f}"
-
-
-def accuracy_under_drift(
-    net: PhotonicNet, test: Split, physical: PhysicalLayer, chip: Any, drifts_k: Sequence[float]
-) -> list[float]:
-    """Device test accuracy with the simulated chip ``drifts_k`` kelvin from its reference, one after the other;
-    the chip is put back at 0 K after."""
-    row = []
-    for delta in drifts_k:
-        chip.set_ambient(delta)
-        row.append(accuracy(net, test, device_runner(physical)))
-    chip.set_ambient(0.0)
-    return row
 
 
 def add_write_option(parser: argparse.ArgumentParser) -> None:

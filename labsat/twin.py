@@ -14,6 +14,8 @@ calibration temperature; only the temperature-drift term (nm/K) depends on it be
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from typing import Any, Protocol
 
 import torch
@@ -153,6 +155,16 @@ class Twin(nn.Module):
     ) -> Twin:
         parameters = _parameters(record)
         return cls(chip_params(parameters, device), readout(parameters, device), trainable)
+
+    def without_fabrication_offsets(self) -> Twin:
+        """This twin with every ring resting at the bank's mean resonance: what a lab that never measured its
+        chip's fabrication offsets would train with (the rest of the fit, gains and crosstalk, kept)."""
+        params = self.model.params
+        rest = params.rest_resonance_nm.detach()
+        design = dataclasses.replace(params, rest_resonance_nm=torch.full_like(rest, float(rest.mean())))
+        twin = copy.deepcopy(self)
+        twin.model = MRRBankModel(design)
+        return twin
 
     @property
     def rows(self) -> int:

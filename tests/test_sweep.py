@@ -105,3 +105,17 @@ def test_the_command_skips_stored_cells_writes_results_and_shows_them(pooled: tu
     assert "drift.png" in shown.output and (folder / "drift.png").stat().st_size > 0
     bad = runner.invoke(app, ["sweep", "run", str(folder / "missing.yaml")])
     assert bad.exit_code == 2 and "missing.yaml" in bad.output
+
+
+BENCHMARK_SWEEPS = sorted((Path(__file__).resolve().parents[1] / "benchmarks" / "sweeps").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", BENCHMARK_SWEEPS, ids=lambda path: f"{path.parent.name}/{path.name}")
+def test_every_benchmark_sweep_spec_is_valid_and_names_its_cells_uniquely(path: Path) -> None:
+    grid = cells(load_spec(path))
+    assert grid and len({cell.id for cell in grid}) == len(grid)
+
+
+def test_the_benchmark_sweeps_are_all_found() -> None:
+    names = {f"{path.parent.name}/{path.stem}" for path in BENCHMARK_SWEEPS}
+    assert {"sweeps/mzi", "sweeps/scaling", "methods/plain", "methods/offsets"} <= names

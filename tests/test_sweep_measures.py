@@ -9,7 +9,9 @@ import pytest
 import xarray as xr
 from sweep_helpers import measured_sweep
 
+from labsat.datasets import load_dataset
 from labsat.sweep.spec import SpecError, load_spec
+from labsat.training.config import TrainConfig
 
 SPEC = """\
 name: measures
@@ -76,7 +78,18 @@ def test_sharpness_brackets_the_spectrum_with_its_uncertainties(measured: xr.Dat
         ("dataset: iris", "dataset: iris\nbench: sim-mzi.yaml", r"measure chip_accuracy needs an MRR bank's chip"),
         ("trace_probes: 4", "trace_probes: 4\nmeasure: [coupler_errors]", r"measure coupler_errors needs an MZI mesh"),
         ("seed: [0, 1]", "seed: [0, 1]\n  twin: [calibrated, design]", r"twin 'design' trains on a mesh's design"),
-        ("seed: [0, 1]", "seed: [0, 1]\n  twin: [fitted]", r"twin 'fitted' is not one of: calibrated, design"),
+        ("seed: [0, 1]", "seed: [0, 1]\n  twin: [fitted]", r"twin 'fitted' is not one of: calibrated, design, unin"),
+        (
+            "seed: [0, 1]",
+            "seed: [0, 1]\n  twin: [uninformed]\nbench: sim-mzi.yaml",
+            r"twin 'uninformed' trains on a bank's calibrated twin without its fabrication offsets; bench "
+            r"'sim-mzi\.yaml' is a",
+        ),
+        (
+            "seed: [0, 1]\nmeasure: [accuracy,",
+            "seed: [0, 1]\n  validation_fraction: [0.15, 0.0]\nmeasure: [validation_drift,",
+            r"measure validation_drift needs a validation split; validation_fraction is 0",
+        ),
         ("read_noise: [0.0, 0.3]", "read_noise: [0.0, -0.3]", r"read_noise\[1\] = -0.3: a spread must be >= 0"),
         (
             "transfer_sigma_nm: [0.0, 0.1]",
@@ -97,3 +110,31 @@ def test_a_spec_the_measures_cannot_run_is_refused_by_file_and_key(
     path.write_text(SPEC.replace(old, new))
     with pytest.raises(SpecError, match=r"bad\.yaml: " + message):
         load_spec(path)
+
+
+UNINFORMED = """\
+name: offsets
+dataset: iris
+base: {method: bp, epochs: 2, hidden: [4], batch_size: 64}
+axes:
+  twin: [calibrated, uninformed]
+  seed: [0]
+measure: [accuracy, validation_drift]
+drift_k: [0.0, -2.0]
+"""
+
+
+def test_validation_drift_is_measured_on_the_held_out_split_with_either_bank_twin(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    measured = measured_sweep(tmp_path_factory, UNINFORMED, cells=2)
+    curve = measured["validation_drift"]
+    assert curve.dims == ("twin", "seed", "drift_k")
+    assert curve.attrs["units"] == "fraction of the test split"
+    held_out = load_dataset("iris", seed=0).with_validation(TrainConfig().validation_fraction, 0).validation
+    assert held_out is not None
+    # Every value is a count of the validation split's samples, not of the test split's.
+    counts = curve.values * len(held_out)
+    np.testing.assert_allclose(counts, np.round(counts), atol=1e-6)
+    assert len(held_out) != len(load_dataset("iris", seed=0).test)
+    assert bool(((curve >= 0) & (curve <= 1)).all())

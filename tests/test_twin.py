@@ -98,3 +98,19 @@ def test_a_bench_of_another_system_is_refused_before_the_store_is_read(data_dir:
     refused = pytest.raises(LabsatError, match="not an MRR bank")
     with open_bench(mesh, torch_device=torch.device("cpu")) as bench, refused:
         twin_for_bench(bench, Store(data_dir))
+
+
+def test_a_twin_without_fabrication_offsets_rests_every_ring_at_the_mean(sim_bench: Bench) -> None:
+    truth = _truth(sim_bench)
+    twin = Twin(truth.to(dtype=torch.float32), _exact_readout(truth))
+    rest = twin.model.params.rest_resonance_nm.clone()
+    assert float(rest.std()) > 0.01  # the simulated chip has fabrication offsets to forget
+    uninformed = twin.without_fabrication_offsets()
+    design = uninformed.model.params
+    torch.testing.assert_close(design.rest_resonance_nm, torch.full_like(rest, float(rest.mean())))
+    torch.testing.assert_close(design.fwhm_nm, twin.model.params.fwhm_nm)
+    torch.testing.assert_close(uninformed.volts_per_unit, twin.volts_per_unit)
+    torch.testing.assert_close(twin.model.params.rest_resonance_nm, rest)  # the original is untouched
+    controls = torch.full((twin.rows, twin.cols), 1.0)
+    x = torch.rand(3, twin.cols, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(uninformed.layer(x, controls), twin.layer(x, controls))

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from labsat.bench import DEFAULT_BENCH, open_bench
 from labsat.benchfile import BenchFile
+from labsat.calibration.stored import StoredCalibration
 from labsat.datasets import Split, load_dataset
 from labsat.evaluation.chips import BenchChips, bench_chips
 from labsat.evaluation.hessian import HessianOperator, extreme_eigenvalues, hutchinson_trace
@@ -50,14 +51,16 @@ from labsat.evaluation.sweeps import accuracy as classifier_accuracy
 from labsat.store import Store
 from labsat.sweep.spec import CURVATURE_MEASURES, SYSTEM_MEASURES, sweep_bench
 from labsat.systems.kind import system_of
+from labsat.systems.mrr import MRRBankSystem
 from labsat.systems.mzi import MZIMeshSystem
 from labsat.training.config import TrainConfig
-from labsat.training.evaluate import accuracy
+from labsat.training.evaluate import accuracy, accuracy_under_drift
 from labsat.training.loop import train
 from labsat.training.mzi import mesh_physical_layer
 from labsat.training.network import PhotonicNet
+from labsat.training.physical import PhysicalLayer
 from labsat.training.runners import device_runner
-from labsat.training.session import bench_layer, bench_network
+from labsat.training.session import bench_layer, bench_network, bench_twin
 from labsat.truth import SIMULATED_CHIP
 
 _PROCESS_STORE: Store | None = None
@@ -83,23 +86,28 @@ def run_cell(params: dict[str, Any]) -> dict[str, Any]:
     bench_file = sweep_bench(params.get("bench", DEFAULT_BENCH))
     with open_bench(bench_file) as bench:
         config = bench_network(bench, config, dataset)
-        if params.get("twin", "calibrated") == "design":
+        twin = params.get("twin", "calibrated")
+        record: StoredCalibration | None
+        if twin == "design":
             mesh = system_of(bench, MZIMeshSystem)
             layer, record = mesh_physical_layer(mesh, mesh.nominal_twin(), dataset.n_classes), None
+        elif twin == "uninformed":
+            bank_twin, record, _ = bench_twin(bench, _store())
+            bank = system_of(bench, MRRBankSystem)
+            layer = PhysicalLayer.from_system(bank, bank_twin.without_fabrication_offsets().layer)
         else:
             layer, record, _ = bench_layer(bench, _store(), dataset.n_classes)
         result = train(config, layer, dataset)
         values: dict[str, Any] = {}
         if "accuracy" in measures:
             values["accuracy"] = accuracy(result.net, dataset.test, device_runner(layer))
-        if "drift" in measures:
-            chip = bench.shared[SIMULATED_CHIP]
-            row = []
-            for delta in params["drift_k"]:
-                chip.set_ambient(delta)
-                row.append(accuracy(result.net, dataset.test, device_runner(layer)))
-            chip.set_ambient(0.0)
-            values["drift"] = row
+        held_out = dataset.with_validation(config.validation_fraction, config.seed).validation
+        for name, split in (("drift", dataset.test), ("validation_drift", held_out)):
+            if name in measures:
+                assert split is not None  # the spec refuses validation_drift without a validation split
+                values[name] = accuracy_under_drift(
+                    result.net, split, layer, bench.shared[SIMULATED_CHIP], params["drift_k"]
+                )
         kind = bench_file.system.type
         if SYSTEM_MEASURES.get(kind, frozenset()).intersection(measures):
             seeded = {**params, "seed": config.seed}

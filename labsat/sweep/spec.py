@@ -19,6 +19,7 @@ from labsat.training.config import TrainConfig
 Measure = Literal[
     "accuracy",
     "drift",
+    "validation_drift",
     "chip_accuracy",
     "noise",
     "control_noise",
@@ -51,9 +52,15 @@ CURVATURE_UNITS = {"mrr_bank": "V⁻²", "mzi_mesh": "rad⁻²"}
 """The test cross-entropy's curvature is over heater volts on a bank, over phase shifts on a mesh."""
 SPLIT = "1"
 """σ_ph in rad and σ_bs as a fraction of the 50:50 split, drawn equal on a fresh mesh (the SAT paper's diagonal)."""
-TWINS = ("calibrated", "design")
-"""What a cell trains with (the ``twin`` key of ``base`` or ``axes``): its bench's calibrated twin (the
-default), or, on a mesh, the design model (no calibration: the SAT paper's offline twin)."""
+TWINS = {
+    "calibrated": None,
+    "design": ("mzi_mesh", "a mesh's design model"),
+    "uninformed": ("mrr_bank", "a bank's calibrated twin without its fabrication offsets"),
+}
+"""What a cell trains with (the ``twin`` key of ``base`` or ``axes``), and the system kind it needs: the
+bench's calibrated twin (the default, any bench); a mesh's design model (no calibration: the SAT paper's
+offline twin); a bank's calibrated twin with every ring at the mean rest resonance (a lab that never
+measured its chip's fabrication offsets, :meth:`~labsat.twin.Twin.without_fabrication_offsets`)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,9 @@ class Variable:
 VARIABLES: dict[str, Variable] = {
     "accuracy": Variable(ACCURACY, None, "accuracy on the device after training"),
     "drift": Variable(ACCURACY, "drift_k", "accuracy on the device with the chip ΔT warmer"),
+    "validation_drift": Variable(
+        ACCURACY, "drift_k", "accuracy on the held-out validation split on the device with the chip ΔT warmer"
+    ),
     "chip_accuracy": Variable(ACCURACY, None, "accuracy on the chip model (ground truth, calibrated readout)"),
     "noise": Variable(ACCURACY, "read_noise", "chip-model accuracy under read noise, mean over draws"),
     "noise_std": Variable(ACCURACY, "read_noise", "sample std of `noise` over its draws"),
@@ -191,20 +201,25 @@ class SweepSpec(BaseModel):
             raise ValueError(
                 f"bench {self.bench!r} is not simulated (clock {spec.clock!r}): a sweep opens one per cell"
             )
+        twins = [*self.axes.get("twin", []), *([self.base["twin"]] if "twin" in self.base else [])]
+        for twin in twins:
+            if twin not in TWINS:
+                raise ValueError(f"twin {twin!r} is not one of: {', '.join(TWINS)}")
+            system_needed = TWINS[twin]
+            if system_needed is not None and spec.system.type != system_needed[0]:
+                raise ValueError(
+                    f"twin {twin!r} trains on {system_needed[1]}; bench {self.bench!r} is a {spec.system.label}"
+                )
         takes = SYSTEM_MEASURES.get(spec.system.type, frozenset())
         for measure in self.measure:
             kinds = [kind for kind, measures in SYSTEM_MEASURES.items() if measure in measures]
             if kinds and measure not in takes:
                 needs = " or ".join(SYSTEM_LABELS[kind] for kind in kinds)
                 raise ValueError(f"measure {measure} needs {needs}; bench {self.bench!r} is a {spec.system.label}")
-        twins = [*self.axes.get("twin", []), *([self.base["twin"]] if "twin" in self.base else [])]
-        for twin in twins:
-            if twin not in TWINS:
-                raise ValueError(f"twin {twin!r} is not one of: {', '.join(TWINS)}")
-            if twin == "design" and spec.system.type != "mzi_mesh":
-                raise ValueError(
-                    f"twin 'design' trains on a mesh's design model; bench {self.bench!r} is a {spec.system.label}"
-                )
+        if "validation_drift" in self.measure:
+            fractions = [self.base.get("validation_fraction"), *self.axes.get("validation_fraction", [])]
+            if 0 in fractions:
+                raise ValueError("measure validation_drift needs a validation split; validation_fraction is 0")
         return self
 
     @model_validator(mode="after")
