@@ -20,6 +20,10 @@ class BenchFileError(LabsatError):
         self.detail = message
         super().__init__(f"{path}: {key}: {message}" if key else f"{path}: {message}")
 
+    def __reduce__(self) -> tuple[type[BenchFileError], tuple[str, str, str]]:
+        """Pickled with its three parts, so it crosses from a bench process to the service whole."""
+        return (type(self), (self.path, self.key, self.detail))
+
 
 class RefusedRequest(LabsatError):
     """A request was refused before anything was written, so the hardware state is unchanged."""
@@ -34,6 +38,10 @@ class LimitViolation(RefusedRequest):
         self.value = value
         self.limit = limit
         super().__init__(f"{device}.{channel} = {value:g} refused: {limit}; nothing was written")
+
+    def __reduce__(self) -> tuple[type[LimitViolation], tuple[str, str, float, str]]:
+        """Pickled with its parts (a refusal in a bench process reaches the service as itself)."""
+        return (type(self), (self.device, self.channel, self.value, self.limit))
 
 
 class UnknownChannel(RefusedRequest):

@@ -68,6 +68,10 @@ class BenchInUse(LabsatError):
         holder = owner.describe() if owner is not None else "another process (it has not written its owner record yet)"
         super().__init__(f"bench {bench!r} is in use: {key} is held by {holder}; nothing was written")
 
+    def __reduce__(self) -> tuple[type[BenchInUse], tuple[str, str, Owner | None]]:
+        """Pickled with its parts (a bench process that cannot open tells the service who holds the bench)."""
+        return (type(self), (self.bench, self.key, self.owner))
+
 
 @dataclass
 class _Role:
@@ -82,6 +86,12 @@ def announce(*, command: str | None = None, url: str | None = None) -> None:
     """Say what this process is, for the owner records of the benches it opens from now on
     (``labsat serve`` gives its URL, so a CLI command can send its writes there)."""
     _role.command, _role.url = command, url
+
+
+def announced() -> tuple[str | None, str | None]:
+    """What this process said it is (command, URL): a service hands it to the bench processes it starts,
+    whose owner records then name the service."""
+    return _role.command, _role.url
 
 
 def lock_keys(bench_file: str | None, addresses: Iterable[str | None]) -> list[str]:

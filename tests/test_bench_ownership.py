@@ -7,6 +7,7 @@ process sends the instrument is seen here; the CLI runs in a subprocess (and the
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -124,10 +125,14 @@ def test_while_the_service_owns_the_bench_the_cli_writes_through_its_api_or_not_
         refused = _labsat("set", "heaters.h3=1.5", "--bench", str(path))  # no token: refused, holder named
         assert refused.returncode == 2, refused.stderr
         assert len(refused.stderr.strip().splitlines()) == 1
-        assert f"pid {service.pid} (labsat serve, service at {url})" in refused.stderr
+        owner = rf"pid (\d+) \(labsat serve \(bench process\), service at {re.escape(url)}\)"
+        holder = re.search(owner, refused.stderr)
+        assert holder is not None, refused.stderr
+        bench_pid = int(holder.group(1))  # the service's own bench process owns the bench
+        assert int(Path(f"/proc/{bench_pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == service.pid
         np.testing.assert_array_equal(backend.volts, 0.0)
 
-        with pytest.raises(BenchInUse, match=rf"held by pid {service.pid}"):
+        with pytest.raises(BenchInUse, match=rf"held by pid {bench_pid}"):
             open_bench(path, data_dir=data_dir)  # nor does a second guard open here
 
         sent = _labsat("set", "heaters.h3=1.5", "--bench", str(path), "--json", token=TOKEN)

@@ -86,7 +86,7 @@ def serve(
             f"[bold yellow]warning:[/] listening on {host}: other machines can reach the bench; "
             "tokens travel in clear text unless a TLS proxy sits in front"
         )
-    engine = JobEngine(Store(root), bench or [builtin_bench_path()])
+    engine = JobEngine(Store(root), bench or [builtin_bench_path()], isolation="process")
     announce(command="labsat serve", url=_local_url(host, port))  # named in the benches' owner records
     _start_off_the_main_thread(engine)
     try:

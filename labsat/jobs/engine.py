@@ -18,20 +18,21 @@ import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from pydantic import BaseModel
 
-from labsat.bench import Bench, open_bench
+from labsat.bench import open_bench
 from labsat.benchfile import BenchFile
-from labsat.describe import describe_bench
 from labsat.errors import LabsatError
 from labsat.guard import BenchState
 from labsat.jobs import builtin as _builtin  # noqa: F401  (registers labsat's job kinds)
+from labsat.jobs.bench_process import BenchProcess
 from labsat.jobs.journal import JobJournal
 from labsat.jobs.kinds import get_kind
 from labsat.jobs.model import HOLDS_BENCH, EventType, InvalidTransition, Job, JobEvent, JobState
-from labsat.jobs.worker import BenchBusy, BenchWorker
+from labsat.jobs.runner import BenchRunner
+from labsat.jobs.worker import BenchWorker
 from labsat.store import ARTIFACTS, NotFound, Store
 
 try:
@@ -42,6 +43,10 @@ except ImportError:  # Windows: no advisory locks; one service per data director
 log = logging.getLogger(__name__)
 
 LOCK_FILE = "service.lock"
+
+Isolation = Literal["thread", "process"]
+"""Where a bench's worker runs: on a thread of this process, or in a bench process of its own
+(:mod:`labsat.jobs.bench_process`; what ``labsat serve`` runs)."""
 
 
 class DataDirInUse(LabsatError):
@@ -65,13 +70,19 @@ class JobEngine:
     """Benches, workers and jobs of one service process."""
 
     def __init__(
-        self, store: Store, benches: Sequence[str | Path | BenchFile], *, progress_interval: float = 0.25
+        self,
+        store: Store,
+        benches: Sequence[str | Path | BenchFile],
+        *,
+        progress_interval: float = 0.25,
+        isolation: Isolation = "thread",
     ) -> None:
         self.store = store
         self.journal = JobJournal(store)
         self.progress_interval = progress_interval
+        self.isolation = isolation
         self._bench_files = list(benches)
-        self._workers: dict[str, BenchWorker] = {}
+        self._workers: dict[str, BenchRunner] = {}
         self._lock: IO[str] | None = None
         self._started = False
 
@@ -86,26 +97,21 @@ class JobEngine:
         if self._started:
             return []
         self._lock_data_dir()
-        opened: list[Bench] = []
+        opened: list[BenchRunner] = []
         try:
             for source in self._bench_files:
-                bench = open_bench(source, data_dir=self.store.root)
-                opened.append(bench)
-                if sum(other.name == bench.name for other in opened) > 1:
-                    raise LabsatError(f"two bench files name a bench {bench.name!r}; bench names must differ")
+                runner = self._open(source)
+                opened.append(runner)
+                if sum(other.name == runner.name for other in opened) > 1:
+                    raise LabsatError(f"two bench files name a bench {runner.name!r}; bench names must differ")
             interrupted = self.journal.recover()
-            for bench in opened:
-                bench.safe_state()
-            self._workers = {
-                bench.name: BenchWorker(bench, self.journal, progress_interval=self.progress_interval)
-                for bench in opened
-            }
+            self._workers = {runner.name: runner for runner in opened}
             for job in self.journal.queued():
                 if job.bench in self._workers:
                     self._workers[job.bench].enqueue(job.id)
         except BaseException:
-            for bench in opened:
-                bench.close(failed=True)
+            for runner in opened:
+                runner.shutdown(0.0)
             self._workers = {}
             self._unlock_data_dir()
             raise
@@ -119,11 +125,7 @@ class JobEngine:
     def close(self, timeout: float = 30.0) -> None:
         """Interrupt running jobs at their next checkpoint, put every bench in its safe state, unlock."""
         for worker in self._workers.values():
-            if not worker.stop(timeout):
-                log.error("bench %s: its job did not reach a checkpoint within %g s; halting", worker.name, timeout)
-                worker.bench.guard.halt("service shutdown")  # the stuck job must not write after the safe state
-        for worker in self._workers.values():
-            worker.bench.close(failed=True)
+            worker.shutdown(timeout)  # a job that misses its checkpoint is halted: no write after the safe state
         self._workers = {}
         self._started = False
         self._unlock_data_dir()
@@ -134,7 +136,7 @@ class JobEngine:
     def bench_names(self) -> list[str]:
         return list(self._workers)
 
-    def worker(self, bench: str) -> BenchWorker:
+    def worker(self, bench: str) -> BenchRunner:
         try:
             return self._workers[bench]
         except KeyError:
@@ -143,36 +145,27 @@ class JobEngine:
     def bench_status(self, bench: str) -> BenchStatus:
         worker = self.worker(bench)
         job, queued = worker.status()
-        guard = worker.bench.guard
+        guard = worker.guard_status()
         state = guard.state
         if state == "idle" and job is not None:  # paused: the job holds the bench between its runs
             state = "busy"
-        return BenchStatus(bench, worker.bench.path, job, queued, guard.halted, state, guard.faulted)
+        return BenchStatus(bench, worker.path, job, queued, guard.halted, state, guard.fault)
 
     def clear_fault(self, bench: str) -> str | None:
         """The administrator's clear of a latched fault; returns the fault that was lifted (None: there was none)."""
-        return self.worker(bench).bench.guard.clear_fault()
+        return self.worker(bench).clear_fault()
 
     def describe(self, bench: str) -> tuple[dict[str, Any], bool]:
         """The bench's description and whether it is live (read now) or from the guard's record (a job holds it)."""
-        worker = self.worker(bench)
-        try:
-            return worker.call(describe_bench), True
-        except BenchBusy:
-            return describe_bench(worker.bench, live=False), False
+        return self.worker(bench).describe()
 
     def set_channels(self, bench: str, values: Mapping[str, float]) -> dict[str, float]:
         """Manual write through the guard, on the bench's worker; :class:`BenchBusy` while a job holds it."""
-
-        def write(opened: Bench) -> dict[str, float]:
-            opened.set_channels(dict(values))
-            return {target: opened.channel_value(target) for target in values}
-
-        return self.worker(bench).call(write)
+        return self.worker(bench).set_channels(values)
 
     def outputs(self, bench: str) -> dict[str, list[float]]:
         """Every voltage source's outputs as the guard last wrote them (no instrument is asked)."""
-        return {name: source.values().tolist() for name, source in self.worker(bench).bench.sources.items()}
+        return self.worker(bench).outputs()
 
     def emergency_stop(self, bench: str) -> list[str]:
         """Outputs safe now, the running job and the queue cancelled; returns the cancelled job ids."""
@@ -186,7 +179,7 @@ class JobEngine:
         """Validate and queue a job; ``bench`` may be omitted when the service has only one."""
         job_kind = get_kind(kind)
         worker = self._pick(bench)
-        worker.bench.guard.refuse_if_faulted()  # named now, not when the job would have started
+        worker.refuse_if_faulted()  # named now, not when the job would have started
         raw = params.model_dump() if isinstance(params, BaseModel) else params
         validated = job_kind.params.model_validate(raw)
         job = self.journal.create(kind, worker.name, validated.model_dump(mode="json"), submitted_by)
@@ -262,7 +255,21 @@ class JobEngine:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    def _pick(self, bench: str | None) -> BenchWorker:
+    def _open(self, source: str | Path | BenchFile) -> BenchRunner:
+        """The bench of ``source`` open in its safe state, with its worker (not started yet)."""
+        if self.isolation == "process":
+            runner = BenchProcess(source, self.store.root, self.journal, progress_interval=self.progress_interval)
+            runner.open()
+            return runner
+        bench = open_bench(source, data_dir=self.store.root)
+        try:
+            bench.safe_state()
+        except BaseException:
+            bench.close(failed=True)
+            raise
+        return BenchWorker(bench, self.journal, progress_interval=self.progress_interval)
+
+    def _pick(self, bench: str | None) -> BenchRunner:
         if bench is not None:
             return self.worker(bench)
         if len(self._workers) == 1:

@@ -21,18 +21,19 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pydantic import ValidationError
 
+from labsat.describe import describe_bench
 from labsat.errors import Halted, LabsatError
+from labsat.guard import BenchState
 from labsat.jobs.figures import write_metrics
-from labsat.jobs.journal import JobJournal
 from labsat.jobs.kinds import JobCancelled, JobInterrupted, get_kind
-from labsat.jobs.model import Job, JobState, Progress
+from labsat.jobs.model import EventType, Job, JobEvent, JobState, Progress
 
 if TYPE_CHECKING:
     from labsat.bench import Bench
@@ -45,6 +46,39 @@ T = TypeVar("T")
 
 class BenchBusy(LabsatError):
     """A job holds the bench, so a manual operation was refused; nothing was written."""
+
+
+@dataclass(frozen=True)
+class GuardStatus:
+    """What the bench's guard says: its state, why it is halted, the latched fault."""
+
+    state: BenchState
+    halted: str | None
+    fault: str | None
+
+
+class WorkerJournal(Protocol):
+    """What a worker records through: the service's :class:`~labsat.jobs.journal.JobJournal`, in its process
+    or reached from a bench's own process (:class:`~labsat.jobs.bench_process.RemoteJournal`)."""
+
+    @property
+    def store(self) -> Store: ...
+
+    def transition(
+        self, job_id: str, new: JobState, *, error: str | None = None, result: dict[str, Any] | None = None
+    ) -> Job: ...
+
+    def progress(self, job_id: str, progress: Progress) -> None: ...
+
+    def append(self, job_id: str, type: EventType, data: dict[str, Any]) -> JobEvent: ...
+
+    def remember(self, job_id: str, values: Mapping[str, Any]) -> None: ...
+
+    def memo(self, job_id: str) -> dict[str, Any]: ...
+
+    def events(
+        self, job_id: str, after: int = 0, limit: int | None = None, types: Sequence[EventType] | None = None
+    ) -> list[JobEvent]: ...
 
 
 @dataclass
@@ -69,7 +103,7 @@ class _Active:
 class BenchWorker:
     """Runs one bench's queue; every public method may be called from any thread."""
 
-    def __init__(self, bench: Bench, journal: JobJournal, *, progress_interval: float = 0.25) -> None:
+    def __init__(self, bench: Bench, journal: WorkerJournal, *, progress_interval: float = 0.25) -> None:
         self.bench = bench
         self.journal = journal
         self.progress_interval = progress_interval
@@ -78,6 +112,8 @@ class BenchWorker:
         self._calls: deque[_Call[Any]] = deque()
         self._active: _Active | None = None
         self._stopping = False
+        self.closed = False
+        """Whether :meth:`shutdown` has closed the bench."""
         self._thread = threading.Thread(target=self._loop, name=f"labsat-bench-{bench.name}", daemon=True)
 
     @property
@@ -167,6 +203,54 @@ class BenchWorker:
         if item.error is not None:
             raise item.error
         return item.result  # type: ignore[return-value]
+
+    # -- the bench, for the engine (any thread) -----------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        return self.bench.path
+
+    def guard_status(self) -> GuardStatus:
+        guard = self.bench.guard
+        return GuardStatus(guard.state, guard.halted, guard.faulted)
+
+    def refuse_if_faulted(self) -> None:
+        self.bench.guard.refuse_if_faulted()
+
+    def clear_fault(self) -> str | None:
+        """The administrator's clear of a latched fault; returns the fault that was lifted (None: there was none)."""
+        return self.bench.guard.clear_fault()
+
+    def describe(self) -> tuple[dict[str, Any], bool]:
+        """The bench's description and whether it is live (read now) or from the guard's record (a job holds it)."""
+        try:
+            return self.call(describe_bench), True
+        except BenchBusy:
+            return describe_bench(self.bench, live=False), False
+
+    def set_channels(self, values: Mapping[str, float]) -> dict[str, float]:
+        """Manual write through the guard, between jobs; :class:`BenchBusy` while a job holds the bench."""
+
+        def write(opened: Bench) -> dict[str, float]:
+            opened.set_channels(dict(values))
+            return {target: opened.channel_value(target) for target in values}
+
+        return self.call(write)
+
+    def outputs(self) -> dict[str, list[float]]:
+        """Every voltage source's outputs as the guard last wrote them (no instrument is asked)."""
+        return {name: source.values().tolist() for name, source in self.bench.sources.items()}
+
+    def shutdown(self, timeout: float) -> bool:
+        """:meth:`stop`, then the bench safe and closed; a job that does not reach a checkpoint in time is halted
+        first, so it cannot write after the safe state. False if it had to be halted."""
+        stopped = self.stop(timeout)
+        if not stopped:
+            log.error("bench %s: its job did not reach a checkpoint within %g s; halting", self.name, timeout)
+            self.bench.guard.halt("service shutdown")
+        self.bench.close(failed=True)
+        self.closed = True
+        return stopped
 
     def emergency_stop(self) -> list[str]:
         """Halt the guard (outputs safe within one guard step), cancel the running job, the queue and every
