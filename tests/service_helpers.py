@@ -26,7 +26,7 @@ from labsat.api.app import create_app
 from labsat.api.auth import Principal, Scope, TokenTable, digest
 from labsat.bench import builtin_bench_path, open_bench
 from labsat.calibration import CalibrationOptions, calibrate
-from labsat.jobs.engine import JobEngine
+from labsat.jobs.engine import Isolation, JobEngine
 from labsat.jobs.kinds import JobContext, JobKind, register
 from labsat.store import Store
 
@@ -104,18 +104,22 @@ def calibrated_fixture(data_dir: Path, calibrated_template: Path) -> Path:
     return data_dir
 
 
-def new_engine(root: Path) -> JobEngine:
+def new_engine(root: Path, isolation: Isolation = "thread") -> JobEngine:
     """An engine over the default bench with frequent progress reports; not started."""
-    return JobEngine(Store(root), [builtin_bench_path()], progress_interval=0.05)
+    return JobEngine(Store(root), [builtin_bench_path()], progress_interval=0.05, isolation=isolation)
+
+
+def running(engine: JobEngine) -> Iterator[JobEngine]:
+    """``engine`` started, then closed when the fixture that yields from this ends."""
+    engine.start()
+    yield engine
+    engine.close(timeout=WAIT_S)
 
 
 @pytest.fixture(name="engine")
 def engine_fixture(data_dir: Path) -> Iterator[JobEngine]:
     """A started engine over the default bench (no calibration), closed after the test."""
-    started = new_engine(data_dir)
-    started.start()
-    yield started
-    started.close(timeout=WAIT_S)
+    yield from running(new_engine(data_dir))
 
 
 @contextmanager

@@ -12,7 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from service_helpers import WAIT_S, calibrated_fixture, calibrated_template_fixture, wait_for  # noqa: F401
+from service_helpers import (  # noqa: F401  (fixtures)
+    WAIT_S,
+    calibrated_fixture,
+    calibrated_template_fixture,
+    new_engine,
+    running,
+    wait_for,
+)
 
 from labsat.bench import builtin_bench_path, open_bench
 from labsat.errors import LabsatError
@@ -28,16 +35,9 @@ LONG = {**SHORT, "epochs": 400}
 """A run long enough to be killed in the middle (tens of seconds), resumable from its checkpoints."""
 
 
-def _engine(root: Path) -> JobEngine:
-    return JobEngine(Store(root), [builtin_bench_path()], progress_interval=0.05, isolation="process")
-
-
 @pytest.fixture(name="engine")
 def engine_fixture(calibrated: Path) -> Iterator[JobEngine]:
-    started = _engine(calibrated)
-    started.start()
-    yield started
-    started.close(timeout=WAIT_S)
+    yield from running(new_engine(calibrated, isolation="process"))
 
 
 def _runner(engine: JobEngine) -> BenchProcess:
@@ -146,7 +146,7 @@ def test_sigkill_of_the_service_leaves_the_bench_safe_and_the_job_resumable(cali
     assert "outputs safe, bench closed" in log.read_text()
     with open_bench(builtin_bench_path(), data_dir=calibrated) as bench:  # its lock was released
         assert not bench.sources["heaters"].read_back().any()  # and the instrument itself was left safe
-    restarted = _engine(calibrated)
+    restarted = new_engine(calibrated, isolation="process")
     assert [job.id for job in restarted.start()] == [job_id]  # left running by the dead service: interrupted
     try:
         _contiguous(restarted, job_id)
