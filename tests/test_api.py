@@ -3,10 +3,8 @@ and writes nothing, tokens load from file and environment, artifacts cannot be e
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,6 @@ from service_helpers import TOKENS, auth, new_engine, token_table
 from labsat.api.app import create_app
 from labsat.api.auth import Scope, TokenError, TokenTable
 from labsat.api.jobs import _event_id, job_request_type
-from labsat.api.pacing import ReadPacer
 from labsat.jobs.engine import JobEngine
 
 WRITES = ("post", "put", "patch", "delete")
@@ -192,22 +189,6 @@ def test_anonymous_reads_only_when_configured(data_dir: Path) -> None:
 def test_the_submission_schema_lists_every_kind() -> None:
     kinds = {variant.model_fields["kind"].annotation.__args__[0] for variant in job_request_type().__origin__.__args__}
     assert {"calibrate", "train", "deploy"} <= kinds
-
-
-def test_reads_are_paced_and_writes_never_wait() -> None:
-    async def app(scope: dict, receive: object, send: object) -> None:
-        return None
-
-    pacer = ReadPacer(app, rate=200.0, burst=5)  # type: ignore[arg-type]
-
-    async def requests(method: str, count: int) -> float:
-        started = time.perf_counter()
-        for _ in range(count):
-            await pacer({"type": "http", "method": method}, None, None)  # type: ignore[arg-type]
-        return time.perf_counter() - started
-
-    assert asyncio.run(requests("POST", 50)) < 0.1  # an emergency stop never queues behind pollers
-    assert asyncio.run(requests("GET", 45)) >= (45 - 5 - 1) / 200 * 0.95  # beyond the burst: 200 per second
 
 
 def test_a_tokens_file_that_is_not_utf8_is_one_clear_error(tmp_path: Path) -> None:

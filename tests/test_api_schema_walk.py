@@ -41,7 +41,7 @@ EXAMPLES = 12
 @pytest.fixture(name="app")
 def app_fixture(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FastAPI]:
     monkeypatch.setattr(BenchWorker, "enqueue", lambda self, job_id: None)
-    app = create_app(new_engine(data_dir), token_table(), read_rate=None)
+    app = create_app(new_engine(data_dir), token_table())
     with TestClient(app):  # runs the app's start-up: the engine and its benches
         yield app
 

@@ -106,7 +106,7 @@ def test_bench_channel_sets(bench: Bench) -> None:
 
 def test_rest_channel_sets(tight_bench: Path, data_dir: Path) -> None:
     engine = JobEngine(Store(data_dir), [tight_bench])
-    with TestClient(create_app(engine, token_table(), read_rate=None)) as client:
+    with TestClient(create_app(engine, token_table())) as client:
         bench = engine.worker("sim-mrr").bench
         recorder = RawWriteRecorder(bench)
         operate = auth(Scope.OPERATE)

@@ -33,7 +33,6 @@ from pydantic import ValidationError
 from labsat import __version__
 from labsat.api import artifacts, benches, jobs, records
 from labsat.api.auth import ReadAccess, Scope, TokenTable, route_scope
-from labsat.api.pacing import DEFAULT_READ_RATE, ReadPacer
 from labsat.api.schemas import ErrorResponse, Health, Whoami
 from labsat.errors import Halted, LabsatError, LimitViolation, RefusedRequest, UnknownChannel
 from labsat.jobs.engine import JobEngine
@@ -65,8 +64,11 @@ scope it needs (`x-labsat-scope`). No token: 401; too low a scope: 403.
 """
 
 
-def create_app(engine: JobEngine, tokens: TokenTable, *, read_rate: float | None = DEFAULT_READ_RATE) -> FastAPI:
-    """The labsat REST app over ``engine`` (started and stopped with the app); ``read_rate=None``: reads unpaced."""
+def create_app(engine: JobEngine, tokens: TokenTable) -> FastAPI:
+    """The labsat REST app over ``engine`` (started and stopped with the app).
+
+    Reads are not paced: with each bench in a process of its own (``labsat serve``), answering pollers
+    does not take the interpreter from a job (``benchmarks/bench_api.py``)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,8 +90,6 @@ def create_app(engine: JobEngine, tokens: TokenTable, *, read_rate: float | None
     ):
         _document_scopes(router)
         app.include_router(router, prefix=API_PREFIX)
-    if read_rate is not None:
-        app.add_middleware(ReadPacer, rate=read_rate)
     app.add_exception_handler(LabsatError, _labsat_error)  # type: ignore[arg-type]
     app.add_exception_handler(ValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _request_validation_error)  # type: ignore[arg-type]

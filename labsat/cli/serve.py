@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from labsat.api.pacing import DEFAULT_READ_RATE
 from labsat.cli.app import DataDirOption, app, console, error_console, user_errors
 from labsat.ownership import announce
 from labsat.paths import data_dir as resolve_data_dir
@@ -43,14 +42,6 @@ def serve(
             "token on first start. LABSAT_TOKENS adds name:scope:token entries.",
         ),
     ] = None,
-    max_read_rate: Annotated[
-        float,
-        typer.Option(
-            min=0,
-            help="Reads (GET) per second admitted at most, so polling clients cannot slow jobs down; "
-            "0: unlimited. Writes (emergency stop included) are never delayed.",
-        ),
-    ] = DEFAULT_READ_RATE,
     access_log: Annotated[
         bool, typer.Option("--access-log", help="Log every request (off by default: polling clients flood it).")
     ] = False,
@@ -91,7 +82,7 @@ def serve(
     _start_off_the_main_thread(engine)
     try:
         uvicorn.run(
-            create_app(engine, table, read_rate=max_read_rate or None),
+            create_app(engine, table),
             host=host,
             port=port,
             log_level="info",
