@@ -26,13 +26,13 @@ from labsat.errors import LabsatError
 from labsat.jobs.bench_process import BenchProcess
 from labsat.jobs.engine import JobEngine
 from labsat.jobs.journal import JobJournal
-from labsat.jobs.model import JobState
+from labsat.jobs.model import JobEvent, JobState
 from labsat.store import Store
 
 BENCH = "sim-mrr"
 SHORT = {"dataset": "iris", "epochs": 2, "method": "pat", "hidden": [4], "batch_size": 16}
-LONG = {**SHORT, "epochs": 400}
-"""A run long enough to be killed in the middle (tens of seconds), resumable from its checkpoints."""
+LONG = {**SHORT, "epochs": 40}
+"""A run long enough to be killed in the middle (several seconds), resumable from its checkpoints."""
 
 
 @pytest.fixture(name="engine")
@@ -54,6 +54,18 @@ def _contiguous(engine: JobEngine, job_id: str) -> None:
     """Every event of the job, numbered 1, 2, … with none missing or twice: nothing was lost."""
     numbers = [event.seq for event in engine.events(job_id)]
     assert numbers == list(range(1, len(numbers) + 1))
+
+
+def _past_epoch_3(events: list[JobEvent]) -> bool:
+    """Epoch 3 ran, so a checkpoint of epoch 2 or later is on disk."""
+    return any(event.type == "metric" and event.data["epoch"] >= 3 for event in events)
+
+
+def _resumed_from_a_checkpoint(events: list[JobEvent], epochs: int) -> None:
+    """The second attempt's epochs go on from a checkpoint, not from 1, and reach the last one."""
+    resumed = max(i for i, event in enumerate(events) if event.type == "state" and event.data["state"] == "queued")
+    second = [event.data["epoch"] for event in events[resumed:] if event.type == "metric"]
+    assert resumed > 0 and second[0] > 1 and second[-1] == epochs
 
 
 def _alive(pid: int) -> bool:
@@ -89,7 +101,7 @@ def test_sigkill_of_a_bench_process_interrupts_its_job_and_a_fresh_process_drive
     killed = runner.pid
     assert killed is not None
     job = engine.submit("train", None, LONG)
-    wait_for(lambda: engine.get(job.id).progress is not None, what="the job to report progress")
+    wait_for(lambda: _past_epoch_3(engine.events(job.id)), what="the job's third epoch")
     os.kill(killed, signal.SIGKILL)
     assert _ended(engine, job.id) is JobState.INTERRUPTED
     assert "worker process ended" in (engine.get(job.id).error or "")
@@ -102,9 +114,10 @@ def test_sigkill_of_a_bench_process_interrupts_its_job_and_a_fresh_process_drive
         engine.submit("train", None, SHORT)  # refused until an administrator has looked
     assert engine.clear_fault(BENCH) is not None
     _contiguous(engine, job.id)
-    engine.cancel(engine.resume(job.id).id)  # resumable: queued again on the fresh process
-    assert _ended(engine, job.id) is JobState.CANCELLED
+    assert engine.resume(job.id).attempt == 2  # queued again, on the fresh bench process
+    assert _ended(engine, job.id) is JobState.SUCCEEDED, engine.get(job.id).error
     _contiguous(engine, job.id)
+    _resumed_from_a_checkpoint(engine.events(job.id), LONG["epochs"])
 
 
 SERVICE = textwrap.dedent(
@@ -137,7 +150,7 @@ def test_sigkill_of_the_service_leaves_the_bench_safe_and_the_job_resumable(cali
         assert service.stdout is not None
         job_id, bench_pid = service.stdout.readline().split()
         journal = JobJournal(Store(calibrated))
-        wait_for(lambda: journal.get(job_id).progress is not None, what="the job to report progress")
+        wait_for(lambda: _past_epoch_3(journal.events(job_id)), what="the job's third epoch")
         service.send_signal(signal.SIGKILL)
         service.wait(WAIT_S)
         wait_for(lambda: not _alive(int(bench_pid)), what="the bench process to end after the service")
@@ -150,7 +163,9 @@ def test_sigkill_of_the_service_leaves_the_bench_safe_and_the_job_resumable(cali
     assert [job.id for job in restarted.start()] == [job_id]  # left running by the dead service: interrupted
     try:
         _contiguous(restarted, job_id)
-        restarted.cancel(restarted.resume(job_id).id)
-        assert _ended(restarted, job_id) is JobState.CANCELLED
+        assert restarted.resume(job_id).attempt == 2
+        assert _ended(restarted, job_id) is JobState.SUCCEEDED, restarted.get(job_id).error
+        _contiguous(restarted, job_id)
+        _resumed_from_a_checkpoint(restarted.events(job_id), LONG["epochs"])
     finally:
         restarted.close(timeout=WAIT_S)
