@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 import xarray as xr
-from service_helpers import TOKENS, WAIT_S, new_engine, serving
+from service_helpers import (  # noqa: F401  (fixtures)
+    TOKENS,
+    WAIT_S,
+    calibrated_fixture,
+    calibrated_template_fixture,
+    new_engine,
+    serving,
+)
+from write_recorder import RawWriteRecorder
 
 from labsat.api.auth import Scope
 from labsat.client import ApiError, LabsatClient
@@ -45,6 +53,38 @@ def test_a_sweep_job_runs_its_cells_and_leaves_a_netcdf_with_units_and_settings(
         assert (data["accuracy"].values >= 0).all() and (data["accuracy"].values <= 1).all()
         assert '"name": "rest"' in data.attrs["settings"]
         assert b"seed" in lab.download("jobs", job.id, "results.csv").splitlines()[0]
+
+
+def test_a_sweep_on_the_service_bench_trains_every_cell_there_through_its_guard(calibrated: Path) -> None:
+    """Engine ``bench``: a sweep on hardware. Every cell's device forwards are the service's own bench's."""
+    engine = new_engine(calibrated)
+    spec = {**SPEC, "base": {**SPEC["base"], "method": "pat"}, "measure": ["accuracy", "forwards", "bench_time"]}
+    with serving(engine) as url, _client(url) as lab:
+        recorder = RawWriteRecorder(engine.worker("sim-mrr").bench)  # below the guard of the service's bench
+        job = lab.wait(lab.submit("sweep", {"spec": spec, "engine": "bench"}).id, timeout=4 * WAIT_S)
+        assert job.state is JobState.SUCCEEDED, job.error
+        assert (job.result or {})["ok"] == 2
+        data = xr.open_dataset(io.BytesIO(lab.download("jobs", job.id, "results.nc")), engine="h5netcdf")
+        assert (data["forwards"].values > 0).all() and (data["bench_time"].values > 0).all()
+        assert recorder.counts["raw voltage writes"] > 0 and recorder.violations == []
+        assert len(lab.calibrations()) == 1  # the cells used the service's calibration and made none
+
+
+@pytest.mark.parametrize(
+    ("spec", "engine", "named"),
+    [
+        ({**SPEC, "measure": ["accuracy", "drift"]}, "bench", "drift need a simulated chip"),
+        ({**SPEC, "bench": "sim-mzi.yaml"}, "bench", "the spec names 'sim-mzi.yaml'"),
+    ],
+)
+def test_a_sweep_on_the_service_bench_takes_only_what_hardware_can_measure(
+    data_dir: Path, spec: dict[str, Any], engine: str, named: str
+) -> None:
+    with serving(new_engine(data_dir)) as url, _client(url) as lab:
+        with pytest.raises(ApiError) as refused:
+            lab.submit("sweep", {"spec": spec, "engine": engine})
+        assert refused.value.status == 422 and named in str(refused.value)
+        assert lab.jobs() == []
 
 
 @pytest.mark.parametrize(

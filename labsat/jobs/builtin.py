@@ -18,8 +18,9 @@ from pathlib import Path
 from statistics import fmean
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator, model_validator
 
+from labsat.bench import DEFAULT_BENCH
 from labsat.calibration import (
     PROCEDURE_ORDER,
     calibrate_bench,
@@ -36,7 +37,7 @@ from labsat.sweep.dataset import sweep_dataset
 from labsat.sweep.engines import run_sweep
 from labsat.sweep.grid import cells
 from labsat.sweep.show import line_plots
-from labsat.sweep.spec import SweepSpec
+from labsat.sweep.spec import DEVICE_MEASURES, SweepSpec
 from labsat.systems.kind import calibration_settings, system_kind
 from labsat.training.config import TrainConfig
 from labsat.training.evaluate import accuracy
@@ -284,18 +285,37 @@ MAX_SWEEP_CELLS = 256
 class SweepParams(BaseModel):
     """A grid of training runs and their measures (``labsat sweep run``), submitted as its spec.
 
-    The cells train on private simulated benches, never on this service's bench, so a sweep cannot write
-    an instrument; the job holds its bench's queue while it runs. ``inline`` runs the cells one after another
-    inside the service (a cancel or pause takes effect between two cells); ``local`` spreads them over a pool
-    of ``workers`` processes, and a cancel then lets the running cells finish. Ray on a lab's cluster is the
-    command line's (``--address``): a REST client cannot make the service connect to a host.
+    With ``inline`` and ``local`` the cells train on private simulated benches, never on this service's bench,
+    so such a sweep cannot write an instrument; the job holds its bench's queue while it runs. ``inline`` runs
+    the cells one after another inside the service (a cancel or pause takes effect between two cells);
+    ``local`` spreads them over a pool of ``workers`` processes, and a cancel then lets the running cells
+    finish. ``bench`` trains every cell on this service's own bench (real hardware), one after another,
+    through its guard, with the twin of its newest calibration: only the device's measures (accuracy,
+    forwards, bench_time, wall), and the spec names no bench. Ray on a lab's cluster is the command line's
+    (``--address``): a REST client cannot make the service connect to a host.
     """
 
     model_config = ConfigDict(extra="forbid")
 
     spec: SweepSpec = Field(description="The sweep spec, as in a sweep YAML file.")
-    engine: Literal["inline", "local"] = Field("inline", description="inline (in the service) or local (a pool).")
+    engine: Literal["inline", "local", "bench"] = Field(
+        "inline", description="inline (simulated, in the service), local (simulated, a pool) or bench (this bench)."
+    )
     workers: int = Field(2, ge=1, le=8, description="Pool processes (engine local).")
+
+    @model_validator(mode="after")
+    def _bench_sweeps_take_device_measures(self) -> SweepParams:
+        if self.engine != "bench":
+            return self
+        if self.spec.bench != DEFAULT_BENCH:
+            raise ValueError(f"engine 'bench' trains on this service's bench; the spec names {self.spec.bench!r}")
+        beyond = [m for m in self.spec.measure if m not in DEVICE_MEASURES]
+        if beyond:
+            raise ValueError(
+                f"engine 'bench' takes only the device's measures ({', '.join(sorted(DEVICE_MEASURES))}); "
+                f"{', '.join(beyond)} need a simulated chip"
+            )
+        return self
 
     @field_validator("spec")
     @classmethod
@@ -317,7 +337,10 @@ def run_sweep_job(context: JobContext, params: SweepParams) -> dict[str, Any]:
         done = counts["skipped"] + counts["ok"] + counts["failed"]
         context.progress(done, total, "cells", ok=counts["ok"], failed=counts["failed"])
 
-    counts = run_sweep(spec, out, engine=params.engine, workers=params.workers, show_progress=False, on_cell=on_cell)
+    on_bench = (context.bench, context.store) if params.engine == "bench" else None
+    counts = run_sweep(
+        spec, out, engine=params.engine, workers=params.workers, show_progress=False, on_cell=on_cell, bench=on_bench
+    )
     data = sweep_dataset(spec, out)
     files = [write_netcdf(data, out / "results.nc"), write_csv(data, out / "results.csv"), *line_plots(data, out)]
     return {"cells": len(cells(spec)), **counts, "artifacts": artifact_refs(context.store, files)}

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from labsat.bench import DEFAULT_BENCH, open_bench
+from labsat.bench import DEFAULT_BENCH, Bench, open_bench
 from labsat.benchfile import BenchFile
 from labsat.calibration.stored import StoredCalibration
 from labsat.datasets import Split, load_dataset
@@ -77,52 +77,64 @@ def run_cell(params: dict[str, Any]) -> dict[str, Any]:
     """The cell's measures: scalars, and one value per list entry for ``drift``, ``noise`` and ``transfer``."""
     torch.set_num_threads(1)
     started = time.perf_counter()
-    config = TrainConfig(**{k: v for k, v in params.items() if k in TrainConfig.model_fields})
-    dataset = load_dataset(params["dataset"], seed=config.seed)
-    torch.manual_seed(config.seed)
-    measures = params["measure"]
     # Opened from its parsed spec, not its file: the simulated bench is private to the cell, so parallel
     # cells do not contend for the file's ownership lock (its addresses are simulator-private).
     bench_file = sweep_bench(params.get("bench", DEFAULT_BENCH))
     with open_bench(bench_file) as bench:
-        config = bench_network(bench, config, dataset)
-        twin = params.get("twin", "calibrated")
-        record: StoredCalibration | None
-        if twin == "design":
+        return measure_cell(bench, _store(), params, started)
+
+
+def run_cell_on(bench: Bench, store: Store, params: dict[str, Any]) -> dict[str, Any]:
+    """The cell trained on ``bench`` itself, through its guard, with the twin of ``store``'s newest calibration
+    of it: a sweep on the service's own bench (real hardware), where only :data:`DEVICE_MEASURES` are taken."""
+    return measure_cell(bench, store, params, time.perf_counter())
+
+
+def measure_cell(bench: Bench, store: Store, params: dict[str, Any], started: float) -> dict[str, Any]:
+    """Train the cell's network on ``bench`` and take its measures; ``wall`` counts from ``started``."""
+    config = TrainConfig(**{k: v for k, v in params.items() if k in TrainConfig.model_fields})
+    dataset = load_dataset(params["dataset"], seed=config.seed)
+    torch.manual_seed(config.seed)
+    measures = params["measure"]
+    bench_file = bench.spec
+    config = bench_network(bench, config, dataset)
+    twin = params.get("twin", "calibrated")
+    record: StoredCalibration | None
+    if twin == "design":
+        mesh = system_of(bench, MZIMeshSystem)
+        layer, record = mesh_physical_layer(mesh, mesh.nominal_twin(), dataset.n_classes), None
+    elif twin == "uninformed":
+        bank_twin, record, _ = bench_twin(bench, store)
+        bank = system_of(bench, MRRBankSystem)
+        layer = PhysicalLayer.from_system(bank, bank_twin.without_fabrication_offsets().layer)
+    else:
+        layer, record, _ = bench_layer(bench, store, dataset.n_classes)
+    result = train(config, layer, dataset)
+    values: dict[str, Any] = {}
+    if "accuracy" in measures:
+        values["accuracy"] = accuracy(result.net, dataset.test, device_runner(layer))
+    held_out = dataset.with_validation(config.validation_fraction, config.seed).validation
+    for name, split in (("drift", dataset.test), ("validation_drift", held_out)):
+        if name in measures:
+            assert split is not None  # the spec refuses validation_drift without a validation split
+            values[name] = accuracy_under_drift(
+                result.net, split, layer, bench.shared[SIMULATED_CHIP], params["drift_k"]
+            )
+    kind = bench_file.system.type
+    if SYSTEM_MEASURES.get(kind, frozenset()).intersection(measures):
+        seeded = {**params, "seed": config.seed}
+        if kind == "mzi_mesh":
             mesh = system_of(bench, MZIMeshSystem)
-            layer, record = mesh_physical_layer(mesh, mesh.nominal_twin(), dataset.n_classes), None
-        elif twin == "uninformed":
-            bank_twin, record, _ = bench_twin(bench, _store())
-            bank = system_of(bench, MRRBankSystem)
-            layer = PhysicalLayer.from_system(bank, bank_twin.without_fabrication_offsets().layer)
-        else:
-            layer, record, _ = bench_layer(bench, _store(), dataset.n_classes)
-        result = train(config, layer, dataset)
-        values: dict[str, Any] = {}
-        if "accuracy" in measures:
-            values["accuracy"] = accuracy(result.net, dataset.test, device_runner(layer))
-        held_out = dataset.with_validation(config.validation_fraction, config.seed).validation
-        for name, split in (("drift", dataset.test), ("validation_drift", held_out)):
-            if name in measures:
-                assert split is not None  # the spec refuses validation_drift without a validation split
-                values[name] = accuracy_under_drift(
-                    result.net, split, layer, bench.shared[SIMULATED_CHIP], params["drift_k"]
-                )
-        kind = bench_file.system.type
-        if SYSTEM_MEASURES.get(kind, frozenset()).intersection(measures):
-            seeded = {**params, "seed": config.seed}
-            if kind == "mzi_mesh":
-                mesh = system_of(bench, MZIMeshSystem)
-                values.update(mesh_measures(result.net, bench_file, mesh, dataset.test, seeded))
-            else:  # a bank, which trains with its calibrated twin (the spec refuses its design)
-                assert record is not None
-                chips = bench_chips(bench, _store(), record.id)
-                values.update(chip_measures(result.net, chips, dataset.test, seeded))
-        cost = asdict(result.cost)
-        if "forwards" in measures:
-            values["forwards"] = float(cost["forwards"])
-        if "bench_time" in measures:
-            values["bench_time"] = float(cost["bench_time_s"])
+            values.update(mesh_measures(result.net, bench_file, mesh, dataset.test, seeded))
+        else:  # a bank, which trains with its calibrated twin (the spec refuses its design)
+            assert record is not None
+            chips = bench_chips(bench, store, record.id)
+            values.update(chip_measures(result.net, chips, dataset.test, seeded))
+    cost = asdict(result.cost)
+    if "forwards" in measures:
+        values["forwards"] = float(cost["forwards"])
+    if "bench_time" in measures:
+        values["bench_time"] = float(cost["bench_time_s"])
     if "wall" in measures:
         values["wall"] = time.perf_counter() - started
     return values

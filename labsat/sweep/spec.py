@@ -35,6 +35,8 @@ Measure = Literal[
     "wall",
 ]
 
+DEVICE_MEASURES = frozenset({"accuracy", "forwards", "bench_time", "wall"})
+"""What any bench, real hardware included, can measure: nothing here warms, redraws or models the chip."""
 CHIP_MEASURES = frozenset({"drift", "chip_accuracy", "noise", "control_noise", "transfer"})
 """Measures taken on a bank's chip model (warmed, made noisy, redrawn: :mod:`labsat.evaluation.chips`)."""
 MESH_MEASURES = frozenset({"fresh_devices", "mesh_transfer", "coupler_errors"})
