@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from labsat.benchfile import BenchFile
 from labsat.errors import LabsatError
@@ -73,7 +76,12 @@ class BenchProcessError(LabsatError):
 
 
 class RemoteJournal:
-    """The service's job journal as a bench process sees it: each call runs in the service."""
+    """The service's job journal as a bench process sees it: each call runs in the service.
+
+    Progress, events and checkpoint memos are told, not asked: the job goes on without waiting for a
+    service busy answering pollers, and the service writes them in the order they were sent, before any
+    later transition (its end of the pipe is ordered). Already in the pipe, they survive the bench
+    process's death."""
 
     def __init__(self, channel: Channel, store: Store) -> None:
         self._channel = channel
@@ -91,14 +99,13 @@ class RemoteJournal:
         return answer
 
     def progress(self, job_id: str, progress: Progress) -> None:
-        self._channel.call("progress", job_id, progress)
+        self._channel.tell("progress", job_id, progress)
 
-    def append(self, job_id: str, type: EventType, data: dict[str, Any]) -> JobEvent:
-        answer: JobEvent = self._channel.call("append", job_id, type, data)
-        return answer
+    def append(self, job_id: str, type: EventType, data: dict[str, Any]) -> None:
+        self._channel.tell("append", job_id, type, data)
 
     def remember(self, job_id: str, values: Mapping[str, Any]) -> None:
-        self._channel.call("remember", job_id, dict(values))
+        self._channel.tell("remember", job_id, dict(values))
 
     def memo(self, job_id: str) -> dict[str, Any]:
         answer: dict[str, Any] = self._channel.call("memo", job_id)
@@ -162,7 +169,7 @@ class BenchProcess:
         )
         process.start()
         theirs.close()
-        channel = Channel(ours, self._answer, on_close=self._lost)
+        channel = Channel(ours, self._answer, on_close=self._lost, ordered=True)
         self._process, self._channel = process, channel
         channel.start()
         if not self._ready.wait(OPEN_TIMEOUT_S) or self._failure is not None:
@@ -293,6 +300,15 @@ class BenchProcess:
             log.error("bench %s: its worker process could not be restarted: %s", self.name, exc)
 
 
+def _job_threads() -> int:
+    """Torch threads for the bench process's jobs: every core but one, which the service keeps for answering.
+
+    Torch's threads wait for each other at every operation, so one of them preempted by the service stalls
+    them all: on a small PC a job on every core would slow down many times over whenever clients poll."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
+
+
 def serve_bench(
     source: BenchSource,
     data_dir: Path,
@@ -309,6 +325,7 @@ def serve_bench(
     from labsat.jobs.kinds import register_installed
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(_job_threads())
     gone = threading.Event()
     worker: BenchWorker | None = None
 

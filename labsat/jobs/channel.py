@@ -1,9 +1,12 @@
 """Calls both ways over one duplex pipe between the service and a bench process.
 
-Each side names a method of the other and waits for its answer; a reader thread on each side takes the
-answers and runs every incoming call on a thread of its own, so a call that waits (a manual set behind
-a ramp, a job's journal write) never holds up another (the emergency stop). Answers and errors travel
-pickled; an error that cannot be pickled arrives as a :class:`~labsat.errors.LabsatError` with its text.
+Each side names a method of the other and either waits for its answer (:meth:`Channel.call`) or does not
+(:meth:`Channel.tell`: a job's progress and events, which must not wait on a busy service). A reader
+thread on each side takes the answers and runs the incoming calls: each on a thread of its own, so a call
+that waits (a manual set behind a ramp) never holds up another (the emergency stop), or, on an ``ordered``
+channel, one after another in the order they were sent (the journal writes of a job, numbered as they
+happen). Answers and errors travel pickled; an error that cannot be pickled arrives as a
+:class:`~labsat.errors.LabsatError` with its text.
 When the pipe breaks (the other process died), every waiting call fails with :class:`ChannelClosed`
 and ``on_close`` runs once.
 """
@@ -14,6 +17,7 @@ import contextlib
 import itertools
 import logging
 import pickle
+import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,8 +46,16 @@ class _Waiter:
 class Channel:
     """One end of the pipe: :meth:`call` the other side; ``handler`` answers the other side's calls."""
 
-    def __init__(self, conn: Connection, handler: Handler, on_close: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        handler: Handler,
+        on_close: Callable[[], None] | None = None,
+        *,
+        ordered: bool = False,
+    ) -> None:
         self._conn = conn
+        self._ordered: queue.SimpleQueue[tuple[Any, ...] | None] | None = queue.SimpleQueue() if ordered else None
         self._handler = handler
         self._on_close = on_close
         self._send_lock = threading.Lock()
@@ -59,6 +71,15 @@ class Channel:
 
     def start(self) -> None:
         self._reader.start()
+        if self._ordered is not None:
+            threading.Thread(target=self._serve_in_order, name="labsat-channel-ordered", daemon=True).start()
+
+    def tell(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Ask the other side to run ``method(*args, **kwargs)`` without waiting; an error there is logged there."""
+        try:
+            self._send(("tell", None, method, args, kwargs))
+        except (OSError, ValueError) as exc:
+            raise ChannelClosed(f"cannot tell {method}: {exc}") from exc
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """The other side's answer to ``method(*args, **kwargs)``; its error is raised here."""
@@ -109,8 +130,11 @@ class Channel:
                 with self._send_lock:  # the other side closes its end when it reads ours
                     self._send_unlocked(("bye",))
                 break
-            if message[0] == "call":
-                threading.Thread(target=self._answer, args=message[1:], daemon=True).start()
+            if message[0] in ("call", "tell"):
+                if self._ordered is not None:
+                    self._ordered.put(message)
+                else:
+                    threading.Thread(target=self._run, args=message, daemon=True).start()
                 continue
             _, call_id, ok, value = message
             with self._lock:
@@ -119,6 +143,8 @@ class Channel:
                 waiter.value, waiter.error = (value, None) if ok else (None, value)
                 waiter.done.set()
         self._conn.close()
+        if self._ordered is not None:
+            self._ordered.put(None)
         with self._lock:
             self._closed = True
             waiting, self._waiting = list(self._waiting.values()), {}
@@ -127,6 +153,21 @@ class Channel:
             waiter.done.set()
         if self._on_close is not None:
             self._on_close()
+
+    def _serve_in_order(self) -> None:
+        assert self._ordered is not None
+        while (message := self._ordered.get()) is not None:
+            self._run(*message)
+
+    def _run(self, kind: str, call_id: int | None, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if kind == "tell":
+            try:
+                self._handler(method, args, kwargs)
+            except Exception:
+                log.exception("%s, told by the other process, failed", method)
+            return
+        assert call_id is not None
+        self._answer(call_id, method, args, kwargs)
 
     def _answer(self, call_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         try:
