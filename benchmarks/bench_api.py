@@ -21,7 +21,11 @@ The service runs as shipped: the bench, its job and its training in a bench proc
 round also presses the emergency stop in the middle of a closed-loop run and times it, from the request to
 the answer, which carries the outputs after the stop.
 
-Usage: ``python benchmarks/bench_api.py [--clients 32] [--epochs 30] [--repeats 4] [--hz 1 10] [--no-write]``
+The clients run at the lowest priority (nice 19): they stand in for lab PCs. ``--pin`` also puts the bench
+process on one CPU and the service with the clients on the others, as if the clients polled from their own
+machines; without it they share every core with the job.
+
+Usage: ``python benchmarks/bench_api.py [--clients 32] [--epochs 30] [--repeats 4] [--hz 1 10] [--pin] [--no-write]``
 """
 
 from __future__ import annotations
@@ -70,6 +74,31 @@ def loop_cpu_s(pid: int) -> float:
     """CPU time of the service's main thread, which runs uvicorn's event loop (all request handling)."""
     fields = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started (a service's bench processes)."""
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _place(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` on ``cpus`` (affinity is per thread on Linux; later threads inherit it)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
+
+
+def pin(service: int) -> str:
+    """The bench process on the first CPU, the service and this load generator on the others: the layout of
+    a lab whose clients poll from their own PCs, on a machine too small to give them their own."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--pin needs two CPUs or more")
+    benches = children(service)
+    for bench in benches:
+        _place(bench, {cpus[0]})
+    for pid in (service, os.getpid()):
+        _place(pid, set(cpus[1:]))
+    return f"the bench process on CPU {cpus[0]}, the service and the clients on CPU {', '.join(map(str, cpus[1:]))}"
 
 
 def start_service(data: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -220,6 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="iris: 112 training samples")
     parser.add_argument("--repeats", type=int, default=4, help="runs per variant (medians reported)")
     parser.add_argument("--hz", type=float, nargs="+", default=[1.0, 10.0], help="polling rates of paced clients")
+    parser.add_argument("--pin", action="store_true", help="the bench process on one CPU, the rest on the others")
     add_write_option(parser)
     args = parser.parse_args(argv)
     os.nice(19)  # the clients stand in for lab PCs: here they share the bench PC's cores, at the lowest priority
@@ -227,6 +257,7 @@ def main(argv: list[str] | None = None) -> None:
     variants = loads(args.hz)
     with tempfile.TemporaryDirectory(prefix="bench-api-") as folder:
         process, url = start_service(Path(folder))
+        placement = pin(process.pid) if args.pin else "no CPU pinning"
         try:
             with LabsatClient(url, TOKEN, timeout=60) as lab:
                 calibration = lab.wait(lab.submit("calibrate", QUICK_CALIBRATION).id, timeout=3600)
@@ -247,14 +278,15 @@ def main(argv: list[str] | None = None) -> None:
     steps = -(-112 // args.batch_size) * args.epochs
     body = "\n".join(
         [
-            "## REST service under polling load (`bench_api.py`)",
+            f"## REST service under polling load (`bench_api.py`{', bench process pinned' if args.pin else ''})",
             "",
-            f"`{command}` — {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, nproc {len(os.sched_getaffinity(0))}, "
+            f"`{command}` — {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, nproc {os.cpu_count()}, "
             f"load average {os.getloadavg()[0]:.1f} at the end, Python {sys.version.split()[0]}. `labsat serve` in its "
             f"own process on 127.0.0.1 (simulated MRR bench, CPU) trains iris with PAT ({steps} steps) while "
             f"{args.clients} keep-alive clients (asyncio, raw HTTP/1.1) in the benchmark process "
             "`GET /api/jobs/{id}`: closed loop (next request as soon as the last answered) or paced (each client "
-            "at the given rate); the bench and its job run in the service's bench process, reads are not paced. "
+            "at the given rate, at nice 19); the bench and its job run in the service's bench process, reads are not "
+            f"paced; {placement}. "
             "Latency end to end, seen by the clients; training time = the training loop's "
             f"`wall_s`; slowdown = median over {args.repeats} interleaved rounds of each loaded run's time over the "
             "unloaded run of its round. Service CPU = the event loop thread's CPU time per request. "
@@ -275,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{'yes' if all(s.cancelled for s in stops) else 'NO'}.",
         ]
     )
-    publish(SECTION, body, args)
+    publish(f"{SECTION}_pinned" if args.pin else SECTION, body, args)
 
 
 if __name__ == "__main__":

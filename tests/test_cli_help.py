@@ -40,3 +40,10 @@ def test_every_option_has_help_and_a_plain_type(path: tuple[str, ...]) -> None:
     assert shown.exit_code == 0, shown.output
     assert re.findall(r"<[a-z][^>]*>", shown.stdout.replace("<data>", "")) == []
     assert max(len(line) for line in shown.stdout.splitlines()) <= 80
+
+
+@pytest.mark.parametrize("path", [(), ("token",), ("sweep",)], ids=lambda path: " ".join(("labsat", *path)))
+def test_a_command_group_s_own_help_shows_plain_types_too(path: tuple[str, ...]) -> None:
+    shown = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert shown.exit_code == 0, shown.output
+    assert "--help" in shown.stdout and re.findall(r"<[a-z][^>]*>", shown.stdout) == []

@@ -49,7 +49,12 @@ def plain_help(command: Any) -> Any:
 
 
 class PlainHelpGroup(TyperGroup):
-    """A command group whose commands show plain type labels in their help (see module doc)."""
+    """A command group whose commands, and the group itself (``--version``), show plain type labels in their
+    help (see module doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        plain_help(self)
 
     def get_command(self, ctx: Any, cmd_name: str) -> Any:
         command = super().get_command(ctx, cmd_name)
