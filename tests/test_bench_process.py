@@ -10,6 +10,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from service_helpers import (  # noqa: F401  (fixtures)
@@ -24,7 +25,7 @@ from service_helpers import (  # noqa: F401  (fixtures)
 from labsat.bench import builtin_bench_path, open_bench
 from labsat.errors import LabsatError
 from labsat.jobs.bench_process import BenchProcess
-from labsat.jobs.engine import JobEngine
+from labsat.jobs.engine import Isolation, JobEngine
 from labsat.jobs.journal import JobJournal
 from labsat.jobs.model import JobEvent, JobState
 from labsat.store import Store
@@ -125,7 +126,7 @@ SERVICE = textwrap.dedent(
     import sys, time
     from pathlib import Path
     from labsat.bench import builtin_bench_path
-    from labsat.jobs.engine import JobEngine
+    from labsat.jobs.engine import Isolation, JobEngine
     from labsat.store import Store
 
     if __name__ == "__main__":
@@ -169,3 +170,16 @@ def test_sigkill_of_the_service_leaves_the_bench_safe_and_the_job_resumable(cali
         _resumed_from_a_checkpoint(restarted.events(job_id), LONG["epochs"])
     finally:
         restarted.close(timeout=WAIT_S)
+
+
+@pytest.mark.parametrize("isolation", ["thread", "process"])
+def test_a_service_that_cannot_start_closes_the_benches_it_opened(
+    data_dir: Path, write_bench: Any, isolation: Isolation
+) -> None:
+    """A second bench of the same name: the start is refused, naming it, and the first bench is closed again."""
+    first, second = builtin_bench_path(), write_bench(lambda data: None)
+    engine = JobEngine(Store(data_dir), [first, second], isolation=isolation)
+    with pytest.raises(LabsatError, match="bench names must differ"):
+        engine.start()
+    with open_bench(first, data_dir=data_dir) as bench:  # its lock was released: nothing holds it
+        assert not bench.sources["heaters"].read_back().any()

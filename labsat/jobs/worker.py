@@ -128,12 +128,14 @@ class BenchWorker:
     def stop(self, timeout: float) -> bool:
         """Interrupt the running job at its next checkpoint and end the thread; False if it did not end in time.
 
-        Queued jobs stay queued (in the store) for the next start of the service.
+        Queued jobs stay queued (in the store) for the next start of the service. A worker never started (the
+        service failed to start) has nothing to end.
         """
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        if self._thread.ident is not None:
+            self._thread.join(timeout)
         return not self._thread.is_alive()
 
     def enqueue(self, job_id: str) -> None:
