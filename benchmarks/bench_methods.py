@@ -95,7 +95,7 @@ def pick(data: xr.Dataset, row: Row) -> list[Picked]:
         def score(candidate: dict[str, Any], cells: xr.Dataset = cells) -> float:
             return float(cells["validation_drift"].sel(candidate).sel(drift_k=list(SELECT_K)).mean())
 
-        scored = [(score(c), c) for c in candidates if math.isfinite(score(c))]
+        scored = [(value, c) for c in candidates if math.isfinite(value := score(c))]
         if scored:
             validation, best = max(scored, key=lambda pair: pair[0])
             test = [float(v) for v in cells["drift"].sel(best).values]

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from results import add_write_option, publish
+from results import add_write_option, mean_std, publish
 
 from labsat.sweep.dataset import sweep_dataset
 from labsat.sweep.engines import run_sweep
@@ -48,11 +48,8 @@ METHODS = {
 
 def _over_seeds(variable: xr.DataArray, scale: float = 100.0, digits: int = 1) -> str:
     """``mean ± std`` over the seeds (and any further dimension) of one method × twin, NaN cells left out."""
-    values = variable.values[np.isfinite(variable.values)] * scale
-    if values.size == 0:
-        return "—"
-    spread = values.std(ddof=1) if values.size > 1 else 0.0
-    return f"{values.mean():.{digits}f} ± {spread:.{digits}f}"
+    values = variable.values[np.isfinite(variable.values)]
+    return mean_std(values.tolist(), scale, digits) if values.size else "—"
 
 
 def _row(data: xr.Dataset, method: str, twin: str) -> str:

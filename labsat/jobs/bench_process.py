@@ -138,7 +138,6 @@ class BenchProcess:
         self._closing = False
         self._opening = False
         self._started = False
-        self._lock = threading.Lock()
 
     @property
     def name(self) -> str:
@@ -249,11 +248,9 @@ class BenchProcess:
     # -- internals ----------------------------------------------------------------------------------
 
     def _call(self, method: str, *args: Any) -> Any:
-        with self._lock:
-            channel = self._channel
-        if channel is None:
+        if self._channel is None:
             raise BenchProcessError(f"bench {self.name!r} has no process")
-        return channel.call(method, *args)
+        return self._channel.call(method, *args)
 
     def _answer(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A call from the bench process: its journal writes, and whether it opened."""
