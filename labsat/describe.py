@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from labsat.bench import Bench
 
@@ -51,6 +53,7 @@ def describe_bench(bench: Bench, *, live: bool = True) -> dict[str, Any]:
                 "safe_gray": slm.limits.safe_gray,
                 "settle_time_s": slm.settle_time,
                 "present_mean_gray": None if frame is None else float(frame.mean()),
+                "preview": None if frame is None else preview(frame).tolist(),
             }
         elif name in bench.lights:
             light = bench.lights[name]
@@ -75,4 +78,25 @@ def describe_bench(bench: Bench, *, live: bool = True) -> dict[str, Any]:
             ]
         devices.append(entry)
     guard = bench.guard
-    return {"bench": bench.name, "file": bench.path, "state": guard.state, "fault": guard.faulted, "devices": devices}
+    return {
+        "bench": bench.name,
+        "file": bench.path,
+        "state": guard.state,
+        "fault": guard.faulted,
+        "power_budget_mw": guard.heater_power_budget_mw,
+        "power_used_mw": sum(float(source.budget_power_mw().sum()) for source in guard.sources.values()),
+        "devices": devices,
+    }
+
+
+PREVIEW_PIXELS = 32
+"""Largest side of an SLM frame's preview: enough to see a mask's pattern, small enough to send every poll."""
+
+
+def preview(frame: np.ndarray, side: int = PREVIEW_PIXELS) -> np.ndarray:
+    """``frame`` ``(H, W)`` shrunk by block means to at most ``side`` pixels a side (gray levels, rounded)."""
+    rows, cols = frame.shape
+    step_r, step_c = -(-rows // side), -(-cols // side)
+    padded = np.pad(frame.astype(np.float64), ((0, -rows % step_r), (0, -cols % step_c)), mode="edge")
+    blocks = padded.reshape(padded.shape[0] // step_r, step_r, padded.shape[1] // step_c, step_c)
+    return np.round(blocks.mean(axis=(1, 3)), 1)

@@ -47,7 +47,10 @@ def test_a_train_job_over_http_streams_its_events_and_leaves_results_and_plots(c
         events = list(lab.stream(job.id, timeout=WAIT_S))
         assert [e.seq for e in events] == list(range(1, len(events) + 1))
         assert [e.data["state"] for e in events if e.type == "state"] == ["queued", "running", "succeeded"]
-        assert [e.data["epoch"] for e in events if e.type == "metric"] == [1, 2]
+        metrics = [e.data for e in events if e.type == "metric"]
+        assert [m["epoch"] for m in metrics] == [1, 2]
+        assert all(set(m) == {"epoch", "loss", "validation_accuracy", "forwards", "bench_time_s"} for m in metrics)
+        assert all(m["forwards"] > 0 and m["bench_time_s"] > 0 and 0 <= m["validation_accuracy"] <= 1 for m in metrics)
         last = [e.data for e in events if e.type == "progress"][-1]
         assert last["phase"] == "train" and last["done"] == last["total"] == 2
 

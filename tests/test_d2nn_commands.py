@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -249,5 +250,13 @@ def test_the_rest_jobs_calibrate_train_deploy_and_evaluate_on_a_d2nn(d2nn_bench:
 
         listed = client.get("/api/calibrations", headers=auth(Scope.READ)).json()
         assert [(row["kind"], row["procedures"]) for row in listed] == [("d2nn", ["slm_luts"])]
+        slms = [
+            d for d in client.get(f"/api/benches/{BENCH}", headers=auth(Scope.READ)).json()["devices"] if d["frame"]
+        ]
+        assert [slm["name"] for slm in slms] == ["input", "mask1", "mask2"]  # the dashboard draws each frame
+        for slm in slms:
+            pixels = np.array(slm["frame"]["preview"])
+            assert pixels.shape == tuple(min(side, 32) for side in slm["frame"]["shape"])
+            assert abs(pixels.mean() - slm["frame"]["present_mean_gray"]) < 0.1
         record = client.get(f"/api/calibrations/{listed[0]['id']}", headers=auth(Scope.READ)).json()
         assert record["kind"] == "d2nn" and [len(mask["phase"]) for mask in record["masks"]] == [256, 256]

@@ -12,7 +12,8 @@ naming the field or channel. Every error answer, an unexpected one (500) include
 (:class:`~labsat.api.schemas.ErrorResponse`), and each route's OpenAPI entry lists the errors it can give.
 
 ``/docs`` (Swagger UI) and ``/redoc`` load their scripts and styles from the service itself
-(``fastapi-offline``'s copies), never from a CDN: a bench PC is often on a network without one.
+(``fastapi-offline``'s copies), never from a CDN: a bench PC is often on a network without one. So does
+the dashboard at ``/`` (:mod:`labsat.api.dashboard`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import ValidationError
 
 from labsat import __version__
-from labsat.api import artifacts, benches, jobs, records
+from labsat.api import artifacts, benches, dashboard, jobs, records
 from labsat.api.auth import ReadAccess, Scope, TokenTable, route_scope
 from labsat.api.schemas import ErrorResponse, Health, Whoami
 from labsat.errors import Halted, LabsatError, LimitViolation, RefusedRequest, UnknownChannel
@@ -90,6 +91,7 @@ def create_app(engine: JobEngine, tokens: TokenTable) -> FastAPI:
     ):
         _document_scopes(router)
         app.include_router(router, prefix=API_PREFIX)
+    dashboard.install(app)
     app.add_exception_handler(LabsatError, _labsat_error)  # type: ignore[arg-type]
     app.add_exception_handler(ValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _request_validation_error)  # type: ignore[arg-type]

@@ -50,7 +50,13 @@ def get_bench(who: ReadAccess, bench: BenchName, engine: EngineDep) -> BenchDeta
     """Read live from the instruments when the bench is idle; while a job holds it, the guard's record of
     the outputs is returned instead (``live: false``), because reading would interleave with the job."""
     described, live = engine.describe(bench)
-    return BenchDetail(**_summary(engine, bench).model_dump(), live=live, devices=described["devices"])
+    return BenchDetail(
+        **_summary(engine, bench).model_dump(),
+        live=live,
+        power_budget_mw=described["power_budget_mw"],
+        power_used_mw=described["power_used_mw"],
+        devices=described["devices"],
+    )
 
 
 @router.put("/{bench}/channels", summary="Set channels manually")

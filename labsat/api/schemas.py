@@ -84,6 +84,17 @@ class LightInfo(BaseModel):
     wavelength_nm: float | None = None
 
 
+class FrameInfo(BaseModel):
+    """An SLM's limits and the frame it shows now (null fields: nothing shown yet)."""
+
+    shape: list[int]
+    gray_range: list[float]
+    safe_gray: float
+    settle_time_s: float
+    present_mean_gray: float | None = None
+    preview: list[list[float]] | None = Field(None, description="The frame shrunk to at most 32 pixels a side.")
+
+
 class DeviceInfo(BaseModel):
     name: str
     driver: str
@@ -92,6 +103,7 @@ class DeviceInfo(BaseModel):
     identity: str | None = None
     channels: list[ChannelInfo] = Field(default_factory=list)
     light: LightInfo | None = Field(None, description="Light sources only.")
+    frame: FrameInfo | None = Field(None, description="Spatial light modulators only.")
 
 
 class BenchDetail(BenchSummary):
@@ -101,6 +113,8 @@ class BenchDetail(BenchSummary):
         description="True: read from the instruments now. False: a job holds the bench; outputs are what the "
         "guard last wrote and detectors are not read."
     )
+    power_budget_mw: float | None = Field(None, description="The bench's heater power budget (null: none set).")
+    power_used_mw: float = Field(0.0, description="Electrical power of every voltage source's outputs now (mW).")
     devices: list[DeviceInfo]
 
 

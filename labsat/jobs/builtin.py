@@ -15,7 +15,6 @@ import re
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from statistics import fmean
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, field_validator, model_validator
@@ -142,6 +141,11 @@ class TrainParams(TrainConfig):
         return TrainConfig.model_validate(self.model_dump(include=set(TrainConfig.model_fields)))
 
 
+EPOCH_METRICS = ("epoch", "loss", "validation_accuracy", "forwards", "bench_time_s")
+"""What a train job records per epoch (a ``metric`` event): mean loss, validation accuracy, device forwards and
+bench time of the epoch."""
+
+
 def run_train(context: JobContext, params: TrainParams) -> dict[str, Any]:
     """Progress per step, one ``metric`` per epoch; a resumed job continues from the run's last checkpoint.
 
@@ -164,15 +168,13 @@ def run_train(context: JobContext, params: TrainParams) -> dict[str, Any]:
         context.log("resuming from the run's last checkpoint")
     per_epoch = -(-len(dataset.train) // config.batch_size)
     total = per_epoch * config.epochs
-    losses: list[float] = []
 
     def on_step(record: StepRecord) -> None:
-        losses.append(record.loss)
         done = record.epoch * per_epoch + record.step + 1
         context.progress(done, total, "train", epoch=record.epoch + 1, loss=record.loss, forwards=record.cost.forwards)
-        if record.step == per_epoch - 1:
-            context.metric(epoch=record.epoch + 1, loss=fmean(losses))
-            losses.clear()
+
+    def on_epoch(row: dict[str, Any]) -> None:  # what the dashboard's live curves plot
+        context.metric(**{key: row[key] for key in EPOCH_METRICS if row[key] is not None})
 
     run = train_on_bench(
         context.bench,
@@ -183,6 +185,7 @@ def run_train(context: JobContext, params: TrainParams) -> dict[str, Any]:
         calibration=calibration,
         resume=context.resuming,
         on_step=on_step,
+        on_epoch=on_epoch,
     )
     controls = context.store.artifact_dir("models", run.model_id) / "controls.pt"
     return {**run.summary(), "artifacts": artifact_refs(context.store, [controls])}

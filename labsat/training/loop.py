@@ -85,25 +85,31 @@ class TrainResult:
     def per_epoch(self) -> list[dict[str, Any]]:
         """Per epoch: mean training loss, validation accuracy (None without a validation split) and the device
         queries and bench time its steps cost."""
-        rows = []
-        for epoch in sorted({s.epoch for s in self.steps}):
-            steps = [s for s in self.steps if s.epoch == epoch]
-            cost = _total([s.cost for s in steps])
-            validation = self.validation_accuracy[epoch] if epoch < len(self.validation_accuracy) else None
-            loss = sum(s.loss for s in steps) / len(steps)
-            rows.append({"epoch": epoch + 1, "loss": loss, "validation_accuracy": validation, **asdict(cost)})
-        return rows
+        return [
+            epoch_row(epoch, [s for s in self.steps if s.epoch == epoch], self.validation_accuracy)
+            for epoch in sorted({s.epoch for s in self.steps})
+        ]
 
     def epoch_losses(self) -> list[float]:
         """Mean training loss of each epoch."""
         return [row["loss"] for row in self.per_epoch()]
 
 
+def epoch_row(epoch: int, steps: list[StepRecord], validation_accuracy: list[float]) -> dict[str, Any]:
+    """Epoch ``epoch`` (from 0) as one row: number (from 1), mean loss, validation accuracy (None without a
+    validation split) and what its ``steps`` cost the device."""
+    validation = validation_accuracy[epoch] if epoch < len(validation_accuracy) else None
+    loss = sum(s.loss for s in steps) / len(steps)
+    cost = _total([s.cost for s in steps])
+    return {"epoch": epoch + 1, "loss": loss, "validation_accuracy": validation, **asdict(cost)}
+
+
 class TrainingError(LabsatError):
     """A run that cannot start or continue as asked (e.g. a checkpoint from other settings)."""
 
 
-EpochCallback = Callable[[int, list[StepRecord]], None]
+EpochCallback = Callable[[dict[str, Any]], None]
+"""Hears of each finished epoch as its :func:`epoch_row` (what a live loss curve plots)."""
 StepCallback = Callable[[StepRecord], None]
 
 
@@ -450,7 +456,7 @@ def train(
         if checkpoints is not None:
             save_checkpoint(checkpoints, trainer.state_dict())
         if on_epoch is not None:
-            on_epoch(trainer.epoch, records)
+            on_epoch(epoch_row(trainer.epoch - 1, records, trainer.validation_accuracy))
     return trainer.result()
 
 

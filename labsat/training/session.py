@@ -44,7 +44,7 @@ from labsat.systems.mrr import MRRBankSystem
 from labsat.training.checkpoint import run_directory
 from labsat.training.config import TrainConfig
 from labsat.training.evaluate import accuracy
-from labsat.training.loop import StepCallback, TrainResult, train
+from labsat.training.loop import EpochCallback, StepCallback, TrainResult, train
 from labsat.training.methods import parse_method
 from labsat.training.network import PhotonicNet
 from labsat.training.physical import PhysicalLayer
@@ -183,6 +183,7 @@ def train_on_bench(
     calibration: str | None = None,
     resume: bool = False,
     on_step: StepCallback | None = None,
+    on_epoch: EpochCallback | None = None,
     on_calibration: CalibrationProgress | None = None,
 ) -> TrainingRun:
     """Train ``config`` on ``bench`` and store the model; checkpoints go under the store's data directory."""
@@ -190,7 +191,9 @@ def train_on_bench(
     physical, record, calibrated_now = bench_layer(bench, store, dataset.n_classes, calibration, on_calibration)
     checkpoints = run_directory(store.root, bench.name, dataset_label, {**config.settings(), "calibration": record.id})
     dataset = dataset.with_validation(config.validation_fraction, config.seed)  # the split the run trains beside
-    result = train(config, physical, dataset, checkpoints=checkpoints, resume=resume, on_step=on_step)
+    result = train(
+        config, physical, dataset, checkpoints=checkpoints, resume=resume, on_step=on_step, on_epoch=on_epoch
+    )
     before = physical.stats()
     device_accuracy = accuracy(result.net, dataset.test, device_runner(physical))
     validation = dataset.validation
