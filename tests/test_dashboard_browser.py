@@ -10,6 +10,7 @@ Every request the pages make is recorded: none may go to another host. Screensho
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from service_helpers import (  # noqa: F401  (fixtures)
+    QUICK,
     TOKENS,
     WAIT_S,
     calibrated_fixture,
@@ -87,6 +89,13 @@ class Visit:
         self.page.screenshot(path=str(path))
         return path
 
+    def record(self, **timings: Any) -> None:
+        """Add measured times to ``timings.json`` beside the screenshots."""
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        path = SCREENSHOTS / "timings.json"
+        known = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**known, **timings}, indent=2))
+
     def foreign_requests(self) -> list[str]:
         return [url for url in self.requests if not url.startswith((f"{self.url}/", "blob:", "data:"))]
 
@@ -151,19 +160,70 @@ def test_an_operator_trains_from_the_form_watches_the_curve_and_stops_the_bench(
         lags = page.evaluate("window.labsatTimings.updates")
         assert len(lags) >= seen
         assert max(update["lagMs"] for update in lags) < LIVE_LIMIT_MS, [update["lagMs"] for update in lags]
+        visit.record(
+            page_load_ms=load_ms,
+            bench_write_shown_ms=1000 * bench_lag_s,
+            training_update_lag_ms={"max": max(u["lagMs"] for u in lags), "count": len(lags)},
+        )
 
         finished = lab.submit("train", {"dataset": "iris", "method": "pat", "batch_size": 112, "epochs": 3})
         done = lab.wait(finished.id, timeout=WAIT_S)
         assert done.state is JobState.SUCCEEDED
         model = done.result["model"]
+        evaluation = lab.submit("evaluate", {"models": [model], "sweeps": ["drift"], "seeds": 1, "landscape_steps": 5})
+        assert lab.wait(evaluation.id, timeout=WAIT_S).state is JobState.SUCCEEDED
         page.goto(f"{url}/#/models/{model}")
-        page.wait_for_selector("[data-testid=model-view]")
+        page.wait_for_selector("[data-testid=robustness] img")
         assert page.locator("[data-testid=points-loss]").first.text_content() == "3 points"
         assert "test accuracy (device)" in page.text_content("[data-testid=model-view]")
         visit.shot("model")
+        page.goto(f"{url}/#/jobs/{evaluation.id}")
+        report = page.frame_locator("iframe.report")
+        playwright_sync.expect(report.locator("h1")).to_contain_text("labsat robustness report")
+        visit.shot("evaluation-report")
+        page.goto(f"{url}/#/results")
+        page.wait_for_selector("text=Trained models")
+        visit.shot("results")
 
         assert visit.foreign_requests() == []
         assert any(request.endswith("/stream") for request in visit.requests)  # the curves came over SSE
+
+
+def test_a_calibration_from_the_form_shows_each_ring_sweep_and_its_fit_as_it_arrives(
+    data_dir: Path, browser: Any
+) -> None:
+    with serving(new_engine(data_dir)) as url, LabsatClient(url, TOKENS[Scope.OPERATE]) as lab:
+        visit = Visit(browser, url)
+        page = visit.page
+        visit.login(TOKENS[Scope.OPERATE])
+        page.click("a[data-page=jobs]")
+        page.select_option("#submit-kind", "calibrate")
+        page.fill("#param-options", json.dumps(QUICK.model_dump(include={"sweep_points", "heater_maps"})))
+        page.click("#submit-form button[type=submit]")
+        page.wait_for_selector("[data-testid=job-view]")
+        job_id = page.url.rsplit("/", 1)[-1]
+        assert lab.job(job_id).params["options"]["sweep_points"] == QUICK.sweep_points
+
+        wait_for(lambda: page.locator("[data-testid=ring-grid] .ring").count() >= 8, what="the first rings' sweeps")
+        caption = page.text_content("[data-testid=ring-caption]")
+        assert caption.startswith("ring (") and ("resonance" in caption or "not fitted" in caption), caption
+        visit.shot("calibration-live")
+        done = lab.wait(job_id, timeout=WAIT_S)
+        assert done.state is JobState.SUCCEEDED, done.error
+        playwright_sync.expect(page.locator("[data-testid=ring-grid] .ring")).to_have_count(64)
+        flagged = page.locator("[data-testid=ring-grid] .ring.flagged").count()
+        record = lab.calibration(done.result["calibration"])
+        assert flagged == sum(fit is None for row in record["rings"]["fits"] for fit in row)
+        page.click("[data-ring='3,5']")
+        assert page.text_content("[data-testid=ring-caption]").startswith("ring (3, 5)")
+        lags = [update["lagMs"] for update in page.evaluate("window.labsatTimings.updates")]
+        assert lags and max(lags) < LIVE_LIMIT_MS, lags
+        visit.record(calibration_update_lag_ms={"max": max(lags), "count": len(lags)})
+
+        page.goto(f"{url}/#/calibrations/{done.result['calibration']}")
+        page.wait_for_selector("[data-testid=calibration-view] .plots img")
+        visit.shot("calibration-record")
+        assert visit.foreign_requests() == []
 
 
 def test_a_read_token_sees_no_write_control_and_a_forged_write_gets_403(calibrated: Path, browser: Any) -> None:

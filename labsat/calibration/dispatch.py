@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from labsat.calibration.session import Progress
+from labsat.calibration.session import Observer, Progress
 from labsat.calibration.stored import RecordType, StoredCalibration
 from labsat.errors import LabsatError
 from labsat.store import Store
@@ -39,6 +39,7 @@ def calibrate_bench(
     store: Store,
     *,
     progress: Progress | None = None,
+    observe: Observer | None = None,
     names: Mapping[str, str] | None = None,
     **settings: Any,
 ) -> StoredCalibration:
@@ -62,4 +63,4 @@ def calibrate_bench(
         if owner is None:
             raise LabsatError(f"{', '.join(spelt)}: no installed system kind takes this calibration option; {where}")
         raise LabsatError(f"{', '.join(spelt)}: for {owner.label} only; {where}")
-    return own.run(bench, store, given, progress)
+    return own.run(bench, store, given, progress, observe)

@@ -17,7 +17,7 @@ from labsat.calibration.fitted import FitRecord, store_fit
 from labsat.calibration.mesh_record import MeshCalibrationOptions, MeshCalibrationRecord
 from labsat.calibration.mzi import calibrate_mesh
 from labsat.calibration.reporting import CalibrationReport, fit_report
-from labsat.calibration.session import Progress
+from labsat.calibration.session import Observer, Progress
 from labsat.calibration.slm_lut import calibrate_slm_luts
 from labsat.calibration.stored import StoredCalibration
 from labsat.errors import LabsatError
@@ -86,7 +86,15 @@ class FitCalibration:
     def settings(self) -> tuple[CalibrationSettings, ...]:
         return (self.options,)
 
-    def run(self, bench: Bench, store: Store, settings: Mapping[str, Any], progress: Progress | None) -> FitRecord:
+    def run(
+        self,
+        bench: Bench,
+        store: Store,
+        settings: Mapping[str, Any],
+        progress: Progress | None,
+        observe: Observer | None = None,
+    ) -> FitRecord:
+        """One fit over the whole system: progress only (no measurement is shown before the fit is done)."""
         return self.fit(bench, store, settings.get(self.parameter), progress)
 
     def report(self, record: StoredCalibration, store: Store, *, figures: bool = True) -> CalibrationReport:

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from labsat.calibration.fitting import PeakFit, fit_peaks
+from labsat.calibration.fitting import PeakFit, fit_peaks, lorentzian
 from labsat.calibration.record import Flag, ModulatorsResult, RingFit, RingsResult
 from labsat.calibration.session import Run
 from labsat.errors import LabsatError
@@ -270,6 +271,28 @@ def fit_sweeps(
     return fit, reasons
 
 
+def sweep_measurements(
+    group: Sequence[Ring], power_mw: Tensor, readings: Tensor, fit: PeakFit, reasons: Sequence[str | None]
+) -> list[dict[str, Any]]:
+    """Each ring of a swept group as a live view draws it: the sweep, the fitted Lorentzian at the same powers
+    (None where the ring was refused, with the reason) and the fit's figures."""
+    curves = fit.baseline.unsqueeze(-1) + fit.amplitude.unsqueeze(-1) * lorentzian(power_mw, fit.center, fit.fwhm)
+    power = [round(float(p), 5) for p in power_mw]
+    return [
+        {
+            "ring": [r, c],
+            "power_mw": power,
+            "volts": [float(f"{float(v):.6g}") for v in readings[:, i]],
+            "fit_volts": None if reasons[i] else [float(f"{float(v):.6g}") for v in curves[i]],
+            "resonance_mw": float(fit.center[i]),
+            "fwhm_mw": float(fit.fwhm[i]),
+            "rms_volts": float(fit.rms[i]),
+            "flag": reasons[i],
+        }
+        for i, (r, c) in enumerate(group)
+    ]
+
+
 def run(run: Run) -> None:
     """Sweep every ring's heater over its whole allowed power range and fit its resonance."""
     system, record, options = run.system, run.record, run.options
@@ -312,6 +335,9 @@ def run(run: Run) -> None:
         torch.save({"rings": group, "power_mw": power, "volts": readings}, folder / f"group-{step}.pt")
         rows = [r for r, _ in group]
         fit, reasons = fit_sweeps(power, readings, noise[rows], [rails[r] for r in rows])
+        if run.observe is not None:
+            for measurement in sweep_measurements(group, power, readings, fit, reasons):
+                run.observed("rings", measurement)
         for i, (r, c) in enumerate(group):
             reason = reasons[i]
             if reason is not None:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from labsat.calibration import crosstalk, detectors, heaters, modulators, rings, validation
 from labsat.calibration.parameters import derive_parameters
 from labsat.calibration.record import MEASUREMENTS, PROCEDURE_ORDER, CalibrationOptions, CalibrationRecord
-from labsat.calibration.session import Progress, Run, bench_identity
+from labsat.calibration.session import Observer, Progress, Run, bench_identity
 from labsat.errors import LabsatError
 from labsat.store import Store, new_id, utcnow
 from labsat.systems.mrr import MRRBankSystem
@@ -50,6 +50,7 @@ def calibrate(
     resume: bool = False,
     options: CalibrationOptions | None = None,
     progress: Progress | None = None,
+    observe: Observer | None = None,
 ) -> CalibrationRecord:
     """Calibrate ``bench``; returns the finished record (also saved in ``store``).
 
@@ -80,7 +81,7 @@ def calibrate(
                 f"procedure {name!r} needs the results of {', '.join(missing)}, and bench {bench.name!r} has no "
                 f"finished calibration that holds them: run them too (drop --only, or add --only {missing[0]})"
             )
-    run = Run(bench=bench, system=system, store=store, record=record, progress=progress)
+    run = Run(bench=bench, system=system, store=store, record=record, progress=progress, observe=observe)
     run.checkpoint()
     for name in MEASUREMENTS:
         if name in record.requested:

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 Progress = Callable[[str, int, int], None]
 """``progress(procedure, steps_done, steps_total)``, called after every step."""
 
+Observer = Callable[[str, dict[str, Any]], None]
+"""``observe(procedure, measurement)``: one measurement and its fit as JSON-able numbers, as soon as it is taken
+(what a live view draws: a ring's heater sweep and its Lorentzian)."""
+
 
 @dataclass
 class Run:
@@ -35,6 +39,7 @@ class Run:
     store: Store
     record: CalibrationRecord
     progress: Progress | None = None
+    observe: Observer | None = None
 
     @property
     def options(self) -> CalibrationOptions:
@@ -64,6 +69,11 @@ class Run:
             result.done.append(step)
             self.checkpoint()
             self._report(name, len(result.done), total)
+
+    def observed(self, procedure: str, measurement: dict[str, Any]) -> None:
+        """Hand ``measurement`` to whoever watches the run (nobody: nothing happens)."""
+        if self.observe is not None:
+            self.observe(procedure, measurement)
 
     def _report(self, name: str, done: int, total: int) -> None:
         if self.progress is not None:

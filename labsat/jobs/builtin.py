@@ -120,6 +120,7 @@ def run_calibrate(context: JobContext, params: _CalibrateBase) -> dict[str, Any]
         store,
         resume=resume,
         progress=_phase_progress(context),
+        observe=context.measured,
         **dict(params),
     )
     report = system_kind(record.kind).calibration.report(record, store)

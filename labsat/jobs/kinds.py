@@ -60,6 +60,9 @@ class JobContext(Protocol):
     def metric(self, **values: float | int) -> None:
         """Record one point of the job's metrics, e.g. ``epoch=3, loss=0.41``; a checkpoint."""
 
+    def measured(self, procedure: str, measurement: dict[str, Any]) -> None:
+        """Record a measurement as it is taken (JSON-able, e.g. a ring's sweep and fit) for live views; a checkpoint."""
+
     def log(self, message: str) -> None:
         """Add a line to the job's event log."""
 

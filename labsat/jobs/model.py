@@ -56,7 +56,9 @@ def check_transition(job_id: str, old: JobState, new: JobState) -> None:
         raise InvalidTransition(f"job {job_id} is {old}; it cannot become {new}")
 
 
-EventType = Literal["state", "progress", "metric", "log"]
+EventType = Literal["state", "progress", "metric", "measurement", "log"]
+"""``measurement``: one measurement and its fit as a live view draws it (a ring's heater sweep), see
+:meth:`~labsat.jobs.kinds.JobContext.measured`."""
 
 
 class Progress(BaseModel):

@@ -422,6 +422,10 @@ class _Context:
         self._worker.journal.append(self.job_id, "metric", dict(values))
         self.checkpoint()
 
+    def measured(self, procedure: str, measurement: dict[str, Any]) -> None:
+        self._worker.journal.append(self.job_id, "measurement", {"procedure": procedure, **measurement})
+        self.checkpoint()
+
     def log(self, message: str) -> None:
         self._worker.journal.append(self.job_id, "log", {"message": message})
 

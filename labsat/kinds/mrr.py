@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from labsat.calibration.record import CalibrationOptions, CalibrationRecord
 from labsat.calibration.reporting import CalibrationReport, bank_report
 from labsat.calibration.runner import calibrate
-from labsat.calibration.session import Progress
+from labsat.calibration.session import Observer, Progress
 from labsat.calibration.stored import StoredCalibration
 from labsat.datasets import Dataset
 from labsat.errors import LabsatError
@@ -41,7 +41,12 @@ class BankCalibration:
     settings = (CalibrationSettings("options", CalibrationOptions, "", "MRR bank: how the procedures measure"),)
 
     def run(
-        self, bench: Bench, store: Store, settings: Mapping[str, Any], progress: Progress | None
+        self,
+        bench: Bench,
+        store: Store,
+        settings: Mapping[str, Any],
+        progress: Progress | None,
+        observe: Observer | None = None,
     ) -> StoredCalibration:
         return calibrate(
             bench,
@@ -50,6 +55,7 @@ class BankCalibration:
             resume=bool(settings.get("resume", False)),
             options=settings.get("options"),
             progress=progress,
+            observe=observe,
         )
 
     def report(self, record: StoredCalibration, store: Store, *, figures: bool = True) -> CalibrationReport:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from labsat.bench import Bench
     from labsat.benchfile import SystemSpec
     from labsat.calibration.reporting import CalibrationReport
-    from labsat.calibration.session import Progress
+    from labsat.calibration.session import Observer, Progress
     from labsat.calibration.stored import RecordType, StoredCalibration
     from labsat.datasets import Dataset
     from labsat.evaluation.photonic import EvaluationSettings, StoredNetwork
@@ -103,9 +103,15 @@ class Calibration(Protocol):
         ...
 
     def run(
-        self, bench: Bench, store: Store, settings: Mapping[str, Any], progress: Progress | None
+        self,
+        bench: Bench,
+        store: Store,
+        settings: Mapping[str, Any],
+        progress: Progress | None,
+        observe: Observer | None = None,
     ) -> StoredCalibration:
-        """Calibrate ``bench`` with ``settings`` (only its own :attr:`parameters`); the finished record, saved."""
+        """Calibrate ``bench`` with ``settings`` (only its own :attr:`parameters`); the finished record, saved.
+        ``observe`` hears of each measurement a kind can show live (a kind with none never calls it)."""
         ...
 
     def report(self, record: StoredCalibration, store: Store, *, figures: bool = True) -> CalibrationReport:

@@ -86,6 +86,7 @@ function showBanner(text, kind = "info") {
   banner.textContent = text;
   banner.className = `banner ${kind}`;
   banner.hidden = false;
+  banner.title = "click to dismiss";
 }
 
 function showError(error) {
@@ -601,6 +602,57 @@ function chart(key, label, width = 520) {
   };
 }
 
+/** A calibration's ring sweeps as they arrive: a grid of rings (fitted, flagged, still to come) and the chosen
+ * ring's sweep with its fitted Lorentzian. */
+function ringSweeps() {
+  const sweeps = new Map();
+  const grid = el("div", { class: "rings", "data-testid": "ring-grid" });
+  const caption = el("figcaption", { "data-testid": "ring-caption", text: "No ring swept yet." });
+  const holder = el("div", { class: "chart" });
+  let plot = null;
+  let chosen = null;
+  const show = (key) => {
+    chosen = key;
+    const sweep = sweeps.get(key);
+    const fit = sweep.fit_volts || sweep.volts.map(() => null);
+    caption.textContent = sweep.flag
+      ? `ring (${sweep.ring.join(", ")}): ${sweep.flag}`
+      : `ring (${sweep.ring.join(", ")}): resonance ${fmt(sweep.resonance_mw)} mW, FWHM ${fmt(sweep.fwhm_mw)} mW, fit RMS ${fmt(1e3 * sweep.rms_volts, 3)} mV`;
+    const data = [sweep.power_mw, sweep.volts, fit];
+    if (plot === null && typeof uPlot !== "undefined") {
+      plot = new uPlot({
+        width: 520, height: 220, scales: { x: { time: false } },
+        axes: [{ label: "heater power (mW)" }, { label: "detector (V)", size: 70 }],
+        series: [{ label: "mW" }, { label: "measured", stroke: "#1f6feb", width: 0, points: { show: true, size: 4 } },
+          { label: "Lorentzian fit", stroke: "#c62828", width: 2, points: { show: false } }],
+      }, data, holder);
+      page.cleanups.push(() => plot.destroy());
+    } else if (plot !== null) {
+      plot.setData(data);
+    }
+    for (const cell of grid.children) cell.classList.toggle("chosen", cell.dataset.ring === key);
+  };
+  return {
+    node: el("div", { class: "columns" }, el("figure", { class: "curve" }, caption, holder),
+      el("div", {}, el("p", { class: "muted", text: "Rings: green fitted, red flagged; click one to see its sweep." }), grid)),
+    add(sweep) {
+      const key = sweep.ring.join(",");
+      sweeps.set(key, sweep);
+      let cell = grid.querySelector(`[data-ring="${key}"]`);
+      if (!cell) {
+        cell = el("button", { type: "button", class: "ring", "data-ring": key, text: `${sweep.ring[0]},${sweep.ring[1]}`, onclick: () => show(key) });
+        cell.style.gridRow = sweep.ring[0] + 1;
+        cell.style.gridColumn = sweep.ring[1] + 1;
+        grid.append(cell);
+      }
+      cell.classList.toggle("flagged", Boolean(sweep.flag));
+      cell.title = sweep.flag || `resonance ${fmt(sweep.resonance_mw)} mW`;
+      if (chosen === null || chosen === [...sweeps.keys()][sweeps.size - 2]) show(key);  // follow the newest
+    },
+    get count() { return sweeps.size; },
+  };
+}
+
 function eventLine(event) {
   const data = event.data;
   const text = event.type === "state" ? `state → ${data.state}${data.error ? `: ${data.error}` : ""}`
@@ -620,6 +672,9 @@ async function jobPage(jobId) {
     job.error ? el("p", { class: "error", text: job.error }) : null);
   drawHead();
   const curves = Object.fromEntries(CURVES.map(([key, label]) => [key, chart(key, label)]));
+  const rings = ringSweeps();
+  const ringsCard = section("Ring sweeps and fits", rings.node);
+  ringsCard.hidden = true;
   const phases = el("div", { class: "phases" });
   const phaseBars = {};
   const log = el("ol", { class: "events" });
@@ -627,11 +682,21 @@ async function jobPage(jobId) {
   const controller = new AbortController();
   page.cleanups.push(() => controller.abort());
   const onEvent = (event) => {
+    if (event.type === "metric" || event.type === "measurement") {
+      const happened = parseTime(event.time);
+      if (happened >= following) queueMicrotask(() => window.labsatTimings.updates.push({ seq: event.seq, type: event.type, job: jobId, lagMs: Date.now() - happened }));
+    }
     if (event.type === "metric") {
       const x = event.data.epoch ?? event.data.step ?? event.seq;
-      for (const [key, curve] of Object.entries(curves)) if (typeof event.data[key] === "number") curve.add(x, event.data[key]);
-      const happened = parseTime(event.time);
-      if (happened >= following) window.labsatTimings.updates.push({ seq: event.seq, job: jobId, lagMs: Date.now() - happened });
+      for (const [key, curve] of Object.entries(curves)) {
+        if (typeof event.data[key] !== "number") continue;
+        curve.add(x, event.data[key]);
+        curvesCard.hidden = false;
+      }
+    } else if (event.type === "measurement" && event.data.procedure === "rings") {
+      rings.add(event.data);
+      ringsCard.hidden = false;
+      curvesCard.hidden = job.kind !== "train";
     } else if (event.type === "progress") {
       const phase = event.data.phase || "work";
       phaseBars[phase] ??= phases.appendChild(el("div", { class: "phase" }, el("span", { class: "name", text: phase }), el("progress", { max: 1 }), el("span", { class: "value" })));
@@ -644,7 +709,7 @@ async function jobPage(jobId) {
       job = { ...job, state: event.data.state, error: event.data.error ?? job.error };
       drawHead();
     }
-    if (event.type !== "progress") log.prepend(eventLine(event));
+    if (event.type !== "progress" && event.type !== "measurement") log.prepend(eventLine(event));
   };
   const following = Date.now();  // events from before are replayed, not live: they are not timed
   const streamed = follow(jobId, onEvent, controller.signal).then(async () => {
@@ -655,7 +720,9 @@ async function jobPage(jobId) {
   page.cleanups.push(() => streamed);
   const curveBox = el("div", { class: "curves" }, Object.values(curves).map((c) => c.node));
   setTimeout(() => Object.values(curves).forEach((c) => c.draw()), 0);
-  return el("div", { "data-testid": "job-view" }, head, section("Live curves", curveBox), section("Progress", phases), outcome, section("Events", log));
+  const curvesCard = section("Live curves", curveBox);
+  curvesCard.hidden = job.kind !== "train";
+  return el("div", { "data-testid": "job-view" }, head, curvesCard, ringsCard, section("Progress", phases), outcome, section("Events", log));
 }
 
 async function jobOutcome(job) {
@@ -667,10 +734,12 @@ async function jobOutcome(job) {
     if (job.result.calibration && job.kind === "calibrate") parts.push(el("p", {}, el("a", { href: `#/calibrations/${job.result.calibration}`, text: `calibration ${job.result.calibration}` })));
   }
   const files = await api(`artifacts/jobs/${job.id}`).catch(() => []);
-  if (files.length) {
+  const report = files.find((file) => file.path.endsWith(".html"));
+  if (report) {  // the report holds every figure: it comes first, the files after it
+    parts.unshift(section("Report", el("iframe", { class: "report", src: await artifactUrl(report.url), title: "evaluation report" })));
+    parts.push(section("Artifacts", artifactLinks(files)));
+  } else if (files.length) {
     parts.push(section("Artifacts", artifactLinks(files), await artifactImages(files)));
-    const report = files.find((file) => file.path.endsWith(".html"));
-    if (report) parts.push(section("Report", el("iframe", { class: "report", src: await artifactUrl(report.url), title: "evaluation report" })));
   }
   return el("div", {}, parts);
 }
@@ -742,9 +811,18 @@ async function modelPage(modelId) {
       section("Training curves", perEpochCurves(meta.per_epoch || []))),
     section("Robustness (evaluations of this model)", evaluations.length === 0
       ? el("p", { class: "muted", text: "Not evaluated yet: pick it under Results and press Evaluate selected." })
-      : el("ul", {}, evaluations.map((job) => el("li", {}, el("a", { href: `#/jobs/${job.id}`, text: `evaluation ${job.id}` }), ` (${when(job.finished)})`)))),
+      : await robustness(evaluations[0], evaluations.length)),
     section("Settings", table(["setting", "value"], Object.entries(meta.settings || {}))),
     files.length ? section("Artifacts", artifactLinks(files)) : null);
+}
+
+/** The newest evaluation's robustness sweeps (its report's sweep plots), with a link to the whole report. */
+async function robustness(job, count) {
+  const files = await api(`artifacts/jobs/${job.id}`);
+  const sweeps = files.filter((file) => /^(.*\/)?sweep-[^/]+\.png$/.test(file.path));
+  return el("div", { "data-testid": "robustness" },
+    el("p", {}, el("a", { href: `#/jobs/${job.id}`, text: `evaluation ${job.id}` }), ` (${when(job.finished)}; the newest of ${count}): its report has every figure`),
+    await artifactImages(sweeps));
 }
 
 async function comparePage(ids) {
@@ -761,11 +839,17 @@ async function comparePage(ids) {
 
 async function calibrationPage(calibrationId) {
   const record = await api(`calibrations/${encodeURIComponent(calibrationId)}`);
+  const summary = (await api(`calibrations?bench=${encodeURIComponent(record.bench)}`)).find((c) => c.id === record.id) || {};
   const files = await api(`artifacts/calibrations/${record.id}`).catch(() => []);
+  const quality = [
+    ["complete", summary.complete], ["flags", summary.flags], ["twin RMS per weight (bank)", summary.twin_weight_rms],
+    ["held-out RMS (mesh)", summary.holdout_rms], ["procedures", (summary.procedures || []).join(", ")],
+  ].filter(([, value]) => value !== null && value !== undefined);
   const scalars = Object.entries(record).filter(([, v]) => v === null || typeof v !== "object");
   const procedures = Object.entries(record).filter(([, v]) => v && typeof v === "object" && "flags" in v);
   return el("div", { "data-testid": "calibration-view" },
     el("h1", { text: `Calibration ${record.id}` }),
+    section("Fit quality", table(["", "value"], quality)),
     el("div", { class: "columns" }, section("Record", table(["", "value"], scalars)),
       section("Procedures", table(["procedure", "steps done", "flags", "first flag"],
         procedures.map(([name, result]) => [name, (result.done || []).length, result.flags.length, result.flags[0]?.message ?? ""])))),
@@ -803,6 +887,7 @@ document.getElementById("estop-dialog").addEventListener("close", async (event) 
   if (event.target.returnValue !== "stop") return;
   try { await emergencyStop(); } catch (error) { showError(error); }
 });
+document.getElementById("banner").addEventListener("click", (event) => { event.currentTarget.hidden = true; });
 window.addEventListener("hashchange", route);
 
 (async () => {
