@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from service_helpers import (  # noqa: F401  (fixtures)
 )
 
 from labsat.bench import builtin_bench_path, open_bench
-from labsat.errors import LabsatError
+from labsat.errors import BenchFaulted, LabsatError
 from labsat.jobs.bench_process import BenchProcess
 from labsat.jobs.engine import Isolation, JobEngine
 from labsat.jobs.journal import JobJournal
@@ -106,6 +107,14 @@ def test_sigkill_of_a_bench_process_interrupts_its_job_and_a_fresh_process_drive
     os.kill(killed, signal.SIGKILL)
     assert _ended(engine, job.id) is JobState.INTERRUPTED
     assert "worker process ended" in (engine.get(job.id).error or "")
+    deadline = time.monotonic() + WAIT_S
+    while runner.restarts == 0 and time.monotonic() < deadline:  # the fresh process opening: faulted, and 409s
+        assert engine.bench_status(BENCH).state == "faulted"
+        try:
+            engine.describe(BENCH)
+        except BenchFaulted as exc:
+            assert f"the worker process of bench '{BENCH}' ended" in str(exc)
+        time.sleep(0.01)
     wait_for(lambda: runner.restarts == 1, what="the bench process to be restarted")
     assert runner.pid != killed and not _alive(killed)
     status = engine.bench_status(BENCH)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -186,7 +187,7 @@ def test_an_operator_trains_from_the_form_watches_the_curve_and_stops_the_bench(
         visit.shot("results")
 
         assert visit.foreign_requests() == []
-        assert any(request.endswith("/stream") for request in visit.requests)  # the curves came over SSE
+        assert any(f"/api/jobs/{job_id}/stream?after=0" in request for request in visit.requests)  # over SSE
 
 
 def test_a_calibration_from_the_form_shows_each_ring_sweep_and_its_fit_as_it_arrives(
@@ -226,6 +227,26 @@ def test_a_calibration_from_the_form_shows_each_ring_sweep_and_its_fit_as_it_arr
         assert visit.foreign_requests() == []
 
 
+def test_a_latched_fault_shows_on_the_bench_view_and_only_an_admin_clears_it(calibrated: Path, browser: Any) -> None:
+    engine = new_engine(calibrated, isolation="process")
+    with serving(engine) as url:
+        admin, operator = Visit(browser, url), Visit(browser, url)
+        admin.login(TOKENS[Scope.ADMIN])
+        operator.login(TOKENS[Scope.OPERATE])
+        pid = engine.worker(BENCH).pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)  # the supervisor drives the bench safe from a fresh process and latches a fault
+        for visit in (admin, operator):
+            state = visit.page.locator("[data-testid=bench-state]")
+            playwright_sync.expect(state).to_have_text("faulted", timeout=WAIT_MS)
+            assert "fault: " in visit.page.text_content(".summary")
+        assert operator.page.locator("text=Clear fault").count() == 0
+        admin.shot("bench-faulted")
+        admin.page.click("text=Clear fault")
+        playwright_sync.expect(admin.page.locator("[data-testid=bench-state]")).to_have_text("idle", timeout=WAIT_MS)
+        assert engine.bench_status(BENCH).state == "idle"
+
+
 def test_a_read_token_sees_no_write_control_and_a_forged_write_gets_403(calibrated: Path, browser: Any) -> None:
     with serving(new_engine(calibrated)) as url:
         visit = Visit(browser, url)
@@ -237,6 +258,9 @@ def test_a_read_token_sees_no_write_control_and_a_forged_write_gets_403(calibrat
         page.wait_for_selector("text=Queue and history")
         assert page.locator("#submit-form").count() == 0
         assert page.locator("button[data-action]").count() == 0
+        page.click("a[data-page=results]")
+        page.wait_for_selector("text=Trained models")
+        assert page.locator("text=Evaluate selected").count() == 0
         forged = page.evaluate(
             """async (bench) => {
                 const token = sessionStorage.getItem("labsat.token");

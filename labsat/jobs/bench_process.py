@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from labsat.benchfile import BenchFile
-from labsat.errors import LabsatError
+from labsat.errors import BenchFaulted, LabsatError
 from labsat.jobs.channel import Channel, portable
 from labsat.jobs.journal import JobJournal
 from labsat.jobs.model import HOLDS_BENCH, EventType, Job, JobEvent, JobState, Progress
@@ -138,6 +138,8 @@ class BenchProcess:
         self._closing = False
         self._opening = False
         self._started = False
+        self._restarting: str | None = None
+        """Why the bench has no working process (set from its loss until a fresh one has started)."""
 
     @property
     def name(self) -> str:
@@ -190,7 +192,7 @@ class BenchProcess:
         self._closing = True
         stopped = True
         try:
-            stopped = bool(self._call("shutdown", timeout))
+            stopped = bool(self._send("shutdown", timeout))
         except LabsatError as exc:
             log.error("bench %s: shutting its process down failed: %s", self.name, exc)
         if self._channel is not None:
@@ -207,6 +209,8 @@ class BenchProcess:
         self._call("enqueue", job_id)
 
     def status(self) -> tuple[str | None, list[str]]:
+        if self._restarting is not None:
+            return None, []  # the dead process's job is interrupted; queued jobs wait for the fresh one
         job, queued = self._call("status")
         return job, list(queued)
 
@@ -223,6 +227,8 @@ class BenchProcess:
         return list(self._call("emergency_stop"))
 
     def guard_status(self) -> GuardStatus:
+        if self._restarting is not None:
+            return GuardStatus("faulted", None, self._restarting)
         answer: GuardStatus = self._call("guard_status")
         return answer
 
@@ -248,6 +254,13 @@ class BenchProcess:
     # -- internals ----------------------------------------------------------------------------------
 
     def _call(self, method: str, *args: Any) -> Any:
+        """A worker call; refused as faulted (409) while the bench has no working process."""
+        restarting = self._restarting
+        if restarting is not None:
+            raise BenchFaulted(f"bench {self.name!r}: {restarting} (its fresh worker process is not ready yet)")
+        return self._send(method, *args)
+
+    def _send(self, method: str, *args: Any) -> Any:
         if self._channel is None:
             raise BenchProcessError(f"bench {self.name!r} has no process")
         return self._channel.call(method, *args)
@@ -270,6 +283,7 @@ class BenchProcess:
         """The pipe ended: expected when shutting down or failing to open; otherwise the bench process died."""
         if self._closing or self._opening or not self._started:
             return
+        self._restarting = f"the worker process of bench {self.name!r} ended; a fresh one is driving the bench safe"
         threading.Thread(target=self._restart, name=f"labsat-restart-{self.name}", daemon=True).start()
 
     def _restart(self) -> None:
@@ -277,23 +291,24 @@ class BenchProcess:
         if process is not None:
             process.join(10)
         code = None if process is None else process.exitcode
-        fault = (
-            f"the worker process of bench {self.name!r} ended (exit code {code}); a fresh one drove the bench safe. "
-            "Check the bench, then clear the fault"
-        )
+        ended = f"the worker process of bench {self.name!r} ended (exit code {code})"
+        fault = f"{ended}; a fresh one drove the bench safe. Check the bench, then clear the fault"
         log.error("bench %s: %s", self.name, fault)
+        self._restarting = f"{ended}; a fresh one is driving the bench safe"
         for state in HOLDS_BENCH:
             for job in self.journal.jobs(bench=self.name, state=state):
                 error = f"the bench's worker process ended (exit code {code}); resume the job to continue"
                 self.journal.transition(job.id, JobState.INTERRUPTED, error=error)
         try:
             self.open(fault=fault)
+            self._send("start")
+            self._restarting = None
             self.restarts += 1
-            self._call("start")
             for job in self.journal.queued():
                 if job.bench == self.name:
                     self.enqueue(job.id)
         except LabsatError as exc:
+            self._restarting = f"{fault}; a fresh worker process could not be started: {exc}"
             log.error("bench %s: its worker process could not be restarted: %s", self.name, exc)
 
 

@@ -73,8 +73,15 @@ function can(scope) {
 function every(ms, task) {
   let stopped = false;
   let timer = null;
+  const banner = document.getElementById("banner");
   const tick = async () => {
-    try { await task(); } catch (error) { showError(error); }
+    try {
+      await task();
+      if (banner.dataset.source === "poll") banner.hidden = true;  // what a poll said wrong holds no more
+    } catch (error) {
+      showError(error);
+      banner.dataset.source = "poll";
+    }
     if (!stopped) timer = setTimeout(tick, ms);
   };
   tick();
@@ -85,6 +92,7 @@ function showBanner(text, kind = "info") {
   const banner = document.getElementById("banner");
   banner.textContent = text;
   banner.className = `banner ${kind}`;
+  banner.dataset.source = "";
   banner.hidden = false;
   banner.title = "click to dismiss";
 }
@@ -139,9 +147,10 @@ async function api(path, options = {}) {
   return response.status === 204 ? null : response.json();
 }
 
-/** Follow a job's Server-Sent Events, calling ``onEvent`` with each event; ends with the job. */
-async function follow(jobId, onEvent, signal) {
-  const response = await api(`jobs/${encodeURIComponent(jobId)}/stream`, { raw: true, signal });
+/** Follow a job's Server-Sent Events after event ``after``, calling ``onEvent`` with each; the stream ends with
+ * the job (or when the connection drops: the caller reconnects from the last event it saw). */
+async function follow(jobId, onEvent, signal, after = 0) {
+  const response = await api(`jobs/${encodeURIComponent(jobId)}/stream?after=${after}`, { raw: true, signal });
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {
@@ -681,7 +690,9 @@ async function jobPage(jobId) {
   const outcome = el("div", {});
   const controller = new AbortController();
   page.cleanups.push(() => controller.abort());
+  let lastSeq = 0;
   const onEvent = (event) => {
+    lastSeq = event.seq;
     if (event.type === "metric" || event.type === "measurement") {
       const happened = parseTime(event.time);
       if (happened >= following) queueMicrotask(() => window.labsatTimings.updates.push({ seq: event.seq, type: event.type, job: jobId, lagMs: Date.now() - happened }));
@@ -712,12 +723,21 @@ async function jobPage(jobId) {
     if (event.type !== "progress" && event.type !== "measurement") log.prepend(eventLine(event));
   };
   const following = Date.now();  // events from before are replayed, not live: they are not timed
-  const streamed = follow(jobId, onEvent, controller.signal).then(async () => {
-    job = await api(`jobs/${encodeURIComponent(jobId)}`);
+  const followToTheEnd = async () => {  // a dropped stream (a restarted service) is taken up after its last event
+    for (;;) {
+      try {
+        await follow(jobId, onEvent, controller.signal, lastSeq);
+      } catch (error) {
+        if (controller.signal.aborted || (error instanceof ApiError && error.status < 500)) throw error;
+      }
+      job = await api(`jobs/${encodeURIComponent(jobId)}`);
+      if (FINAL.has(job.state)) break;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
     drawHead();
     fill(outcome, await jobOutcome(job));
-  }).catch((error) => { if (!controller.signal.aborted) showError(error); });
-  page.cleanups.push(() => streamed);
+  };
+  followToTheEnd().catch((error) => { if (!controller.signal.aborted) showError(error); });
   const curveBox = el("div", { class: "curves" }, Object.values(curves).map((c) => c.node));
   setTimeout(() => Object.values(curves).forEach((c) => c.draw()), 0);
   const curvesCard = section("Live curves", curveBox);
