@@ -136,6 +136,11 @@ def test_an_operator_trains_from_the_form_watches_the_curve_and_stops_the_bench(
         assert job.kind == "train" and job.params["epochs"] == 400 and job.params["method"] == "pat"
 
         wait_for(lambda: visit.points("loss") >= 2, what="the loss curve's first points")
+        state = page.locator("[data-testid=job-state]")
+        page.click("button[data-action=pause]")
+        playwright_sync.expect(state).to_have_text("paused", timeout=WAIT_MS)
+        page.click("button[data-action=resume]")
+        playwright_sync.expect(state).to_have_text("running", timeout=WAIT_MS)
         seen = visit.points("loss")
         wait_for(lambda: visit.points("loss") > seen, what="the loss curve to gain a point")
         assert page.text_content("[data-testid=job-state]") == "running"
@@ -182,6 +187,9 @@ def test_an_operator_trains_from_the_form_watches_the_curve_and_stops_the_bench(
         report = page.frame_locator("iframe.report")
         playwright_sync.expect(report.locator("h1")).to_contain_text("labsat robustness report")
         visit.shot("evaluation-report")
+        with page.expect_popup() as opened:  # an artifact opens in the browser, fetched with the token
+            page.click("a[data-artifact$='.html']")
+        playwright_sync.expect(opened.value.locator("h1")).to_contain_text("labsat robustness report")
         page.goto(f"{url}/#/results")
         page.wait_for_selector("text=Trained models")
         visit.shot("results")
