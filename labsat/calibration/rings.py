@@ -335,9 +335,9 @@ def run(run: Run) -> None:
         torch.save({"rings": group, "power_mw": power, "volts": readings}, folder / f"group-{step}.pt")
         rows = [r for r, _ in group]
         fit, reasons = fit_sweeps(power, readings, noise[rows], [rails[r] for r in rows])
-        if run.observe is not None:
+        if run.observe is not None:  # the curves are built only for a watcher
             for measurement in sweep_measurements(group, power, readings, fit, reasons):
-                run.observed("rings", measurement)
+                run.observe("rings", measurement)
         for i, (r, c) in enumerate(group):
             reason = reasons[i]
             if reason is not None:

@@ -70,11 +70,6 @@ class Run:
             self.checkpoint()
             self._report(name, len(result.done), total)
 
-    def observed(self, procedure: str, measurement: dict[str, Any]) -> None:
-        """Hand ``measurement`` to whoever watches the run (nobody: nothing happens)."""
-        if self.observe is not None:
-            self.observe(procedure, measurement)
-
     def _report(self, name: str, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress(name, done, total)

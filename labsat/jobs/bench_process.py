@@ -257,7 +257,7 @@ class BenchProcess:
         """A worker call; refused as faulted (409) while the bench has no working process."""
         restarting = self._restarting
         if restarting is not None:
-            raise BenchFaulted(f"bench {self.name!r}: {restarting} (its fresh worker process is not ready yet)")
+            raise BenchFaulted(f"{restarting}; try again once it has started")
         return self._send(method, *args)
 
     def _send(self, method: str, *args: Any) -> Any:

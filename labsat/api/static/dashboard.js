@@ -619,9 +619,8 @@ function ringSweeps() {
   const caption = el("figcaption", { "data-testid": "ring-caption", text: "No ring swept yet." });
   const holder = el("div", { class: "chart" });
   let plot = null;
-  let chosen = null;
+  let pinned = false;  // the user picked a ring: stay on it instead of following the newest
   const show = (key) => {
-    chosen = key;
     const sweep = sweeps.get(key);
     const fit = sweep.fit_volts || sweep.volts.map(() => null);
     caption.textContent = sweep.flag
@@ -649,14 +648,14 @@ function ringSweeps() {
       sweeps.set(key, sweep);
       let cell = grid.querySelector(`[data-ring="${key}"]`);
       if (!cell) {
-        cell = el("button", { type: "button", class: "ring", "data-ring": key, text: `${sweep.ring[0]},${sweep.ring[1]}`, onclick: () => show(key) });
+        cell = el("button", { type: "button", class: "ring", "data-ring": key, text: `${sweep.ring[0]},${sweep.ring[1]}`, onclick: () => { pinned = true; show(key); } });
         cell.style.gridRow = sweep.ring[0] + 1;
         cell.style.gridColumn = sweep.ring[1] + 1;
         grid.append(cell);
       }
       cell.classList.toggle("flagged", Boolean(sweep.flag));
       cell.title = sweep.flag || `resonance ${fmt(sweep.resonance_mw)} mW`;
-      if (chosen === null || chosen === [...sweeps.keys()][sweeps.size - 2]) show(key);  // follow the newest
+      if (!pinned) show(key);
     },
     get count() { return sweeps.size; },
   };
